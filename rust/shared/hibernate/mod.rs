@@ -1,0 +1,1 @@
+//! Hibernation evidence detector (placeholder until the detector lands).

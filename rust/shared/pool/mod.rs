@@ -1,0 +1,1 @@
+//! Snapshot pool metadata core (placeholder until the core lands).
