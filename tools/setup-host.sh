@@ -16,7 +16,7 @@ pkgs=(
   clang-19 lld-19 llvm-19 libclang-19-dev
   # guest userspace and fixtures
   qemu-system-x86 busybox-static util-linux mount dmsetup fio
-  ntfs-3g dosfstools exfatprogs e2fsprogs
+  ntfs-3g dosfstools exfatprogs e2fsprogs fdisk libc6-dev
   # misc
   python3 file
 )

@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: GPL-2.0
+# snapguard top-level Makefile.
+#
+#   make            build snapguard.ko (against KDIR, default: the project-
+#                   managed kernel, built and cached on first use)
+#   make check      the full test suite (what CI runs)
+#   make run        boot a QEMU guest with snapguard loaded; CMD="..." runs
+#                   a command instead of a shell
+#   make fuzz       run the fuzz targets (FUZZ_SECONDS per target)
+#   make bench      run the userspace benchmarks
+#   make modules_install   install snapguard.ko into KDIR's module dir
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
+
+# KDIR: a configured and built Rust-enabled kernel tree. Empty means "the
+# project-managed kernel": tools/kernel-build.sh prints its (cached) path.
+KDIR ?=
+FUZZ_SECONDS ?= 60
+
+KDIR_CMD = $(if $(KDIR),echo $(KDIR),tools/kernel-build.sh)
+
+.PHONY: all module module-clippy kernel setup check test-host lint selftests \
+	run fuzz bench modules_install clean
+
+all: module
+
+setup:
+	tools/setup-host.sh
+
+kernel: setup
+	tools/kernel-build.sh
+
+module: setup
+	@kdir=$$($(KDIR_CMD)) && $(MAKE) -C $$kdir M=$(CURDIR) modules
+
+# The same build through clippy (the kernel's CLIPPY=1), warnings are errors.
+module-clippy: setup
+	@kdir=$$($(KDIR_CMD)) && touch rust/snapguard_mod.rs && \
+	  $(MAKE) -C $$kdir M=$(CURDIR) CLIPPY=1 modules && touch rust/snapguard_mod.rs
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+test-host:
+	cargo test --workspace --locked
+
+selftests: module
+	@kdir=$$($(KDIR_CMD)) && tools/vm.py test --kdir $$kdir
+
+check: setup lint test-host module-clippy module selftests
+
+run: module
+	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir $(if $(CMD),--cmd "$(CMD)")
+
+fuzz:
+	tools/fuzz.sh $(FUZZ_SECONDS)
+
+bench:
+	cargo run --release --locked -p snapguard-hibernate --example probe_bench
+	cargo run --release --locked -p snapguard-pool --example pool_bench
+
+modules_install: module
+	@kdir=$$($(KDIR_CMD)) && $(MAKE) -C $$kdir M=$(CURDIR) modules_install
+
+clean:
+	@if [ -n "$(KDIR)" ]; then $(MAKE) -C $(KDIR) M=$(CURDIR) clean; fi
+	rm -f rust/*.o rust/.*.cmd rust/bindings_generated.rs *.o .*.cmd *.ko *.mod *.mod.c \
+	  modules.order Module.symvers
+	cargo clean

@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe wrappers for the block-device calls the mount guard needs: open a
+//! device read-only by number, read sectors, look at its identity and
+//! write statistics, and walk all block devices.
+
+use crate::sys;
+use kernel::error::from_err_ptr;
+use kernel::prelude::*;
+
+/// `BLK_OPEN_READ` (a cast macro that bindgen cannot evaluate).
+const BLK_OPEN_READ: sys::blk_mode_t = 1;
+
+/// A `dev_t` as the kernel encodes it (major << 20 | minor).
+pub(crate) type DevT = u32;
+
+/// Splits a `dev_t` into (major, minor).
+pub(crate) fn dev_parts(dev: DevT) -> (u32, u32) {
+    (dev >> 20, dev & 0xfffff)
+}
+
+/// Builds a `dev_t` from (major, minor), or `None` if out of range.
+pub(crate) fn mkdev(major: u32, minor: u32) -> Option<DevT> {
+    if major >= (1 << 12) || minor >= (1 << 20) {
+        return None;
+    }
+    Some((major << 20) | minor)
+}
+
+/// Resolves a path such as `/dev/sdb1` to a device number.
+pub(crate) fn lookup(path: &CStr) -> Result<DevT> {
+    let mut dev: sys::dev_t = 0;
+    // SAFETY: `path` is NUL-terminated and `dev` is a valid out pointer.
+    let ret = unsafe { sys::lookup_bdev(path.as_char_ptr(), &mut dev) };
+    if ret != 0 {
+        return Err(Error::from_errno(ret));
+    }
+    Ok(dev)
+}
+
+/// A block device opened read-only (no exclusive holder).
+///
+/// # Invariants
+///
+/// `file` is a block device file returned by `bdev_file_open_by_dev` that
+/// this object owns one reference to, and `bdev` is its block device.
+pub(crate) struct BdevFile {
+    file: *mut sys::file,
+    bdev: *mut sys::block_device,
+}
+
+impl BdevFile {
+    /// Opens device `dev` for reading.
+    pub(crate) fn open_read(dev: DevT) -> Result<Self> {
+        // SAFETY: plain call; a null holder asks for a shared open.
+        let file = unsafe {
+            sys::bdev_file_open_by_dev(
+                dev,
+                BLK_OPEN_READ,
+                core::ptr::null_mut(),
+                core::ptr::null(),
+            )
+        };
+        let file = from_err_ptr(file)?;
+        // SAFETY: `file` is a valid block device file.
+        let bdev = unsafe { sys::snapguard_file_bdev(file) };
+        Ok(BdevFile { file, bdev })
+    }
+
+    /// Size of the device in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { sys::snapguard_bdev_nr_bytes(self.bdev) }
+    }
+
+    /// Writes back dirty page-cache data of the device, so that reading
+    /// the media below the cache sees what userspace wrote.
+    pub(crate) fn sync(&self) {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { sys::sync_blockdev(self.bdev) };
+    }
+
+    /// Reads `buf.len()` bytes (a multiple of 512) from 512-byte sector
+    /// `sector`. `buf` must be kmalloc memory (as `KVec` is).
+    pub(crate) fn read_sectors(&self, sector: u64, buf: &mut KVec<u8>) -> Result {
+        if buf.len() % 512 != 0 || buf.is_empty() {
+            return Err(EINVAL);
+        }
+        let len = u32::try_from(buf.len()).map_err(|_| EINVAL)?;
+        // SAFETY: `bdev` is open (invariant); `buf` is `len` bytes of
+        // kmalloc'ed memory that stays borrowed for the synchronous read.
+        let ret = unsafe {
+            sys::bdev_rw_virt(self.bdev, sector, buf.as_mut_ptr().cast(), len as usize, sys::req_op_REQ_OP_READ)
+        };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// The identity of the device's contents as seen from this system.
+    pub(crate) fn stamp(&self) -> Stamp {
+        stamp_of(self.bdev)
+    }
+
+    /// Whether the device is in use as swap on this system.
+    pub(crate) fn is_active_swap(&self) -> bool {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { sys::snapguard_bdev_is_swap(self.bdev) }
+    }
+
+    /// The kernel's name of the device (e.g. `sdb1`), into `buf`.
+    pub(crate) fn name<'a>(&self, buf: &'a mut [u8; 32]) -> &'a str {
+        bdev_name(self.bdev, buf)
+    }
+
+    /// Calls `f` for every other block device on the system (disks and
+    /// partitions) with its number and content stamp. Stops early when `f`
+    /// returns false. The walk is bounded by `max` devices.
+    pub(crate) fn for_each_device(&self, max: usize, mut f: impl FnMut(DevT, Stamp) -> bool) -> Result {
+        // SAFETY: `bdev` is valid (invariant); its class is the block class.
+        let class = unsafe { sys::snapguard_bdev_class(self.bdev) };
+        if class.is_null() {
+            return Err(ENODEV);
+        }
+        // SAFETY: `class` is the registered block class.
+        let iter = unsafe { sys::snapguard_class_iter_new(class) };
+        if iter.is_null() {
+            return Err(ENOMEM);
+        }
+        for _ in 0..max {
+            // SAFETY: `iter` was initialised above and not freed yet.
+            let dev = unsafe { sys::snapguard_class_iter_next(iter) };
+            if dev.is_null() {
+                break;
+            }
+            // SAFETY: the iterator holds a reference on `dev` until the
+            // next call, so `dev` and its embedded block device are valid.
+            let (devt, stamp) = unsafe {
+                let bdev = sys::snapguard_dev_to_bdev(dev);
+                (sys::snapguard_dev_devt(dev), stamp_of(bdev))
+            };
+            if !f(devt, stamp) {
+                break;
+            }
+        }
+        // SAFETY: `iter` came from `snapguard_class_iter_new`.
+        unsafe { sys::snapguard_class_iter_free(iter) };
+        Ok(())
+    }
+}
+
+impl Drop for BdevFile {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference to `file` (invariant).
+        unsafe { sys::snapguard_fput(self.file) };
+    }
+}
+
+/// What identifies a device's contents: if the stamp is unchanged since a
+/// probe, the probe's answer still holds (nothing on this system wrote to
+/// the device, and it is the same medium).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub(crate) struct Stamp {
+    /// Size in bytes (0: no medium, skipped).
+    pub(crate) size: u64,
+    /// The disk sequence number (changes with the medium or loop backing).
+    pub(crate) diskseq: u64,
+    /// Sectors and requests written or discarded through the device.
+    pub(crate) writes: u64,
+}
+
+fn stamp_of(bdev: *mut sys::block_device) -> Stamp {
+    // SAFETY: callers pass a block device they hold a reference to.
+    unsafe {
+        Stamp {
+            size: sys::snapguard_bdev_nr_bytes(bdev),
+            diskseq: sys::snapguard_bdev_diskseq(bdev),
+            writes: sys::snapguard_bdev_write_stamp(bdev),
+        }
+    }
+}
+
+fn bdev_name(bdev: *mut sys::block_device, buf: &mut [u8; 32]) -> &str {
+    // SAFETY: `bdev` is valid (callers hold it); `buf` has 32 bytes.
+    let n = unsafe { sys::snapguard_bdev_name(bdev, buf.as_mut_ptr().cast(), buf.len()) };
+    let n = usize::try_from(n).unwrap_or(0).min(buf.len() - 1);
+    core::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("?")
+}

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * snapguard C helpers: only wrappers of static inline functions and macros
+ * that bindgen cannot bind. All logic lives in Rust.
+ */
+#include <linux/part_stat.h>
+#include <linux/slab.h>
+#include <linux/swap.h>
+#include "snapguard.h"
+
+MODULE_VERSION(SNAPGUARD_VERSION);
+const char snapguard_version[] = SNAPGUARD_VERSION;
+
+void snapguard_sysfs_attr_init(struct attribute *attr)
+{
+	sysfs_attr_init(attr);
+}
+
+struct kobject *snapguard_kernel_kobj(void)
+{
+	return kernel_kobj;
+}
+
+struct module *snapguard_this_module(void)
+{
+	return THIS_MODULE;
+}
+
+void snapguard_synchronize_rcu_tasks(void)
+{
+	synchronize_rcu_tasks();
+}
+
+void snapguard_fc_log(struct fs_context *fc, char level, const char *msg)
+{
+	if (level == 'e')
+		errorfc(fc, "%s", msg);
+	else
+		warnfc(fc, "%s", msg);
+}
+
+struct super_block *snapguard_fc_sb(struct fs_context *fc)
+{
+	return fc->root ? fc->root->d_sb : NULL;
+}
+
+int snapguard_fc_purpose(struct fs_context *fc)
+{
+	return fc->purpose;
+}
+
+struct block_device *snapguard_file_bdev(struct file *f)
+{
+	return file_bdev(f);
+}
+
+u64 snapguard_bdev_nr_bytes(struct block_device *bdev)
+{
+	return bdev_nr_bytes(bdev);
+}
+
+/* Sectors written or discarded through this device and its whole disk: if
+ * unchanged, nothing on this system has changed the device's contents. */
+u64 snapguard_bdev_write_stamp(struct block_device *bdev)
+{
+	struct block_device *whole = bdev_whole(bdev);
+	u64 s = part_stat_read(bdev, sectors[STAT_WRITE]) +
+		part_stat_read(bdev, sectors[STAT_DISCARD]) +
+		part_stat_read(bdev, ios[STAT_WRITE]);
+
+	if (whole != bdev)
+		s += part_stat_read(whole, sectors[STAT_WRITE]) +
+		     part_stat_read(whole, sectors[STAT_DISCARD]) +
+		     part_stat_read(whole, ios[STAT_WRITE]);
+	return s;
+}
+
+u64 snapguard_bdev_diskseq(struct block_device *bdev)
+{
+	return bdev->bd_disk->diskseq;
+}
+
+bool snapguard_bdev_is_swap(struct block_device *bdev)
+{
+	return IS_SWAPFILE(bdev->bd_mapping->host);
+}
+
+int snapguard_bdev_name(struct block_device *bdev, char *buf, size_t len)
+{
+	return snprintf(buf, len, "%pg", bdev);
+}
+
+struct block_device *snapguard_dev_to_bdev(struct device *dev)
+{
+	return dev_to_bdev(dev);
+}
+
+const struct class *snapguard_bdev_class(struct block_device *bdev)
+{
+	return bdev->bd_device.class;
+}
+
+dev_t snapguard_dev_devt(struct device *dev)
+{
+	return dev->devt;
+}
+
+void snapguard_fput(struct file *f)
+{
+	fput(f);
+}
+
+struct class_dev_iter *snapguard_class_iter_new(const struct class *class)
+{
+	struct class_dev_iter *iter = kmalloc(sizeof(*iter), GFP_KERNEL);
+
+	if (iter)
+		class_dev_iter_init(iter, class, NULL, NULL);
+	return iter;
+}
+
+struct device *snapguard_class_iter_next(struct class_dev_iter *iter)
+{
+	return class_dev_iter_next(iter);
+}
+
+void snapguard_class_iter_free(struct class_dev_iter *iter)
+{
+	class_dev_iter_exit(iter);
+	kfree(iter);
+}

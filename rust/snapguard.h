@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * snapguard: the C declarations that bindgen turns into the module's raw
+ * bindings (rust/sys.rs), plus prototypes of the few C helpers that wrap
+ * static inline functions and macros bindgen cannot bind (rust/helpers.c).
+ */
+#ifndef SNAPGUARD_H
+#define SNAPGUARD_H
+
+#include <linux/kobject.h>
+#include <linux/sysfs.h>
+#include <linux/fs.h>
+#include <linux/fs_context.h>
+#include <linux/blkdev.h>
+#include <linux/bio.h>
+#include <linux/module.h>
+#include <linux/notifier.h>
+#include <linux/device-mapper.h>
+#include <linux/dm-kcopyd.h>
+
+extern const char snapguard_version[];
+
+/* sysfs */
+void snapguard_sysfs_attr_init(struct attribute *attr);
+struct kobject *snapguard_kernel_kobj(void);
+
+/* modules and RCU */
+struct module *snapguard_this_module(void);
+void snapguard_synchronize_rcu_tasks(void);
+
+/* fs_context */
+void snapguard_fc_log(struct fs_context *fc, char level, const char *msg);
+struct super_block *snapguard_fc_sb(struct fs_context *fc);
+int snapguard_fc_purpose(struct fs_context *fc);
+
+/* block devices */
+struct block_device *snapguard_file_bdev(struct file *f);
+u64 snapguard_bdev_nr_bytes(struct block_device *bdev);
+u64 snapguard_bdev_write_stamp(struct block_device *bdev);
+u64 snapguard_bdev_diskseq(struct block_device *bdev);
+bool snapguard_bdev_is_swap(struct block_device *bdev);
+int snapguard_bdev_name(struct block_device *bdev, char *buf, size_t len);
+struct block_device *snapguard_dev_to_bdev(struct device *dev);
+const struct class *snapguard_bdev_class(struct block_device *bdev);
+dev_t snapguard_dev_devt(struct device *dev);
+void snapguard_fput(struct file *f);
+struct class_dev_iter *snapguard_class_iter_new(const struct class *class);
+struct device *snapguard_class_iter_next(struct class_dev_iter *iter);
+void snapguard_class_iter_free(struct class_dev_iter *iter);
+
+#endif

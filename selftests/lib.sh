@@ -1,0 +1,59 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# KTAP helpers for the snapguard selftests (kselftest style). Source it,
+# call ktap_plan N, then one result per test, then ktap_finish.
+
+KTAP_N=0
+KTAP_FAIL=0
+KTAP_PLAN=0
+
+ktap_plan() {
+	KTAP_PLAN=$1
+	echo "TAP version 13"
+	echo "1..$1"
+}
+ktap_ok() { KTAP_N=$((KTAP_N + 1)); echo "ok $KTAP_N $*"; }
+ktap_fail() { KTAP_N=$((KTAP_N + 1)); KTAP_FAIL=$((KTAP_FAIL + 1)); echo "not ok $KTAP_N $*"; }
+ktap_skip() { KTAP_N=$((KTAP_N + 1)); echo "ok $KTAP_N $1 # SKIP $2"; }
+ktap_diag() { echo "# $*"; }
+
+# ktap_check DESC CMD...: run CMD, report ok when it exits 0. Its output is
+# shown as diagnostics when it fails.
+ktap_check() {
+	local desc=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		ktap_ok "$desc"
+	else
+		ktap_fail "$desc"
+		[ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/# /'
+	fi
+}
+
+# ktap_expect_fail DESC ERRTEXT CMD...: CMD must fail with ERRTEXT in its
+# error output.
+ktap_expect_fail() {
+	local desc=$1 want=$2 out
+	shift 2
+	if out=$("$@" 2>&1); then
+		ktap_fail "$desc (unexpectedly succeeded)"
+	elif printf '%s' "$out" | grep -q -- "$want"; then
+		ktap_ok "$desc"
+	else
+		ktap_fail "$desc (wanted '$want')"
+		printf '%s\n' "$out" | sed 's/^/# /'
+	fi
+}
+
+ktap_finish() {
+	if [ "$KTAP_N" -ne "$KTAP_PLAN" ]; then
+		echo "# planned $KTAP_PLAN tests, ran $KTAP_N"
+		exit 1
+	fi
+	[ "$KTAP_FAIL" -eq 0 ]
+	exit $?
+}
+
+# Messages the kernel logged since the mark set by dmesg_mark.
+dmesg_mark() { DMESG_MARK=$(dmesg | wc -l); }
+dmesg_since() { dmesg | tail -n +"$((DMESG_MARK + 1))"; }

@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Boot the project kernel in QEMU with snapguard installed.
+
+  vm.py test --kdir DIR [--only PROG ...]   run the selftests, print TAP and
+                                            a final "N passed, M failed" line
+  vm.py run  --kdir DIR [--cmd CMD]         interactive shell, or run CMD
+
+The guest's root file system is an initramfs assembled from this host's own
+binaries and their shared libraries (util-linux, kmod, dmsetup, mkfs tools,
+ntfs-3g, fio, bash) plus busybox for the rest, the kernel's modules and
+snapguard.ko installed with depmod. See Documentation/testing.rst.
+"""
+
+import argparse
+import hashlib
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.environ.get("SNAPGUARD_CACHE", os.path.expanduser("~/.cache/snapguard"))
+
+# Host programs copied into the guest, with their libraries.
+HOST_PROGS = [
+    "bash", "mount", "umount", "losetup", "blkid", "blockdev", "findmnt",
+    "wipefs", "sfdisk", "setpriv", "flock", "unshare", "nsenter",
+    "kmod", "dmsetup", "mkfs.vfat", "mkfs.fat", "fsck.fat", "fatlabel",
+    "mkfs.exfat", "fsck.exfat", "mkntfs", "ntfs-3g", "ntfscp", "ntfsinfo",
+    "ntfsfix", "mkswap", "swapon", "swapoff", "mke2fs", "mkfs.ext4",
+    "e2fsck", "fio", "sha256sum", "cmp", "timeout", "stat", "dd", "truncate",
+    "sync", "python3", "sed", "grep", "seq", "tr", "wc", "head", "tail", "sort", "cat",
+    "od", "xxd", "md5sum", "cut",
+]
+KMOD_LINKS = ["modprobe", "depmod", "insmod", "rmmod", "lsmod", "modinfo"]
+# Guest test helpers built from selftests/*.c (static, with the host gcc).
+
+# Console lines that mean the kernel complained.
+BAD_CONSOLE = re.compile(r"BUG:|Oops|WARNING:|Kernel panic|panic\b.*not syncing|"
+                         r"general protection fault|Call Trace:")
+
+
+def log(msg):
+    print(f"vm: {msg}", file=sys.stderr, flush=True)
+
+
+def which(prog):
+    for d in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]:
+        p = os.path.join(d, prog)
+        if os.path.exists(p):
+            return p
+    return shutil.which(prog)
+
+
+def libs_of(path):
+    out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        m = re.search(r"(/\S+)", line)
+        if m and os.path.exists(m.group(1)):
+            libs.append(m.group(1))
+    return libs
+
+
+def copy_into(root, path):
+    """Copy host file `path` (resolving symlinks) to the same place in root."""
+    dst = os.path.join(root, path.lstrip("/"))
+    if os.path.exists(dst):
+        return
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    shutil.copy2(os.path.realpath(path), dst)
+
+
+def kernel_release(kdir):
+    with open(os.path.join(kdir, "include/config/kernel.release")) as f:
+        return f.read().strip()
+
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run /mnt
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+/bin/busybox mount -t tmpfs tmpfs /tmp
+/bin/busybox mount -t tmpfs tmpfs /run
+/bin/busybox mkdir -p /dev/pts /dev/shm
+/bin/busybox mount -t devpts devpts /dev/pts
+/bin/busybox --install -s /bin
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+ln -sf /proc/mounts /etc/mtab
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin; ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
+mkdir -p /etc; touch /etc/fstab
+hostname snapguard-guest
+echo 4 > /proc/sys/kernel/printk
+mode=$(sed -n 's/.*sgmode=\([a-z]*\).*/\1/p' /proc/cmdline)
+case "$mode" in
+test)
+	exec >/dev/ttyS1 2>&1
+	/selftests/run_kselftest.sh $(cat /selftests/only 2>/dev/null)
+	echo "vm-guest: selftests finished rc=$?"
+	sync
+	;;
+cmd)
+	modprobe snapguard
+	echo 7 > /proc/sys/kernel/printk
+	/bin/bash -c "$(cat /run.cmd)"
+	echo "vm-guest: command finished rc=$?"
+	;;
+*)
+	modprobe snapguard
+	echo "snapguard guest: /selftests has the tests; 'poweroff -f' leaves."
+	setsid cttyhack /bin/bash -l
+	;;
+esac
+poweroff -f
+"""
+
+
+def build_initramfs(kdir, out, mode, cmd=None, only=None):
+    rel = kernel_release(kdir)
+    ko = os.path.join(REPO, "snapguard.ko")
+    if not os.path.exists(ko):
+        sys.exit("vm: snapguard.ko is not built (run make)")
+    root = tempfile.mkdtemp(prefix="sg-root-", dir=os.path.dirname(out))
+    try:
+        # A merged-/usr layout like the host's (Debian 12).
+        for d in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc", "root"]:
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+        for d in ["bin", "sbin", "lib", "lib64"]:
+            os.symlink(f"usr/{d}", os.path.join(root, d))
+        shutil.copy2("/bin/busybox", os.path.join(root, "usr/bin/busybox"))
+        progs = set()
+        for p in HOST_PROGS:
+            path = which(p)
+            if not path:
+                sys.exit(f"vm: host program {p} is missing (run tools/setup-host.sh)")
+            progs.add(path)
+        for path in sorted(progs):
+            copy_into(root, path)
+            for lib in libs_of(os.path.realpath(path)):
+                copy_into(root, lib)
+        # python3's standard library (for test helpers written in python).
+        pylib = subprocess.run(["python3", "-c", "import os,sys;print(os.path.dirname(os.__file__))"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        if pylib.startswith("/usr/"):
+            shutil.copytree(pylib, os.path.join(root, pylib.lstrip("/")), symlinks=True,
+                            ignore=shutil.ignore_patterns("test", "tests", "idlelib", "tkinter",
+                                                          "ensurepip", "__pycache__", "lib2to3"))
+        kmod = os.path.join(root, "usr/bin/kmod")
+        for link in KMOD_LINKS:
+            os.symlink("/usr/bin/kmod", os.path.join(root, "usr/sbin", link))
+        os.symlink("/usr/bin/ntfs-3g", os.path.join(root, "usr/sbin/mount.ntfs-3g"))
+        assert os.path.exists(kmod)
+        # Kernel modules, then ours under extra/, then depmod.
+        moddir = os.path.join(root, "lib/modules", rel)
+        src_mods = os.path.join(kdir, "modroot/lib/modules", rel)
+        if os.path.isdir(src_mods):
+            shutil.copytree(src_mods, moddir, symlinks=True,
+                            ignore=shutil.ignore_patterns("build", "source"))
+        os.makedirs(os.path.join(moddir, "extra"), exist_ok=True)
+        shutil.copy2(ko, os.path.join(moddir, "extra/snapguard.ko"))
+        subprocess.run(["depmod", "-b", root, rel], check=True)
+        # Tests, fixtures and helpers.
+        shutil.copytree(os.path.join(REPO, "selftests"), os.path.join(root, "selftests"))
+        if os.path.isdir(os.path.join(REPO, "tools/fixtures")):
+            shutil.copytree(os.path.join(REPO, "tools/fixtures"),
+                            os.path.join(root, "selftests/fixtures"))
+        for c in sorted(os.listdir(os.path.join(REPO, "selftests"))):
+            if c.endswith(".c"):
+                exe = os.path.join(root, "selftests", c[:-2])
+                subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-static", "-o", exe,
+                                os.path.join(REPO, "selftests", c)], check=True)
+        if only:
+            with open(os.path.join(root, "selftests/only"), "w") as f:
+                f.write(" ".join(only))
+        with open(os.path.join(root, "etc/passwd"), "w") as f:
+            f.write("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/bin/sh\n")
+        with open(os.path.join(root, "etc/group"), "w") as f:
+            f.write("root:x:0:\nnogroup:x:65534:\n")
+        if cmd is not None:
+            with open(os.path.join(root, "run.cmd"), "w") as f:
+                f.write(cmd + "\n")
+        with open(os.path.join(root, "init"), "w") as f:
+            f.write(INIT)
+        os.chmod(os.path.join(root, "init"), 0o755)
+        with open(out, "wb") as f:
+            find = subprocess.Popen(["find", "."], cwd=root, stdout=subprocess.PIPE)
+            subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root,
+                           stdin=find.stdout, stdout=f, check=True)
+            find.wait()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def accel():
+    """TCG unless SNAPGUARD_ACCEL says otherwise: KVM guests hang on these
+    machines (see Documentation/testing.rst), and a probe costs a boot."""
+    return os.environ.get("SNAPGUARD_ACCEL", "tcg")
+
+
+def qemu_cmd(kdir, initrd, disks, mode, console_log):
+    append = f"console=ttyS0 panic=-1 rdinit=/init sgmode={mode} loglevel=4"
+    cmd = ["qemu-system-x86_64", "-accel", accel(), "-m", "2048", "-smp", "2",
+           "-cpu", "max", "-kernel", os.path.join(kdir, "arch/x86/boot/bzImage"),
+           "-initrd", initrd, "-append", append, "-no-reboot", "-display", "none",
+           "-nodefaults", "-monitor", "none"]
+    if mode == "shell":
+        cmd += ["-serial", "mon:stdio"]
+    elif mode == "cmd":
+        cmd += ["-serial", "stdio"]
+    else:
+        cmd += ["-serial", f"file:{console_log}", "-serial", "stdio"]
+    for i, d in enumerate(disks):
+        cmd += ["-drive", f"file={d},format=raw,if=none,id=d{i},cache=unsafe",
+                "-device", f"virtio-blk-pci,drive=d{i},serial=sgdisk{i}"]
+    return cmd
+
+
+def make_disks(workdir, n, size_mib):
+    disks = []
+    for i in range(n):
+        p = os.path.join(workdir, f"disk{i}.img")
+        with open(p, "wb") as f:
+            f.truncate(size_mib << 20)
+        disks.append(p)
+    return disks
+
+
+def parse_tap(lines):
+    """Count leaf results: nested "# ok"/"# not ok" lines of each program,
+    plus a failure for a program that failed without a failing subtest."""
+    passed = failed = skipped = 0
+    programs = {}
+    sub_failed = 0
+    for line in lines:
+        m = re.match(r"^# (not ok|ok) \d+ (.*)$", line)
+        if m:
+            if m.group(1) == "not ok":
+                failed += 1
+                sub_failed += 1
+            elif "# SKIP" in m.group(2):
+                skipped += 1
+            else:
+                passed += 1
+            continue
+        m = re.match(r"^(not ok|ok) (\d+) selftests: snapguard: (\S+)(.*)$", line)
+        if m:
+            programs[m.group(3)] = m.group(1)
+            if m.group(1) == "not ok" and sub_failed == 0:
+                failed += 1
+            sub_failed = 0
+    return passed, failed, skipped, programs
+
+
+def cmd_test(args):
+    os.makedirs(CACHE, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="sg-vm-", dir=CACHE)
+    try:
+        initrd = os.path.join(work, "initramfs.cpio")
+        t0 = time.time()
+        build_initramfs(args.kdir, initrd, "test", only=args.only)
+        log(f"initramfs built in {time.time() - t0:.1f}s")
+        disks = make_disks(work, args.disks, args.disk_mib)
+        console = os.path.join(work, "console.log")
+        cmd = qemu_cmd(args.kdir, initrd, disks, "test", console)
+        progs = args.only or re.search(r"^TEST_PROGS := (.*)$",
+                                       open(os.path.join(REPO, "selftests/Makefile")).read(),
+                                       re.M).group(1).split()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        lines, buf = [], b""
+        deadline = time.time() + args.timeout
+        timed_out = False
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                timed_out = True
+                proc.kill()
+                break
+            r, _, _ = select.select([proc.stdout], [], [], min(left, 5))
+            if not r:
+                if proc.poll() is not None:
+                    break
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                raw, buf = buf.split(b"\n", 1)
+                line = raw.decode("utf-8", "replace").rstrip("\r")
+                lines.append(line)
+                print(line, flush=True)
+        proc.wait()
+        passed, failed, skipped, programs = parse_tap(lines)
+        problems = []
+        if timed_out:
+            problems.append(f"guest timed out after {args.timeout}s")
+        missing = [p for p in progs if p not in programs]
+        if missing:
+            problems.append("no result from: " + " ".join(missing))
+            failed += len(missing)
+        console_text = open(console, errors="replace").read() if os.path.exists(console) else ""
+        bad = [ln for ln in console_text.splitlines()
+               if BAD_CONSOLE.search(ln) and "Kernel command line" not in ln]
+        if bad:
+            problems.append("kernel complained on the console:")
+            failed += 1
+        keep = os.path.join(CACHE, "last-console.log")
+        shutil.copy2(console, keep) if os.path.exists(console) else None
+        for p in problems:
+            print(f"# vm: {p}")
+        if bad:
+            ctx = console_text.splitlines()
+            first = ctx.index(bad[0])
+            for ln in ctx[max(0, first - 5):first + 40]:
+                print(f"# console: {ln}")
+        print(f"# vm: guest console saved to {keep}")
+        summary = f"{passed} passed, {failed} failed"
+        if skipped:
+            summary += f", {skipped} skipped"
+        print(summary, flush=True)
+        return 1 if failed or problems else 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def cmd_run(args):
+    os.makedirs(CACHE, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="sg-vm-", dir=CACHE)
+    try:
+        initrd = os.path.join(work, "initramfs.cpio")
+        mode = "cmd" if args.cmd else "shell"
+        build_initramfs(args.kdir, initrd, mode, cmd=args.cmd)
+        disks = make_disks(work, args.disks, args.disk_mib)
+        cmd = qemu_cmd(args.kdir, initrd, disks, mode, None)
+        log("booting (TCG); the guest powers off when done")
+        return subprocess.run(cmd).returncode
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="verb", required=True)
+    for name in ("test", "run"):
+        p = sub.add_parser(name)
+        p.add_argument("--kdir", required=True)
+        p.add_argument("--disks", type=int, default=4, help="scratch virtio disks (vda..)")
+        p.add_argument("--disk-mib", type=int, default=256)
+        if name == "test":
+            p.add_argument("--only", nargs="*", help="selftest programs to run")
+            p.add_argument("--timeout", type=int, default=2400)
+        else:
+            p.add_argument("--cmd")
+    args = ap.parse_args()
+    return cmd_test(args) if args.verb == "test" else cmd_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
