@@ -174,6 +174,11 @@ unsafe fn orig_ops(fc: *mut sys::fs_context) -> &'static sys::fs_context_operati
     }
 }
 
+/// Our `init_fs_context` for every hooked type.
+///
+/// # Safety
+///
+/// Called by the VFS with a live `fs_context` of a hooked type.
 unsafe extern "C" fn init_tramp(fc: *mut sys::fs_context) -> c_int {
     let _in = InFlight::enter();
     // SAFETY: the VFS passes a live `fs_context` being initialised.
@@ -216,6 +221,11 @@ unsafe extern "C" fn init_tramp(fc: *mut sys::fs_context) -> c_int {
     0
 }
 
+/// Our `dup`: the copy gets its own reference on this module.
+///
+/// # Safety
+///
+/// Called by the VFS with `fc` a fresh copy of `src`, whose ops are ours.
 unsafe extern "C" fn dup_tramp(fc: *mut sys::fs_context, src: *mut sys::fs_context) -> c_int {
     let _in = InFlight::enter();
     // SAFETY: `fc` is a copy of `src`, whose ops are ours and which holds a
@@ -231,6 +241,11 @@ unsafe extern "C" fn dup_tramp(fc: *mut sys::fs_context, src: *mut sys::fs_conte
     }
 }
 
+/// Our `free`: forwards, then drops the context's module reference.
+///
+/// # Safety
+///
+/// Called by the VFS once per context whose ops are ours.
 unsafe extern "C" fn free_tramp(fc: *mut sys::fs_context) {
     let _in = InFlight::enter();
     // SAFETY: `fc->ops` is ours (we are its `free`).
@@ -244,6 +259,11 @@ unsafe extern "C" fn free_tramp(fc: *mut sys::fs_context) {
     unsafe { sys::module_put(this_module()) };
 }
 
+/// Our `get_tree`: asks the guard before a read-write mount.
+///
+/// # Safety
+///
+/// Called by the VFS with a live `fs_context` whose ops are ours.
 unsafe extern "C" fn get_tree_tramp(fc: *mut sys::fs_context) -> c_int {
     let _in = InFlight::enter();
     // SAFETY: `fc->ops` is ours (we are its `get_tree`).
@@ -265,6 +285,11 @@ unsafe extern "C" fn get_tree_tramp(fc: *mut sys::fs_context) -> c_int {
     }
 }
 
+/// Our `reconfigure`: asks the guard before a remount to read-write.
+///
+/// # Safety
+///
+/// Called by the VFS with a live `fs_context` whose ops are ours.
 unsafe extern "C" fn reconfigure_tramp(fc: *mut sys::fs_context) -> c_int {
     let _in = InFlight::enter();
     // SAFETY: `fc->ops` is ours (we are its `reconfigure`).
@@ -327,6 +352,10 @@ fn install_type(i: usize, announce: bool) -> bool {
 
 /// Module notifier: hook types of file system modules that load after us,
 /// forget types whose module goes away.
+///
+/// # Safety
+///
+/// Called by the module notifier chain with `data` the changing module.
 unsafe extern "C" fn module_notify(_nb: *mut sys::notifier_block, action: c_ulong, data: *mut c_void) -> c_int {
     let module = data.cast::<sys::module>();
     if module.is_null() {
@@ -436,11 +465,16 @@ impl Drop for Hooks {
         // No new call can enter now except ones that loaded the pointer
         // before the restore; wait for those inside, then for a grace
         // period covering those about to enter or about to return.
-        for _ in 0..100_000 {
-            if INFLIGHT.load(Ordering::SeqCst) == 0 {
-                break;
-            }
+        // This cannot be given up on: freeing our code under a running
+        // call would crash. Calls only linger here while the file system's
+        // own `init_fs_context` runs, so the wait is short.
+        let mut waited_ms: u64 = 0;
+        while INFLIGHT.load(Ordering::SeqCst) != 0 {
             kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
+            waited_ms = waited_ms.saturating_add(1);
+            if waited_ms == 10_000 {
+                pr_warn!("unload waits for mount calls still running\n");
+            }
         }
         // SAFETY: plain call.
         unsafe { sys::snapguard_synchronize_rcu_tasks() };

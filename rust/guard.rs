@@ -324,7 +324,7 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result {
     if let Ok(c) = CStr::from_bytes_with_nul(msg.as_str().as_bytes()) {
         // SAFETY: `fc` is the live context of this mount; `c` is
         // NUL-terminated and copied by the log.
-        unsafe { sys::snapguard_fc_log(fc, b'e' as _, c.as_char_ptr()) };
+        unsafe { sys::snapguard_fc_log(fc, b'e', c.as_char_ptr()) };
     }
     Err(EROFS)
 }
@@ -369,7 +369,7 @@ fn machine_scan(s: &mut Shared, target: &BdevFile, target_dev: DevT, reasons: &m
         };
         if summary.sleeping_os && !swap_active {
             let sep = if reasons.is_empty() { "" } else { "; " };
-            let _ = write!(reasons, "{sep}{} on {}: {} {}", "sleeping OS", name, summary.fs, summary.text);
+            let _ = write!(reasons, "{sep}sleeping OS on {}: {} {}", name, summary.fs, summary.text);
             if remedy.is_empty() {
                 *remedy = summary.remedy;
             }
