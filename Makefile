@@ -18,11 +18,13 @@ export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
 # project-managed kernel": tools/kernel-build.sh prints its (cached) path.
 KDIR ?=
 FUZZ_SECONDS ?= 60
+BENCH_CYCLES ?= 20
+BENCH_ROUNDS ?= 5
 
 KDIR_CMD = $(if $(KDIR),echo $(KDIR),tools/kernel-build.sh)
 
 .PHONY: all module module-clippy kernel setup check test-host lint selftests \
-	run fuzz bench modules_install clean
+	run fuzz bench bench-host bench-mount modules_install clean
 
 all: module
 
@@ -58,9 +60,15 @@ run: module
 fuzz:
 	tools/fuzz.sh $(FUZZ_SECONDS)
 
-bench:
+bench: bench-host bench-mount
+
+bench-host:
 	cargo run --release --locked -p snapguard-hibernate --example probe_bench
 	cargo run --release --locked -p snapguard-pool --example pool_bench
+
+# Mount time with the guard loaded vs not, in the QEMU guest.
+bench-mount: module
+	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir --cmd "/selftests/bench_mount.sh $(BENCH_CYCLES) $(BENCH_ROUNDS)"
 
 modules_install: module
 	@kdir=$$($(KDIR_CMD)) && $(MAKE) -C $$kdir M=$(CURDIR) modules_install
