@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run every cargo-fuzz target under fuzz/*/ for SECONDS each (default 60).
+# cargo-fuzz needs nightly-only rustc flags; this machine has only the stable
+# toolchain, so RUSTC_BOOTSTRAP=1 lets stable rustc accept them.
+# Usage: tools/fuzz.sh [SECONDS] [TARGET-FILTER]
+set -euo pipefail
+secs=${1:-60}
+filter=${2:-}
+export PATH="$HOME/.cargo/bin:$PATH"
+export RUSTC_BOOTSTRAP=1
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+cd "$(dirname "$0")/.."
+for dir in fuzz/*/; do
+	[ -f "$dir/Cargo.toml" ] || continue
+	for t in $(cargo fuzz list --fuzz-dir "$dir"); do
+		[ -z "$filter" ] || [[ $t == *$filter* ]] || continue
+		echo "== fuzz $dir $t for ${secs}s"
+		mkdir -p "$dir/corpus/$t"
+		cargo fuzz run --fuzz-dir "$dir" "$t" "$dir/corpus/$t" -- \
+			-max_total_time="$secs" -print_final_stats=1 2>&1 |
+			grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==|SUMMARY|Done)' || true
+		[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz target $t failed"; exit 1; }
+	done
+done
