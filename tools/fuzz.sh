@@ -16,9 +16,15 @@ for dir in fuzz/*/; do
 		[ -z "$filter" ] || [[ $t == *$filter* ]] || continue
 		echo "== fuzz $dir $t for ${secs}s"
 		mkdir -p "$dir/corpus/$t"
+		log=$(mktemp)
+		rc=0
 		cargo fuzz run --fuzz-dir "$dir" "$t" "$dir/corpus/$t" -- \
-			-max_total_time="$secs" -print_final_stats=1 2>&1 |
-			grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==|SUMMARY|Done)' || true
-		[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz target $t failed"; exit 1; }
+			-max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1 || rc=$?
+		grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==|SUMMARY)' "$log" || true
+		if [ $rc -ne 0 ]; then
+			tail -n 40 "$log"; rm -f "$log"
+			echo "fuzz target $t failed"; exit 1
+		fi
+		rm -f "$log"
 	done
 done
