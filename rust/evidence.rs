@@ -6,34 +6,9 @@ use crate::bdev::BdevFile;
 use crate::text::Text;
 use kernel::prelude::*;
 
-/// The detector's verdict on a volume.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[allow(dead_code)] // TEMP until the detector is wired
-pub(crate) enum Verdict {
-    /// Safe to write.
-    Clean,
-    /// A sleeping OS owns it.
-    Hibernated,
-    /// Not cleanly unmounted.
-    Unclean,
-    /// Claims a known file system but cannot be parsed.
-    Corrupt,
-    /// Not a file system snapguard knows.
-    Unsupported,
-}
-
-impl Verdict {
-    /// Lower-case name.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Clean => "clean",
-            Verdict::Hibernated => "hibernated",
-            Verdict::Unclean => "unclean",
-            Verdict::Corrupt => "corrupt",
-            Verdict::Unsupported => "unsupported",
-        }
-    }
-}
+pub(crate) use crate::hibernate::Verdict;
+use crate::hibernate::{self, IoError, ReadAt};
+use core::fmt::Write;
 
 /// What the guard keeps of one probe.
 #[derive(Clone)]
@@ -99,16 +74,35 @@ impl<'a> DevReader<'a> {
     }
 }
 
-/// Probes the device behind `file`.
+impl ReadAt for DevReader<'_> {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        DevReader::read_at(self, offset, buf).map_err(|_| IoError { offset, len: buf.len() })
+    }
+
+    fn len(&self) -> u64 {
+        self.size
+    }
+}
+
+/// Probes the device behind `file` with the shared detector.
 pub(crate) fn probe(file: &BdevFile) -> Result<Summary> {
     let mut r = DevReader::new(file)?;
-    let mut buf = [0u8; 16];
-    r.read_at(3, &mut buf)?;
+    let mut scratch = KVec::from_elem(0u8, hibernate::SCRATCH_LEN, GFP_KERNEL)?;
+    let rep = match hibernate::probe(&mut r, &mut scratch) {
+        Ok(rep) => rep,
+        Err(hibernate::ProbeError::Io(_)) => return Err(EIO),
+        Err(hibernate::ProbeError::ScratchTooSmall) => return Err(EINVAL),
+    };
+    let mut text = Text::new();
+    for (i, e) in rep.evidence().iter().enumerate() {
+        let sep = if i == 0 { "" } else { "; " };
+        let _ = write!(text, "{sep}{} at {:#x}: {}", e.kind().as_str(), e.offset(), e.detail());
+    }
     Ok(Summary {
-        fs: "unknown",
-        verdict: Verdict::Unsupported,
-        sleeping_os: false,
-        text: Text::new(),
-        remedy: "",
+        fs: rep.fs().as_str(),
+        verdict: rep.verdict(),
+        sleeping_os: rep.sleeping_os(),
+        text,
+        remedy: rep.remedy(),
     })
 }

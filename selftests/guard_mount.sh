@@ -71,14 +71,14 @@ done
 # remount,rw of a read-only mount of a hibernated volume
 mk_ntfs_hiberfil $DEV HIBR
 mount -t ntfs3 -o ro $DEV $MNT
-ktap_expect_fail "remount,rw of hibernated NTFS is refused" "read-only" mount -o remount,rw $MNT
+ktap_expect_fail "remount,rw of hibernated NTFS is refused" "write-protected" mount -o remount,rw $MNT
 ktap_check "still mounted read-only after the refused remount" is_mounted_ro $MNT
 ktap_expect_fail "new-API reconfigure to rw is refused" "Read-only file system" ./newmount rw $MNT
 umount $MNT
 
 # new mount API create
 ktap_expect_fail "fsopen/fsconfig/fsmount read-write is refused, reason in the fs_context log" \
-	"fclog: e snapguard: vda may belong to a hibernated OS" ./newmount create ntfs3 $DEV $MNT
+	"fclog: e ntfs3: snapguard: vda may belong to a hibernated OS" ./newmount create ntfs3 $DEV $MNT
 ktap_check "new mount API read-only mount works" ./newmount create ntfs3 $DEV $MNT ro
 umount $MNT
 
