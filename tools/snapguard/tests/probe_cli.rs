@@ -1,0 +1,148 @@
+//! `snapguard probe` end to end: the built binary on fixture images made by
+//! `tools/fixtures/mkimages.sh` with the real tools.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const NAMES: &[&str] = &[
+    "ntfs-clean",
+    "ntfs-hiberfil-HIBR",
+    "ntfs-log-unclean",
+    "fat32-dirty",
+    "exfat-clean",
+    "swap-S1SUSPEND-4096",
+    "ntfs-truncated",
+    "garbage",
+];
+
+fn fixtures() -> &'static Path {
+    static D: OnceLock<PathBuf> = OnceLock::new();
+    D.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe-cli");
+        let _ = std::fs::remove_dir_all(&dir);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/mkimages.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(&dir)
+            .args(NAMES)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mkimages.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+fn img(name: &str) -> PathBuf {
+    fixtures().join(format!("{name}.img"))
+}
+
+fn snapguard(args: &[&str], paths: &[PathBuf]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snapguard"))
+        .args(args)
+        .args(paths)
+        .output()
+        .unwrap()
+}
+
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect(l))
+        .collect()
+}
+
+#[test]
+fn json_fields_per_volume() {
+    let paths: Vec<PathBuf> = NAMES.iter().map(|n| img(n)).collect();
+    let o = snapguard(&["probe", "--json"], &paths);
+    assert_eq!(o.status.code(), Some(1));
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), NAMES.len());
+    let want = [
+        ("ntfs", "clean"),
+        ("ntfs", "hibernated"),
+        ("ntfs", "unclean"),
+        ("fat32", "unclean"),
+        ("exfat", "clean"),
+        ("swap", "hibernated"),
+        ("ntfs", "corrupt"),
+        ("unknown", "unsupported"),
+    ];
+    for ((j, (fs, verdict)), path) in lines.iter().zip(want).zip(&paths) {
+        assert_eq!(j["path"], path.display().to_string());
+        assert_eq!(j["fs"], fs, "{j}");
+        assert_eq!(j["verdict"], verdict, "{j}");
+        for e in j["evidence"].as_array().unwrap() {
+            assert!(
+                e["kind"].is_string() && e["detail"].is_string() && e["offset"].is_u64(),
+                "{e}"
+            );
+        }
+    }
+    let hib = &lines[1];
+    assert_eq!(hib["sleeping_os"], true);
+    assert!(hib["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "hiberfil_live"));
+    assert!(hib["remedy"].as_str().unwrap().contains("Fast Startup"));
+    assert_eq!(lines[3]["evidence"][0]["offset"], 0x41);
+}
+
+#[test]
+fn exit_codes() {
+    let ok = snapguard(
+        &["probe"],
+        &[img("ntfs-clean"), img("exfat-clean"), img("garbage")],
+    );
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let bad = snapguard(&["probe"], &[img("ntfs-clean"), img("fat32-dirty")]);
+    assert_eq!(bad.status.code(), Some(1));
+    let hib = snapguard(&["probe"], &[img("swap-S1SUSPEND-4096")]);
+    assert_eq!(hib.status.code(), Some(1));
+    let missing = snapguard(
+        &["probe", "--json"],
+        &[img("ntfs-hiberfil-HIBR"), fixtures().join("nope.img")],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    let lines = json_lines(&missing);
+    assert_eq!(
+        lines[1]["error"]
+            .as_str()
+            .map(|s| s.starts_with("cannot open")),
+        Some(true)
+    );
+    let usage = snapguard(&["probe"], &[]);
+    assert_eq!(usage.status.code(), Some(2));
+    let usage = snapguard(&["probe", "--bogus"], &[img("ntfs-clean")]);
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn human_output_has_verdict_evidence_and_remedy() {
+    let o = snapguard(&["probe"], &[img("ntfs-hiberfil-HIBR")]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("ntfs, hibernated"), "{text}");
+    assert!(text.contains("hiberfil_live at byte"), "{text}");
+    assert!(
+        text.contains("remedy: resume Windows and shut it down fully"),
+        "{text}"
+    );
+    let o = snapguard(&["probe"], &[img("ntfs-log-unclean")]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("logfile_unclean") && text.contains("chkdsk"),
+        "{text}"
+    );
+}
