@@ -73,27 +73,23 @@ impl BdevFile {
         unsafe { sys::snapguard_bdev_nr_bytes(self.bdev) }
     }
 
-    /// Writes back dirty page-cache data of the device, so that reading
-    /// the media below the cache sees what userspace wrote.
-    pub(crate) fn sync(&self) {
-        // SAFETY: `bdev` is valid while the file is open (invariant).
-        unsafe { sys::sync_blockdev(self.bdev) };
-    }
-
-    /// Reads `buf.len()` bytes (a multiple of 512) from 512-byte sector
-    /// `sector`. `buf` must be kmalloc memory (as `KVec` is).
-    pub(crate) fn read_sectors(&self, sector: u64, buf: &mut KVec<u8>) -> Result {
-        if buf.len() % 512 != 0 || buf.is_empty() {
-            return Err(EINVAL);
-        }
-        let len = u32::try_from(buf.len()).map_err(|_| EINVAL)?;
-        // SAFETY: `bdev` is open (invariant); `buf` is `len` bytes of
-        // kmalloc'ed memory that stays borrowed for the synchronous read.
-        let ret = unsafe {
-            sys::bdev_rw_virt(self.bdev, sector, buf.as_mut_ptr().cast(), len as usize, sys::req_op_REQ_OP_READ)
-        };
-        if ret != 0 {
-            return Err(Error::from_errno(ret));
+    /// Reads `buf.len()` bytes at byte `offset` through the device's page
+    /// cache: what a file system mounting it next would read, and reads
+    /// that warm the cache for that file system.
+    pub(crate) fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result {
+        let mut pos = i64::try_from(offset).map_err(|_| EINVAL)?;
+        let mut done = 0usize;
+        // Bounded: each round reads at least one byte or stops.
+        while done < buf.len() {
+            let rest = buf.get_mut(done..).ok_or(EINVAL)?;
+            // SAFETY: the file is open (invariant); `rest` is valid for
+            // writes of `rest.len()` bytes; `pos` is a valid out pointer.
+            let n = unsafe { sys::kernel_read(self.file, rest.as_mut_ptr().cast(), rest.len(), &mut pos) };
+            match usize::try_from(n) {
+                Ok(0) => return Err(EIO),
+                Ok(n) => done += n,
+                Err(_) => return Err(Error::from_errno(i32::try_from(n).unwrap_or(-5))),
+            }
         }
         Ok(())
     }
