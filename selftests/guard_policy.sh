@@ -11,7 +11,7 @@ modprobe snapguard
 echo volume >$G/policy
 
 # --- audit: allows, logs what it would have refused
-mk_fat_dirty /dev/vda 32
+fixture fat32-dirty /dev/vda
 echo audit >$G/mode
 dmesg_mark
 mount -t vfat /dev/vda $MNT 2>/dev/null
@@ -27,13 +27,13 @@ mount -t vfat /dev/vda $MNT 2>/dev/null
 ktap_check "unclean=allow lets a dirty-only volume mount read-write" is_mounted_rw $MNT
 umount $MNT
 echo refuse >$G/unclean
-mk_fat_dirty /dev/vda 32   # the rw mount above cleaned the flag
+fixture fat32-dirty /dev/vda   # the rw mount above cleaned the flag
 mount -t vfat /dev/vda $MNT 2>/dev/null
 ktap_check "unclean=refuse refuses it" is_mounted_ro $MNT
 umount $MNT
 
 # --- allow_once, by name, path and MAJ:MIN; exactly once
-mk_ntfs_hiberfil /dev/vda HIBR
+fixture ntfs-hiberfil-HIBR /dev/vda
 ktap_expect_fail "allow_once rejects a device that does not exist" "No such device" \
 	bash -c "echo nosuchdisk > $G/allow_once"
 ktap_expect_fail "allow_once rejects garbage" "Invalid argument" bash -c "echo '8:x' > $G/allow_once"
@@ -54,8 +54,8 @@ echo clear >$G/allow_once
 ktap_check "stats counted one override" test "$(stat_of allowed_override)" = $((ovr + 1))
 
 # --- machine policy: a hibernated NTFS or swap elsewhere protects a clean FAT
-mk_clean vfat /dev/vdb
-mk_ntfs_hiberfil /dev/vda HIBR
+fixture fat32-clean /dev/vdb
+fixture ntfs-hiberfil-HIBR /dev/vda
 echo machine >$G/policy
 mount -t vfat /dev/vdb $MNT 2>/dev/null
 ktap_check "machine: clean FAT refused while a hibernated NTFS disk is attached" is_mounted_ro $MNT
@@ -68,10 +68,9 @@ umount $MNT
 echo machine >$G/policy
 
 # the "disk" holding a hibernated Linux swap is a loop device: attach, detach
-mk_clean ntfs3 /dev/vda
+fixture ntfs-clean /dev/vda
 img=/tmp/swap.img
-truncate -s 16M $img
-mk_swap_hiber $img S1SUSPEND
+fixture swap-S1SUSPEND-4096 $img
 loopdev=$(losetup -f --show $img)
 mount -t vfat /dev/vdb $MNT 2>/dev/null
 ktap_check "machine: clean FAT refused while a hibernated swap ($loopdev) is attached" is_mounted_ro $MNT

@@ -8,8 +8,8 @@
 ktap_plan 6
 modprobe snapguard
 echo volume >$G/policy
-mk_clean vfat /dev/vdb
-mk_clean exfat /dev/vdc
+fixture fat32-clean /dev/vdb
+fixture exfat-clean /dev/vdc
 mount -t vfat /dev/vdb $MNT
 dmesg_mark
 ktap_check "rmmod while a guarded volume is mounted" rmmod snapguard
@@ -40,7 +40,7 @@ ktap_diag "unloaded $cycles times, busy (mount in progress) $busy times"
 ktap_check "unloaded at least once during the mount loops" test $cycles -gt 0
 ktap_check "no kernel complaint" sh -c "! dmesg | tail -n +$((DMESG_MARK + 1)) | grep -qE 'BUG:|Oops|WARNING:|general protection'"
 modprobe snapguard
-mk_ntfs_hiberfil /dev/vda HIBR
+fixture ntfs-hiberfil-HIBR /dev/vda
 mount -t ntfs3 /dev/vda $MNT 2>/dev/null
 ktap_check "still guarding after the reloads" is_mounted_ro $MNT
 umount $MNT
