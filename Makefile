@@ -4,6 +4,7 @@
 #   make            build snapguard.ko (against KDIR, default: the project-
 #                   managed kernel, built and cached on first use)
 #   make check      the full test suite (what CI runs)
+#   make demo       the try-it demo: a hibernated NTFS image is refused
 #   make run        boot a QEMU guest with snapguard loaded; CMD="..." runs
 #                   a command instead of a shell
 #   make fuzz       run the fuzz targets (FUZZ_SECONDS per target)
@@ -24,7 +25,7 @@ BENCH_ROUNDS ?= 5
 KDIR_CMD = $(if $(KDIR),echo $(KDIR),tools/kernel-build.sh)
 
 .PHONY: all module module-clippy kernel setup check test-host lint selftests \
-	run fuzz bench bench-host bench-mount modules_install clean
+	run demo fuzz bench bench-host bench-mount modules_install clean
 
 all: module
 
@@ -56,6 +57,10 @@ check: setup lint test-host module-clippy module selftests
 
 run: module
 	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir $(if $(CMD),--cmd "$(CMD)")
+
+# The README's "try it": a hibernated NTFS image refused, then allowed once.
+demo: module
+	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir --cmd /selftests/demo.sh
 
 fuzz:
 	tools/fuzz.sh $(FUZZ_SECONDS)
