@@ -3,6 +3,9 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod pool;
+mod probe;
+
 #[derive(Parser)]
 #[command(name = "snapguard", version, about)]
 struct Cli {
@@ -11,9 +14,17 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Cmd {}
+enum Cmd {
+    /// Probe volumes for hibernation evidence.
+    Probe(probe::ProbeArgs),
+    /// Format, check, dump and list snapshot pool metadata.
+    Pool(pool::PoolArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {}
+    match cli.cmd {
+        Cmd::Probe(a) => probe::run(a),
+        Cmd::Pool(a) => pool::run(a),
+    }
 }

@@ -1,0 +1,189 @@
+//! Host-side helpers (not part of the kernel build): metadata devices in
+//! memory or in a file, and cache arenas.
+
+use crate::{CacheSlot, Error, MetaDevice, BLOCK_SIZE};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::vec::Vec;
+
+/// A cache arena of `n` empty slots.
+pub fn slots(n: usize) -> Vec<CacheSlot> {
+    (0..n).map(|_| CacheSlot::new()).collect()
+}
+
+/// Metadata device in memory.
+#[derive(Clone, Debug)]
+pub struct MemDevice {
+    /// The blocks.
+    pub blocks: Vec<[u8; BLOCK_SIZE]>,
+    /// Writes done.
+    pub writes: u64,
+    /// Flushes done.
+    pub flushes: u64,
+}
+
+impl MemDevice {
+    /// A zeroed device of `n` blocks.
+    pub fn new(n: u64) -> Self {
+        MemDevice {
+            blocks: std::vec![[0u8; BLOCK_SIZE]; n as usize],
+            writes: 0,
+            flushes: 0,
+        }
+    }
+
+    /// A device holding `image` (a multiple of the block size; a partial
+    /// last block is zero padded).
+    pub fn from_image(image: &[u8]) -> Self {
+        let n = image.len().div_ceil(BLOCK_SIZE);
+        let mut d = MemDevice::new(n as u64);
+        for (b, chunk) in d.blocks.iter_mut().zip(image.chunks(BLOCK_SIZE)) {
+            b[..chunk.len()].copy_from_slice(chunk);
+        }
+        d
+    }
+
+    /// The device as one byte image.
+    pub fn image(&self) -> Vec<u8> {
+        self.blocks.iter().flat_map(|b| b.iter().copied()).collect()
+    }
+}
+
+impl MetaDevice for MemDevice {
+    fn read_block(&mut self, nr: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), Error> {
+        let b = self.blocks.get(nr as usize).ok_or(Error::Io)?;
+        buf.copy_from_slice(b);
+        Ok(())
+    }
+    fn write_block(&mut self, nr: u64, buf: &[u8; BLOCK_SIZE]) -> Result<(), Error> {
+        let b = self.blocks.get_mut(nr as usize).ok_or(Error::Io)?;
+        b.copy_from_slice(buf);
+        self.writes += 1;
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        self.flushes += 1;
+        Ok(())
+    }
+    fn nr_blocks(&self) -> u64 {
+        self.blocks.len() as u64
+    }
+}
+
+/// Metadata device in a file or block device (`fdatasync` on flush).
+#[derive(Debug)]
+pub struct FileDevice {
+    file: File,
+    blocks: u64,
+}
+
+impl FileDevice {
+    /// Uses `file`, whose size is `bytes` (rounded down to whole blocks).
+    pub fn new(file: File, bytes: u64) -> Self {
+        FileDevice {
+            file,
+            blocks: bytes / BLOCK_SIZE as u64,
+        }
+    }
+}
+
+impl MetaDevice for FileDevice {
+    fn read_block(&mut self, nr: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), Error> {
+        if nr >= self.blocks {
+            return Err(Error::Io);
+        }
+        self.file
+            .read_exact_at(buf, nr * BLOCK_SIZE as u64)
+            .map_err(|_| Error::Io)
+    }
+    fn write_block(&mut self, nr: u64, buf: &[u8; BLOCK_SIZE]) -> Result<(), Error> {
+        if nr >= self.blocks {
+            return Err(Error::Io);
+        }
+        self.file
+            .write_all_at(buf, nr * BLOCK_SIZE as u64)
+            .map_err(|_| Error::Io)
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        self.file.sync_data().map_err(|_| Error::Io)
+    }
+    fn nr_blocks(&self) -> u64 {
+        self.blocks
+    }
+}
+
+/// Largest device the fuzz harness builds (blocks).
+pub const FUZZ_MAX_BLOCKS: usize = 256;
+
+/// Fuzz harness shared by `fuzz/pool` and the corpus regression test.
+///
+/// Input: byte 0 = flags (bit 0: recompute every block's checksum so that
+/// mutations get past it; bit 1: also run mutating operations and commit),
+/// byte 1 = device size in blocks (the image is zero padded up to it), then
+/// the image. Opens, checks, walks every volume and mapping and, with bit 1,
+/// changes and commits the pool and checks again. Must never panic nor
+/// loop; returns the first check report, if the pool opened.
+pub fn fuzz_one(data: &[u8]) -> Option<crate::CheckReport> {
+    use crate::{Pool, MIN_CACHE_SLOTS};
+    let (&flags, rest) = data.split_first()?;
+    let (&size, img) = rest.split_first()?;
+    let img = &img[..img.len().min(FUZZ_MAX_BLOCKS * BLOCK_SIZE)];
+    let mut dev = MemDevice::from_image(img);
+    let want = (size as usize).min(FUZZ_MAX_BLOCKS);
+    if dev.blocks.len() < want {
+        dev.blocks.resize(want, [0; BLOCK_SIZE]);
+    }
+    if flags & 1 != 0 {
+        for b in dev.blocks.iter_mut() {
+            let c = crate::crc32c(&b[4..]);
+            b[..4].copy_from_slice(&c.to_le_bytes());
+        }
+    }
+    let mut arena = slots(MIN_CACHE_SLOTS + (flags as usize >> 4));
+    let mut pool = Pool::open(dev, &mut arena).ok()?;
+    let st = pool.stats();
+    let mut scratch = std::vec![0u32; (st.meta_blocks + 1 + st.data_extents.min(4096)) as usize];
+    let report = pool.check(&mut scratch).ok();
+    let mut ids = Vec::new();
+    let mut from = 0u32;
+    while let Ok(Some(v)) = pool.next_volume(from) {
+        ids.push(v.id);
+        let mut pos = 0u64;
+        for _ in 0..64 {
+            match pool.next_mapping(v.id, pos) {
+                Ok(Some((k, _))) => {
+                    let _ = pool.lookup(v.id, k);
+                    let _ = pool.lookup_cached(v.id, k);
+                    pos = k.saturating_add(1);
+                }
+                _ => break,
+            }
+        }
+        let _ = pool.bg_progress(v.id);
+        if ids.len() >= 64 {
+            break;
+        }
+        match v.id.checked_add(1) {
+            Some(n) => from = n,
+            None => break,
+        }
+    }
+    if flags & 2 != 0 {
+        let id = ids.first().copied().unwrap_or(0);
+        let _ = pool.create_volume(id, 1000);
+        let _ = pool.provision(id, 5);
+        let _ = pool.snapshot(id, id ^ 1);
+        let _ = pool.break_sharing(id, 5);
+        let _ = pool.copy_range(id, 0, id ^ 1, 100, 50);
+        let _ = pool.discard(id, 0, 3);
+        let _ = pool.bg_next(id);
+        let _ = pool.delete_volume(id ^ 1);
+        let _ = pool.commit();
+        let _ = pool.check(&mut scratch);
+        let (dev, arena) = pool.into_parts();
+        if let Ok(mut pool) = Pool::open(dev, arena) {
+            let _ = pool.check(&mut scratch);
+        }
+    }
+    report
+}

@@ -1,0 +1,270 @@
+//! Crash consistency: a metadata device that records every write and
+//! flush; for a crash after every single write, the writes since the last
+//! flush are dropped, all kept, kept in random subsets (reordering) or the
+//! last one torn. Each resulting image must open to exactly the last
+//! committed transaction or the next one, pass the checker, and accept a
+//! new transaction.
+
+use snapguard_pool::host::{slots, MemDevice};
+use snapguard_pool::*;
+use std::collections::BTreeMap;
+
+type Image = Vec<[u8; BLOCK_SIZE]>;
+
+enum Ev {
+    W(u64, Box<[u8; BLOCK_SIZE]>),
+    F,
+}
+
+struct RecDev {
+    live: MemDevice,
+    log: Vec<Ev>,
+}
+
+impl MetaDevice for RecDev {
+    fn read_block(&mut self, nr: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), Error> {
+        self.live.read_block(nr, buf)
+    }
+    fn write_block(&mut self, nr: u64, buf: &[u8; BLOCK_SIZE]) -> Result<(), Error> {
+        self.log.push(Ev::W(nr, Box::new(*buf)));
+        self.live.write_block(nr, buf)
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        self.log.push(Ev::F);
+        Ok(())
+    }
+    fn nr_blocks(&self) -> u64 {
+        self.live.nr_blocks()
+    }
+}
+
+/// Logical state: volumes with their records and mappings, and counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct State {
+    vols: BTreeMap<u32, (VolumeInfo, Vec<(u64, Mapping)>)>,
+    data_free: u64,
+    meta_free: u64,
+}
+
+fn state<D: MetaDevice>(pool: &mut Pool<'_, D>) -> State {
+    let mut vols = BTreeMap::new();
+    let mut from = 0;
+    while let Some(v) = pool.next_volume(from).unwrap() {
+        let mut maps = vec![];
+        let mut pos = 0;
+        while let Some((k, m)) = pool.next_mapping(v.id, pos).unwrap() {
+            maps.push((k, m));
+            pos = k + 1;
+        }
+        vols.insert(v.id, (v, maps));
+        from = v.id + 1;
+    }
+    let st = pool.stats();
+    State {
+        vols,
+        data_free: st.data_free,
+        meta_free: st.meta_free,
+    }
+}
+
+fn check_clean<D: MetaDevice>(pool: &mut Pool<'_, D>) {
+    let mut scratch = vec![0u32; pool.check_scratch_len() as usize];
+    let r = pool.check(&mut scratch).unwrap();
+    assert!(r.is_clean(), "{r:?}");
+}
+
+/// Small deterministic PRNG (xorshift64*).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One random transaction's worth of operations (errors are fine: a
+/// failed operation has no effect).
+fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng) {
+    let ids = [0u32, 1, 2, 3, 140];
+    for _ in 0..2 + rng.below(9) {
+        let id = ids[rng.below(5) as usize];
+        let id2 = ids[rng.below(5) as usize];
+        let v = rng.below(1400);
+        let _ = match rng.below(10) {
+            0 => pool.create_volume(id, [1000, 1400, 100_000][rng.below(3) as usize]),
+            1 => (0..rng.below(120)).try_for_each(|i| pool.provision(id, v + i).map(|_| ())),
+            2 => pool.snapshot(id, id2),
+            3 => pool.copy_range(id, v, id2, rng.below(1000), rng.below(300)),
+            4 => pool.break_sharing(id, v).map(|_| ()),
+            5 => pool.discard(id, v, rng.below(400)),
+            6 => pool.delete_volume(id),
+            7 => pool.apply_group(&[
+                GroupOp::Snapshot { src: id, dst: id2 },
+                GroupOp::Copy {
+                    src: id2,
+                    src_vext: 0,
+                    dst: id,
+                    dst_vext: v,
+                    len: rng.below(50),
+                },
+            ]),
+            8 => {
+                if let Ok(Some((k, _))) = pool.bg_next(id) {
+                    let _ = pool.break_sharing(id, k);
+                    pool.bg_advance(id, k)
+                } else {
+                    Ok(())
+                }
+            }
+            _ => (0..rng.below(40)).try_for_each(|i| pool.break_sharing(id, v + i).map(|_| ())),
+        };
+    }
+}
+
+struct Outcome {
+    points: u64,
+    images: u64,
+    to_old: u64,
+    to_new: u64,
+}
+
+fn crash_run(seed: u64, cache: usize, meta_blocks: u64, txns: usize) -> Outcome {
+    let mut s = slots(cache);
+    let mut p = FormatParams::new(3000);
+    p.max_volumes = 300;
+    let pool = Pool::format(MemDevice::new(meta_blocks), &mut s, p).unwrap();
+    let live = pool.into_device();
+    let base: Image = live.blocks.clone();
+    let mut pool = Pool::open(RecDev { live, log: vec![] }, &mut s).unwrap();
+    let mut rng = Rng(seed);
+    // states[c]: after commit c (states[0]: the formatted pool);
+    // commit_end[c]: writes logged when commit c finished.
+    let mut states = vec![state(&mut pool)];
+    let mut commit_end = vec![0usize];
+    for _ in 0..txns {
+        random_txn(&mut pool, &mut rng);
+        pool.commit().unwrap();
+        check_clean(&mut pool);
+        states.push(state(&mut pool));
+        let writes = pool
+            .device()
+            .log
+            .iter()
+            .filter(|e| matches!(e, Ev::W(..)))
+            .count();
+        commit_end.push(writes);
+    }
+    let dev = pool.into_device();
+
+    let mut out = Outcome {
+        points: 0,
+        images: 0,
+        to_old: 0,
+        to_new: 0,
+    };
+    let mut durable = base;
+    let mut pending: Vec<(u64, &[u8; BLOCK_SIZE])> = vec![];
+    let mut nwrites = 0usize;
+    let mut crng = Rng(seed ^ 0xDEAD_BEEF);
+    let mut slots2 = slots(cache);
+    for ev in &dev.log {
+        match ev {
+            Ev::F => {
+                for (nr, d) in pending.drain(..) {
+                    durable[nr as usize] = *d;
+                }
+            }
+            Ev::W(nr, d) => {
+                pending.push((*nr, d));
+                nwrites += 1;
+                out.points += 1;
+                // The write belongs to transaction c (commit c - 1 done).
+                let c = commit_end.iter().position(|&e| e >= nwrites).unwrap();
+                let n = pending.len();
+                let mut variants: Vec<(Vec<bool>, bool)> = vec![
+                    (vec![false; n], false),
+                    (vec![true; n], false),
+                    (vec![true; n], true),
+                ];
+                for _ in 0..3 {
+                    variants.push(((0..n).map(|_| crng.below(2) == 1).collect(), false));
+                }
+                for (keep, torn) in variants {
+                    let mut img = durable.clone();
+                    for (i, (nr, d)) in pending.iter().enumerate() {
+                        if !keep[i] {
+                            continue;
+                        }
+                        if torn && i + 1 == n {
+                            img[*nr as usize][..BLOCK_SIZE / 2]
+                                .copy_from_slice(&d[..BLOCK_SIZE / 2]);
+                        } else {
+                            img[*nr as usize] = **d;
+                        }
+                    }
+                    let dev = MemDevice {
+                        blocks: img,
+                        writes: 0,
+                        flushes: 0,
+                    };
+                    let mut pool = Pool::open(dev, &mut slots2).expect("open after crash");
+                    check_clean(&mut pool);
+                    let st = state(&mut pool);
+                    if st == states[c - 1] {
+                        out.to_old += 1;
+                    } else if st == states[c] {
+                        out.to_new += 1;
+                    } else {
+                        panic!("crash after write {nwrites} (txn {c}): state is neither");
+                    }
+                    out.images += 1;
+                    // The recovered pool must accept a new transaction.
+                    if crng.below(8) == 0 {
+                        random_txn(&mut pool, &mut crng);
+                        pool.commit().unwrap();
+                        check_clean(&mut pool);
+                        let (dev, s) = pool.into_parts();
+                        let mut pool = Pool::open(dev, s).unwrap();
+                        check_clean(&mut pool);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn crash_after_every_write() {
+    let mut total = Outcome {
+        points: 0,
+        images: 0,
+        to_old: 0,
+        to_new: 0,
+    };
+    for (seed, cache, meta, txns) in [
+        (1u64, MIN_CACHE_SLOTS, 300u64, 100usize),
+        (2, 256, 300, 100),
+        (3, MIN_CACHE_SLOTS + 8, 120, 100),
+    ] {
+        let o = crash_run(seed, cache, meta, txns);
+        eprintln!(
+            "crash run seed {seed} cache {cache}: {} crash points, {} images, {} -> last commit, {} -> next",
+            o.points, o.images, o.to_old, o.to_new
+        );
+        total.points += o.points;
+        total.images += o.images;
+        total.to_old += o.to_old;
+        total.to_new += o.to_new;
+    }
+    eprintln!(
+        "crash points checked: {} (images opened and checked: {}; last commit {}, next commit {})",
+        total.points, total.images, total.to_old, total.to_new
+    );
+    assert!(total.to_new > 0 && total.to_old > 0);
+}

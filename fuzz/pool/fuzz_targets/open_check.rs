@@ -1,0 +1,10 @@
+//! Opening, checking, walking and changing arbitrary (corrupted) pool
+//! metadata never panics nor loops (see `snapguard_pool::host::fuzz_one`
+//! for the input format). Seeds: `crates/snapguard-pool/tests/corpus/`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = snapguard_pool::host::fuzz_one(data);
+});

@@ -1,0 +1,372 @@
+//! Pool geometry, tree shapes and the superblock encoding.
+
+use super::block::{
+    header, rd_u32, rd_u64, set_header, verify, wr_u32, wr_u64, Header, HDR, PAYLOAD, TAG_DINT,
+    TAG_DLEAF, TAG_DSM, TAG_MSM, TAG_SB, TAG_VINT, TAG_VLEAF,
+};
+use super::{Error, BLOCK_SIZE, FORMAT_VERSION, MAX_DATA_EXTENTS, MAX_VOLUMES_LIMIT};
+
+/// Entries of an internal node (8-byte child block numbers).
+pub(crate) const INT_ENTRIES: u64 = (PAYLOAD / 8) as u64;
+/// Entries of a volume table leaf (6-byte values: physical extent + 1).
+pub(crate) const VLEAF_ENTRIES: u64 = (PAYLOAD / 6) as u64;
+/// Entries of a directory leaf (32-byte volume records).
+pub(crate) const DLEAF_ENTRIES: u64 = (PAYLOAD / REC_SIZE) as u64;
+/// Entries of a space map block (u32 reference counts).
+pub(crate) const SM_ENTRIES: u64 = (PAYLOAD / 4) as u64;
+/// Size of a volume record.
+pub(crate) const REC_SIZE: usize = 32;
+/// Deepest tree (levels) of any table.
+pub(crate) const MAX_DEPTH: usize = 6;
+
+/// Superblock magic ("SGPOOLMD").
+pub(crate) const SB_MAGIC: u64 = u64::from_le_bytes(*b"SGPOOLMD");
+/// Offset of the space map slot selector bitmap in the superblock.
+pub(crate) const SEL_OFF: usize = 256;
+/// Number of selector bits available.
+pub(crate) const SEL_BITS: u64 = ((BLOCK_SIZE - SEL_OFF) * 8) as u64;
+/// Blocks before the metadata space map region (the superblock pair).
+pub(crate) const SB_BLOCKS: u64 = 2;
+/// Minimum number of dynamically allocated metadata blocks.
+pub(crate) const MIN_DYN_BLOCKS: u64 = 16;
+
+/// Which space map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SmKind {
+    /// Metadata blocks.
+    Meta,
+    /// Data extents.
+    Data,
+}
+
+/// Which tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A volume's pointer table.
+    Vol,
+    /// The volume directory.
+    Dir,
+}
+
+impl Kind {
+    pub(crate) fn tag(self, level: u8) -> u16 {
+        match (self, level) {
+            (Kind::Vol, 0) => TAG_VLEAF,
+            (Kind::Vol, _) => TAG_VINT,
+            (Kind::Dir, 0) => TAG_DLEAF,
+            (Kind::Dir, _) => TAG_DINT,
+        }
+    }
+
+    pub(crate) fn leaf_entries(self) -> u64 {
+        match self {
+            Kind::Vol => VLEAF_ENTRIES,
+            Kind::Dir => DLEAF_ENTRIES,
+        }
+    }
+
+    pub(crate) fn entries(self, level: u8) -> u64 {
+        if level == 0 {
+            self.leaf_entries()
+        } else {
+            INT_ENTRIES
+        }
+    }
+
+    /// Keys covered by one node at `level`.
+    pub(crate) fn cover(self, level: u8) -> Result<u64, Error> {
+        let mut c = self.leaf_entries();
+        let mut l = 0u8;
+        while l < level {
+            c = c.checked_mul(INT_ENTRIES).ok_or(Error::Invalid)?;
+            l = l.saturating_add(1);
+        }
+        Ok(c)
+    }
+
+    /// Number of levels for a key space of `n` keys (at least 1).
+    pub(crate) fn depth_for(self, n: u64) -> Result<u8, Error> {
+        let mut d = 1u8;
+        let mut c = self.leaf_entries();
+        while c < n {
+            c = c.checked_mul(INT_ENTRIES).ok_or(Error::Invalid)?;
+            d = d.saturating_add(1);
+            if usize::from(d) > MAX_DEPTH {
+                return Err(Error::Invalid);
+            }
+        }
+        Ok(d)
+    }
+
+    /// Index of `key` within its node at `level`.
+    pub(crate) fn index(self, level: u8, key: u64) -> Result<usize, Error> {
+        if level == 0 {
+            return Ok(key.checked_rem(self.leaf_entries()).ok_or(Error::Invalid)? as usize);
+        }
+        let below = self.cover(level.saturating_sub(1))?;
+        let q = key.checked_div(below).ok_or(Error::Invalid)?;
+        Ok(q.checked_rem(INT_ENTRIES).ok_or(Error::Invalid)? as usize)
+    }
+
+    /// Upper bound of nodes that an update of keys `[start, start+len)` in
+    /// a tree of `depth` levels can shadow or create.
+    pub(crate) fn path_nodes(self, depth: u8, start: u64, len: u64) -> Result<u64, Error> {
+        if len == 0 {
+            return Ok(0);
+        }
+        let last = start
+            .checked_add(len.saturating_sub(1))
+            .ok_or(Error::Invalid)?;
+        let mut total = 0u64;
+        let mut l = 0u8;
+        while l < depth {
+            let c = self.cover(l)?;
+            let a = start.checked_div(c).ok_or(Error::Invalid)?;
+            let b = last.checked_div(c).ok_or(Error::Invalid)?;
+            total = total.saturating_add(b.saturating_sub(a).saturating_add(1));
+            l = l.saturating_add(1);
+        }
+        Ok(total)
+    }
+}
+
+/// Fixed pool geometry (from the superblock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) extent_shift: u32,
+    pub(crate) data_extents: u64,
+    pub(crate) meta_blocks: u64,
+    pub(crate) max_volumes: u32,
+    pub(crate) msm_blocks: u64,
+    pub(crate) dsm_blocks: u64,
+    pub(crate) first_dyn: u64,
+    pub(crate) dir_depth: u8,
+}
+
+impl Geometry {
+    pub(crate) fn new(
+        extent_shift: u32,
+        data_extents: u64,
+        meta_blocks: u64,
+        max_volumes: u32,
+    ) -> Result<Self, Error> {
+        if !(12..=30).contains(&extent_shift)
+            || data_extents == 0
+            || data_extents > MAX_DATA_EXTENTS
+            || max_volumes == 0
+            || max_volumes > MAX_VOLUMES_LIMIT
+        {
+            return Err(Error::Invalid);
+        }
+        let msm_blocks = meta_blocks.div_ceil(SM_ENTRIES);
+        let dsm_blocks = data_extents.div_ceil(SM_ENTRIES);
+        if msm_blocks.saturating_add(dsm_blocks) > SEL_BITS {
+            return Err(Error::Invalid);
+        }
+        let first_dyn = SB_BLOCKS
+            .checked_add(msm_blocks.checked_mul(2).ok_or(Error::Invalid)?)
+            .and_then(|v| v.checked_add(dsm_blocks.checked_mul(2)?))
+            .ok_or(Error::Invalid)?;
+        if meta_blocks < first_dyn.saturating_add(MIN_DYN_BLOCKS) {
+            return Err(Error::NoMetadataSpace);
+        }
+        let dir_depth = Kind::Dir.depth_for(u64::from(max_volumes))?;
+        Ok(Geometry {
+            extent_shift,
+            data_extents,
+            meta_blocks,
+            max_volumes,
+            msm_blocks,
+            dsm_blocks,
+            first_dyn,
+            dir_depth,
+        })
+    }
+
+    /// Entries of a space map.
+    pub(crate) fn sm_n(&self, kind: SmKind) -> u64 {
+        match kind {
+            SmKind::Meta => self.meta_blocks,
+            SmKind::Data => self.data_extents,
+        }
+    }
+
+    pub(crate) fn sm_tag(kind: SmKind) -> u16 {
+        match kind {
+            SmKind::Meta => TAG_MSM,
+            SmKind::Data => TAG_DSM,
+        }
+    }
+
+    /// Selector bit of logical space map block `j`.
+    pub(crate) fn sel_bit(&self, kind: SmKind, j: u64) -> u64 {
+        match kind {
+            SmKind::Meta => j,
+            SmKind::Data => self.msm_blocks.saturating_add(j),
+        }
+    }
+
+    /// Physical location of copy `sel` of logical space map block `j`.
+    pub(crate) fn sm_phys(&self, kind: SmKind, j: u64, sel: u8) -> Result<u64, Error> {
+        let base = match kind {
+            SmKind::Meta => SB_BLOCKS,
+            SmKind::Data => SB_BLOCKS.saturating_add(self.msm_blocks.saturating_mul(2)),
+        };
+        let nblocks = match kind {
+            SmKind::Meta => self.msm_blocks,
+            SmKind::Data => self.dsm_blocks,
+        };
+        if j >= nblocks || sel > 1 {
+            return Err(Error::Corrupt);
+        }
+        Ok(base
+            .saturating_add(j.saturating_mul(2))
+            .saturating_add(u64::from(sel)))
+    }
+
+    /// Whether `nr` may be a dynamically allocated block (tree node).
+    pub(crate) fn is_dyn(&self, nr: u64) -> bool {
+        nr >= self.first_dyn && nr < self.meta_blocks
+    }
+}
+
+/// The superblock fields that change with transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct SbVars {
+    pub(crate) gen: u64,
+    pub(crate) dir_root: u64,
+    pub(crate) data_free: u64,
+    pub(crate) meta_free: u64,
+    pub(crate) data_hint: u64,
+    pub(crate) meta_hint: u64,
+    pub(crate) volumes: u64,
+}
+
+/// Writes the whole superblock image (header, geometry, variables); the
+/// selector bitmap at [`SEL_OFF`] is left as it is.
+pub(crate) fn encode_sb(b: &mut [u8; BLOCK_SIZE], g: &Geometry, v: &SbVars) -> Result<(), Error> {
+    set_header(
+        b,
+        Header {
+            tag: TAG_SB,
+            level: 0,
+            blocknr: v.gen % 2,
+            gen: v.gen,
+        },
+    )?;
+    wr_u64(b, 24, SB_MAGIC)?;
+    wr_u32(b, 32, FORMAT_VERSION)?;
+    wr_u32(b, 36, 0)?;
+    wr_u32(b, 40, BLOCK_SIZE as u32)?;
+    wr_u32(b, 44, g.extent_shift)?;
+    wr_u64(b, 48, g.data_extents)?;
+    wr_u64(b, 56, g.meta_blocks)?;
+    wr_u32(b, 64, g.max_volumes)?;
+    wr_u32(b, 68, 0)?;
+    wr_u64(b, 72, g.msm_blocks)?;
+    wr_u64(b, 80, g.dsm_blocks)?;
+    wr_u64(b, 88, g.first_dyn)?;
+    wr_u64(b, 96, v.dir_root)?;
+    wr_u64(b, 104, v.data_free)?;
+    wr_u64(b, 112, v.meta_free)?;
+    wr_u64(b, 120, v.data_hint)?;
+    wr_u64(b, 128, v.meta_hint)?;
+    wr_u64(b, 136, v.volumes)?;
+    let mut off = 144;
+    while off < SEL_OFF {
+        wr_u64(b, off, 0)?;
+        off = off.saturating_add(8);
+    }
+    Ok(())
+}
+
+/// Parses and validates a superblock read from block `nr`.
+pub(crate) fn decode_sb(
+    b: &[u8; BLOCK_SIZE],
+    nr: u64,
+    dev_blocks: u64,
+) -> Result<(Geometry, SbVars), Error> {
+    let h = verify(b, nr)?;
+    if h.tag != TAG_SB || rd_u64(b, 24)? != SB_MAGIC {
+        return Err(Error::Corrupt);
+    }
+    if rd_u32(b, 32)? != FORMAT_VERSION || rd_u32(b, 40)? != BLOCK_SIZE as u32 {
+        return Err(Error::Corrupt);
+    }
+    let g = Geometry::new(
+        rd_u32(b, 44)?,
+        rd_u64(b, 48)?,
+        rd_u64(b, 56)?,
+        rd_u32(b, 64)?,
+    )
+    .map_err(|_| Error::Corrupt)?;
+    if g.meta_blocks > dev_blocks
+        || rd_u64(b, 72)? != g.msm_blocks
+        || rd_u64(b, 80)? != g.dsm_blocks
+        || rd_u64(b, 88)? != g.first_dyn
+    {
+        return Err(Error::Corrupt);
+    }
+    let v = SbVars {
+        gen: h.gen,
+        dir_root: rd_u64(b, 96)?,
+        data_free: rd_u64(b, 104)?,
+        meta_free: rd_u64(b, 112)?,
+        data_hint: rd_u64(b, 120)?,
+        meta_hint: rd_u64(b, 128)?,
+        volumes: rd_u64(b, 136)?,
+    };
+    if h.gen == 0
+        || h.gen >= u64::MAX / 2
+        || h.gen % 2 != nr
+        || (v.dir_root != 0 && !g.is_dyn(v.dir_root))
+        || v.data_free > g.data_extents
+        || v.meta_free > g.meta_blocks.saturating_sub(g.first_dyn)
+        || v.volumes > u64::from(g.max_volumes)
+    {
+        return Err(Error::Corrupt);
+    }
+    Ok((g, v))
+}
+
+/// Reads selector bit `bit` of a superblock image.
+pub(crate) fn sel_get(b: &[u8; BLOCK_SIZE], bit: u64) -> Result<u8, Error> {
+    if bit >= SEL_BITS {
+        return Err(Error::Corrupt);
+    }
+    let byte = b
+        .get(SEL_OFF.saturating_add((bit / 8) as usize))
+        .ok_or(Error::Corrupt)?;
+    Ok((byte >> (bit % 8)) & 1)
+}
+
+/// Flips selector bit `bit` of a superblock image.
+pub(crate) fn sel_flip(b: &mut [u8; BLOCK_SIZE], bit: u64) -> Result<(), Error> {
+    if bit >= SEL_BITS {
+        return Err(Error::Invalid);
+    }
+    let byte = b
+        .get_mut(SEL_OFF.saturating_add((bit / 8) as usize))
+        .ok_or(Error::Invalid)?;
+    *byte ^= 1 << (bit % 8);
+    Ok(())
+}
+
+/// Checks the header of a tree node or space map block.
+pub(crate) fn check_header(
+    b: &[u8; BLOCK_SIZE],
+    tag: u16,
+    level: u8,
+    gen_limit: u64,
+) -> Result<Header, Error> {
+    let h = header(b)?;
+    if h.tag != tag || h.level != level || h.gen > gen_limit {
+        return Err(Error::Corrupt);
+    }
+    Ok(h)
+}
+
+/// Space map entry offset.
+pub(crate) fn sm_off(e: u64) -> usize {
+    (e as usize).saturating_mul(4).saturating_add(HDR)
+}

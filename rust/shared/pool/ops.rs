@@ -1,0 +1,726 @@
+//! Volume operations.
+
+use super::block::{rd_u32, rd_u64, wr_u32, wr_u64};
+use super::cache::SLOT_PENDING;
+use super::geom::{Kind, SmKind};
+use super::read::{self, Cached, VolRec};
+use super::{
+    BgProgress, BreakPlan, Error, GroupOp, Mapping, MetaDevice, Pool, VolumeInfo, MAX_GROUP_OPS,
+    MAX_PENDING_BREAKS, MAX_VOLUME_EXTENTS,
+};
+
+impl<D: MetaDevice> Pool<'_, D> {
+    fn rec(&mut self, id: u32) -> Result<Option<VolRec>, Error> {
+        let geo = self.geo;
+        let gen = self.gen();
+        let root = self.work.dir_root;
+        read::rec_get(&mut self.loader(), &geo, root, id, gen)
+    }
+
+    fn rec_req(&mut self, id: u32) -> Result<VolRec, Error> {
+        self.rec(id)?.ok_or(Error::NotFound)
+    }
+
+    fn need_meta(&self, n: u64) -> Result<(), Error> {
+        if self.meta_avail() < n {
+            Err(Error::NoMetadataSpace)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn raw(&mut self, rec: &VolRec, vext: u64) -> Result<u64, Error> {
+        let geo = self.geo;
+        let gen = self.gen();
+        read::vol_raw(&mut self.loader(), &geo, rec, vext, gen)
+    }
+
+    /// Sets the value of `vext` (shadowing the path); returns the old one.
+    fn vol_set(&mut self, rec: &mut VolRec, vext: u64, v: u64) -> Result<u64, Error> {
+        let depth = Kind::Vol.depth_for(rec.size)?;
+        let (root, leaf) = self.path_mut(rec.root, Kind::Vol, depth, vext, 0)?;
+        rec.root = root;
+        let idx = Kind::Vol.index(0, vext)?;
+        let old = self.node_entry(leaf, Kind::Vol, 0, idx)?;
+        self.node_set(leaf, Kind::Vol, 0, idx, v)?;
+        Ok(old)
+    }
+
+    /// Creates an empty (unmapped) volume `id` of `size` extents.
+    pub fn create_volume(&mut self, id: u32, size: u64) -> Result<(), Error> {
+        self.check_usable()?;
+        if size == 0 || size > MAX_VOLUME_EXTENTS {
+            return Err(Error::Invalid);
+        }
+        if self.rec(id)?.is_some() {
+            return Err(Error::Exists);
+        }
+        self.need_meta(u64::from(self.geo.dir_depth))?;
+        self.mutate(|p| {
+            let rec = VolRec {
+                size,
+                ..VolRec::default()
+            };
+            p.rec_put(id, Some(&rec))?;
+            p.work.volumes = p.work.volumes.saturating_add(1);
+            Ok(())
+        })
+    }
+
+    /// Deletes volume `id`, freeing every node and extent only it used.
+    pub fn delete_volume(&mut self, id: u32) -> Result<(), Error> {
+        self.check_usable()?;
+        let rec = self.rec_req(id)?;
+        self.need_meta(u64::from(self.geo.dir_depth))?;
+        self.mutate(|p| {
+            let depth = Kind::Vol.depth_for(rec.size)?;
+            p.dec_tree(rec.root, Kind::Vol, depth.saturating_sub(1))?;
+            p.rec_put(id, None)?;
+            p.work.volumes = p.work.volumes.saturating_sub(1);
+            Ok(())
+        })
+    }
+
+    /// Creates volume `dst` as a snapshot of `src`: O(1), the new volume
+    /// shares the source's whole table.
+    pub fn snapshot(&mut self, src: u32, dst: u32) -> Result<(), Error> {
+        self.apply_group(&[GroupOp::Snapshot { src, dst }])
+    }
+
+    /// Shares `len` extents of `src` from `src_vext` into `dst` at
+    /// `dst_vext`, replacing what `dst` mapped there (unmapped source
+    /// extents unmap the destination). `src` may equal `dst`; overlapping
+    /// ranges behave like `memmove`.
+    pub fn copy_range(
+        &mut self,
+        src: u32,
+        src_vext: u64,
+        dst: u32,
+        dst_vext: u64,
+        len: u64,
+    ) -> Result<(), Error> {
+        self.apply_group(&[GroupOp::Copy {
+            src,
+            src_vext,
+            dst,
+            dst_vext,
+            len,
+        }])
+    }
+
+    /// Size of volume `id` as of just before `ops[upto]` of a group.
+    fn group_size(&mut self, ops: &[GroupOp], upto: usize, id: u32) -> Result<Option<u64>, Error> {
+        let mut id = id;
+        let mut upto = upto.min(ops.len());
+        let mut steps = 0usize;
+        'chain: while steps <= ops.len() {
+            steps = steps.saturating_add(1);
+            let mut j = upto;
+            while j > 0 {
+                j = j.saturating_sub(1);
+                if let Some(GroupOp::Snapshot { src, dst }) = ops.get(j) {
+                    if *dst == id {
+                        id = *src;
+                        upto = j;
+                        continue 'chain;
+                    }
+                }
+            }
+            return Ok(self.rec(id)?.map(|r| r.size));
+        }
+        Err(Error::Invalid)
+    }
+
+    /// Applies snapshot and copy operations atomically: all of them are in
+    /// the open transaction, or (on a validation or space error) none.
+    /// Operations see the effect of the earlier ones (a copy may target a
+    /// snapshot made earlier in the group).
+    pub fn apply_group(&mut self, ops: &[GroupOp]) -> Result<(), Error> {
+        self.check_usable()?;
+        if ops.len() > MAX_GROUP_OPS {
+            return Err(Error::Invalid);
+        }
+        let dir = u64::from(self.geo.dir_depth);
+        let mut need = 0u64;
+        for (i, op) in ops.iter().enumerate() {
+            match *op {
+                GroupOp::Snapshot { src, dst } => {
+                    if src >= self.geo.max_volumes || dst >= self.geo.max_volumes {
+                        return Err(Error::Invalid);
+                    }
+                    self.group_size(ops, i, src)?.ok_or(Error::NotFound)?;
+                    if self.group_size(ops, i, dst)?.is_some() {
+                        return Err(Error::Exists);
+                    }
+                    need = need.saturating_add(dir);
+                }
+                GroupOp::Copy {
+                    src,
+                    src_vext,
+                    dst,
+                    dst_vext,
+                    len,
+                } => {
+                    if src >= self.geo.max_volumes || dst >= self.geo.max_volumes {
+                        return Err(Error::Invalid);
+                    }
+                    let ss = self.group_size(ops, i, src)?.ok_or(Error::NotFound)?;
+                    let ds = self.group_size(ops, i, dst)?.ok_or(Error::NotFound)?;
+                    let se = src_vext.checked_add(len).ok_or(Error::Invalid)?;
+                    let de = dst_vext.checked_add(len).ok_or(Error::Invalid)?;
+                    if se > ss || de > ds {
+                        return Err(Error::Invalid);
+                    }
+                    let depth = Kind::Vol.depth_for(ds)?;
+                    need = need
+                        .saturating_add(Kind::Vol.path_nodes(depth, dst_vext, len)?)
+                        .saturating_add(dir);
+                }
+            }
+        }
+        self.need_meta(need)?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.mutate(|p| {
+            for op in ops {
+                match *op {
+                    GroupOp::Snapshot { src, dst } => p.snapshot_inner(src, dst)?,
+                    GroupOp::Copy {
+                        src,
+                        src_vext,
+                        dst,
+                        dst_vext,
+                        len,
+                    } => p.copy_inner(src, src_vext, dst, dst_vext, len)?,
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn snapshot_inner(&mut self, src: u32, dst: u32) -> Result<(), Error> {
+        let s = self.rec_req(src)?;
+        if s.root != 0 {
+            self.inc(SmKind::Meta, s.root)?;
+        }
+        let rec = VolRec {
+            size: s.size,
+            root: s.root,
+            bg_cursor: 0,
+            bg_done: 0,
+        };
+        self.rec_put(dst, Some(&rec))?;
+        self.work.volumes = self.work.volumes.saturating_add(1);
+        Ok(())
+    }
+
+    fn copy_inner(&mut self, src: u32, a: u64, dst: u32, b: u64, len: u64) -> Result<(), Error> {
+        let srec = self.rec_req(src)?;
+        let mut drec = self.rec_req(dst)?;
+        let orig_root = drec.root;
+        let backwards = src == dst && b > a;
+        for n in 0..len {
+            let i = if backwards {
+                len.saturating_sub(1).saturating_sub(n)
+            } else {
+                n
+            };
+            let (sa, db) = (a.saturating_add(i), b.saturating_add(i));
+            let sr = if src == dst { drec } else { srec };
+            let v = self.raw(&sr, sa)?;
+            let cur = self.raw(&drec, db)?;
+            if v == cur {
+                continue;
+            }
+            if v != 0 {
+                self.inc(SmKind::Data, v.saturating_sub(1))?;
+            }
+            let old = self.vol_set(&mut drec, db, v)?;
+            if old != 0 {
+                self.dec(SmKind::Data, old.saturating_sub(1))?;
+            }
+        }
+        if drec.root != orig_root {
+            self.rec_put(dst, Some(&drec))?;
+        }
+        Ok(())
+    }
+
+    /// Looks up `vext` of volume `id`, loading metadata as needed.
+    pub fn lookup(&mut self, id: u32, vext: u64) -> Result<Mapping, Error> {
+        self.check_usable()?;
+        let rec = self.rec_req(id)?;
+        let geo = self.geo;
+        let gen = self.gen();
+        read::vol_lookup(&mut self.loader(), &geo, &rec, vext, gen)
+    }
+
+    /// Looks up `vext` of volume `id` from the cache only: never does I/O,
+    /// returns [`Error::WouldBlock`] if a needed block is not cached (the
+    /// caller then defers to a context that may call [`Pool::lookup`]).
+    /// Does not update the cache's recency information.
+    pub fn lookup_cached(&self, id: u32, vext: u64) -> Result<Mapping, Error> {
+        self.check_usable()?;
+        let gen = self.gen();
+        let mut s = Cached { cache: &self.cache };
+        let rec = read::rec_get(&mut s, &self.geo, self.work.dir_root, id, gen)?
+            .ok_or(Error::NotFound)?;
+        read::vol_lookup(&mut s, &self.geo, &rec, vext, gen)
+    }
+
+    /// Maps the unmapped `vext` of volume `id` to a newly allocated
+    /// physical extent (near the previous allocation) and returns it.
+    pub fn provision(&mut self, id: u32, vext: u64) -> Result<u64, Error> {
+        self.check_usable()?;
+        let rec = self.rec_req(id)?;
+        if self.raw(&rec, vext)? != 0 {
+            return Err(Error::Exists);
+        }
+        let depth = Kind::Vol.depth_for(rec.size)?;
+        self.need_meta(u64::from(depth).saturating_add(u64::from(self.geo.dir_depth)))?;
+        if self.data_avail() == 0 {
+            return Err(Error::NoSpace);
+        }
+        self.mutate(|p| {
+            let mut rec = rec;
+            let pext = p.alloc(SmKind::Data, false)?;
+            let orig = rec.root;
+            p.vol_set(&mut rec, vext, pext.saturating_add(1))?;
+            if rec.root != orig {
+                p.rec_put(id, Some(&rec))?;
+            }
+            Ok(pext)
+        })
+    }
+
+    fn pending_off(i: usize) -> usize {
+        i.saturating_mul(32)
+    }
+
+    pub(crate) fn pending_get(&self, i: usize) -> Result<BreakPlan, Error> {
+        if i >= self.npending {
+            return Err(Error::NotFound);
+        }
+        let b = self.cache.buf(SLOT_PENDING)?;
+        let o = Self::pending_off(i);
+        Ok(BreakPlan {
+            volume: rd_u32(b, o)?,
+            vext: rd_u64(b, o.saturating_add(8))?,
+            old: rd_u64(b, o.saturating_add(16))?,
+            new: rd_u64(b, o.saturating_add(24))?,
+        })
+    }
+
+    fn pending_need(&self, i: usize) -> Result<u64, Error> {
+        Ok(u64::from(rd_u32(
+            self.cache.buf(SLOT_PENDING)?,
+            Self::pending_off(i).saturating_add(4),
+        )?))
+    }
+
+    fn pending_write(&mut self, i: usize, p: &BreakPlan, need: u32) -> Result<(), Error> {
+        let b = self.cache.buf_mut(SLOT_PENDING)?;
+        let o = Self::pending_off(i);
+        wr_u32(b, o, p.volume)?;
+        wr_u32(b, o.saturating_add(4), need)?;
+        wr_u64(b, o.saturating_add(8), p.vext)?;
+        wr_u64(b, o.saturating_add(16), p.old)?;
+        wr_u64(b, o.saturating_add(24), p.new)
+    }
+
+    fn pending_find(&self, volume: u32, vext: u64) -> Result<Option<usize>, Error> {
+        for i in 0..self.npending {
+            let p = self.pending_get(i)?;
+            if p.volume == volume && p.vext == vext {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    fn pending_remove(&mut self, i: usize) -> Result<(), Error> {
+        let last = self.npending.checked_sub(1).ok_or(Error::NotFound)?;
+        let need = self.pending_need(i)?;
+        if i != last {
+            let p = self.pending_get(last)?;
+            let n = self.pending_need(last)? as u32;
+            self.pending_write(i, &p, n)?;
+        }
+        self.npending = last;
+        self.meta_reserved = self.meta_reserved.saturating_sub(need);
+        Ok(())
+    }
+
+    /// First half of breaking the sharing of `vext` before a write:
+    /// allocates a new physical extent and reserves the metadata needed to
+    /// remap. Nothing visible changes: lookups still return `old` until
+    /// [`Pool::complete_break`]. The caller copies extent `old` to `new`
+    /// (holding other I/O to this extent), then completes or cancels.
+    ///
+    /// If the extent is not shared, returns a plan with `new == old` and
+    /// reserves nothing. Unmapped: [`Error::NotFound`]. A break already
+    /// pending for this extent, or [`MAX_PENDING_BREAKS`] pending:
+    /// [`Error::Busy`].
+    pub fn prepare_break(&mut self, id: u32, vext: u64) -> Result<BreakPlan, Error> {
+        self.check_usable()?;
+        let rec = self.rec_req(id)?;
+        let (old, shared) = match self.lookup(id, vext)? {
+            Mapping::Unmapped => return Err(Error::NotFound),
+            Mapping::Mapped { pext, shared } => (pext, shared),
+        };
+        if !shared {
+            return Ok(BreakPlan {
+                volume: id,
+                vext,
+                old,
+                new: old,
+            });
+        }
+        if self.pending_find(id, vext)?.is_some() || self.npending >= MAX_PENDING_BREAKS {
+            return Err(Error::Busy);
+        }
+        let depth = Kind::Vol.depth_for(rec.size)?;
+        let need = u32::from(depth).saturating_add(u32::from(self.geo.dir_depth));
+        self.need_meta(u64::from(need))?;
+        if self.data_avail() == 0 {
+            return Err(Error::NoSpace);
+        }
+        self.mutate(|p| {
+            let new = p.alloc(SmKind::Data, false)?;
+            let plan = BreakPlan {
+                volume: id,
+                vext,
+                old,
+                new,
+            };
+            p.pending_write(p.npending, &plan, need)?;
+            p.npending = p.npending.saturating_add(1);
+            p.meta_reserved = p.meta_reserved.saturating_add(u64::from(need));
+            Ok(plan)
+        })
+    }
+
+    fn pending_index(&self, plan: &BreakPlan) -> Result<usize, Error> {
+        let i = self
+            .pending_find(plan.volume, plan.vext)?
+            .ok_or(Error::NotFound)?;
+        if self.pending_get(i)? != *plan {
+            return Err(Error::NotFound);
+        }
+        Ok(i)
+    }
+
+    /// Second half of a sharing break, after the data was copied: maps
+    /// `vext` to `new` in the open transaction (it becomes durable with
+    /// the next commit) and drops the reference to `old`. If the mapping
+    /// changed meanwhile (discard, copy, delete), the break is cancelled
+    /// and [`Error::Busy`] returned: redo the write from the lookup.
+    pub fn complete_break(&mut self, plan: &BreakPlan) -> Result<(), Error> {
+        self.check_usable()?;
+        if plan.new == plan.old {
+            return Ok(());
+        }
+        let i = self.pending_index(plan)?;
+        let rec = self.rec(plan.volume)?;
+        let still = match rec {
+            Some(r) if plan.vext < r.size => self.raw(&r, plan.vext)? == plan.old.saturating_add(1),
+            _ => false,
+        };
+        let applied = self.mutate(|p| {
+            p.pending_remove(i)?;
+            match rec {
+                Some(mut r) if still => {
+                    let orig = r.root;
+                    let old = p.vol_set(&mut r, plan.vext, plan.new.saturating_add(1))?;
+                    if old != 0 {
+                        p.dec(SmKind::Data, old.saturating_sub(1))?;
+                    }
+                    if r.root != orig {
+                        p.rec_put(plan.volume, Some(&r))?;
+                    }
+                    Ok(true)
+                }
+                _ => {
+                    p.dec(SmKind::Data, plan.new)?;
+                    Ok(false)
+                }
+            }
+        })?;
+        if applied {
+            Ok(())
+        } else {
+            Err(Error::Busy)
+        }
+    }
+
+    /// Abandons a prepared break: frees its new extent.
+    pub fn cancel_break(&mut self, plan: &BreakPlan) -> Result<(), Error> {
+        self.check_usable()?;
+        if plan.new == plan.old {
+            return Ok(());
+        }
+        let i = self.pending_index(plan)?;
+        self.mutate(|p| {
+            p.pending_remove(i)?;
+            p.dec(SmKind::Data, plan.new)?;
+            Ok(())
+        })
+    }
+
+    /// Breaks sharing in one step (prepare + complete) for callers that
+    /// copy the data before committing anyway; returns the plan
+    /// (`new == old`: it was not shared).
+    pub fn break_sharing(&mut self, id: u32, vext: u64) -> Result<BreakPlan, Error> {
+        let plan = self.prepare_break(id, vext)?;
+        if plan.new != plan.old {
+            self.complete_break(&plan)?;
+        }
+        Ok(plan)
+    }
+
+    /// Unmaps `len` extents from `vext`, freeing what only they used.
+    /// Whole subtrees inside the range are dropped without being visited
+    /// (unless this frees them).
+    pub fn discard(&mut self, id: u32, vext: u64, len: u64) -> Result<(), Error> {
+        self.check_usable()?;
+        let rec = self.rec_req(id)?;
+        let end = vext.checked_add(len).ok_or(Error::Invalid)?;
+        if end > rec.size {
+            return Err(Error::Invalid);
+        }
+        if len == 0 || rec.root == 0 {
+            return Ok(());
+        }
+        let depth = Kind::Vol.depth_for(rec.size)?;
+        // Subtrees inside the range are detached from their parent, so
+        // only the (at most two) partially covered nodes per level are
+        // shadowed: the paths to the range's two ends.
+        let need = Kind::Vol
+            .path_nodes(depth, vext, len)?
+            .min(u64::from(depth).saturating_mul(2))
+            .saturating_add(u64::from(self.geo.dir_depth));
+        self.need_meta(need)?;
+        self.mutate(|p| p.discard_inner(id, rec, vext, end))
+    }
+
+    fn discard_inner(&mut self, id: u32, rec: VolRec, start: u64, end: u64) -> Result<(), Error> {
+        let mut rec = rec;
+        let orig_root = rec.root;
+        let depth = Kind::Vol.depth_for(rec.size)?;
+        let top = depth.saturating_sub(1);
+        if start == 0 && end == rec.size {
+            self.dec_tree(rec.root, Kind::Vol, top)?;
+            rec.root = 0;
+        }
+        let mut pos = start;
+        'outer: while pos < end {
+            let mut ptr = rec.root;
+            let mut level = top;
+            if ptr == 0 {
+                break;
+            }
+            loop {
+                if level == 0 {
+                    let first = Kind::Vol.index(0, pos)?;
+                    let base = pos.saturating_sub(first as u64);
+                    let leaf_end = base.saturating_add(Kind::Vol.leaf_entries()).min(rec.size);
+                    let e = leaf_end.min(end);
+                    let mut any = false;
+                    for k in pos..e {
+                        if self.node_entry(ptr, Kind::Vol, 0, Kind::Vol.index(0, k)?)? != 0 {
+                            any = true;
+                            break;
+                        }
+                    }
+                    if any {
+                        self.discard_leaf(&mut rec, depth, pos, e)?;
+                    }
+                    pos = e;
+                    continue 'outer;
+                }
+                let idx = Kind::Vol.index(level, pos)?;
+                let child = self.node_entry(ptr, Kind::Vol, level, idx)?;
+                let c = Kind::Vol.cover(level.saturating_sub(1))?;
+                let cb = pos.saturating_sub(pos.checked_rem(c).unwrap_or(0));
+                let ce = cb.saturating_add(c).min(rec.size);
+                if child == 0 {
+                    pos = ce;
+                    continue 'outer;
+                }
+                if cb == pos && ce <= end {
+                    let (root, parent) = self.path_mut(rec.root, Kind::Vol, depth, pos, level)?;
+                    rec.root = root;
+                    self.node_set(parent, Kind::Vol, level, idx, 0)?;
+                    self.dec_tree(child, Kind::Vol, level.saturating_sub(1))?;
+                    pos = ce;
+                    continue 'outer;
+                }
+                ptr = child;
+                level = level.saturating_sub(1);
+            }
+        }
+        if rec.root != orig_root {
+            self.rec_put(id, Some(&rec))?;
+        }
+        Ok(())
+    }
+
+    /// Unmaps `[pos, e)` within one leaf; frees the leaf if it empties.
+    fn discard_leaf(&mut self, rec: &mut VolRec, depth: u8, pos: u64, e: u64) -> Result<(), Error> {
+        let (root, leaf) = self.path_mut(rec.root, Kind::Vol, depth, pos, 0)?;
+        rec.root = root;
+        for k in pos..e {
+            let idx = Kind::Vol.index(0, k)?;
+            let old = self.node_entry(leaf, Kind::Vol, 0, idx)?;
+            if old != 0 {
+                self.node_set(leaf, Kind::Vol, 0, idx, 0)?;
+                self.dec(SmKind::Data, old.saturating_sub(1))?;
+            }
+        }
+        let n = Kind::Vol.leaf_entries() as usize;
+        for idx in 0..n {
+            if self.node_entry(leaf, Kind::Vol, 0, idx)? != 0 {
+                return Ok(());
+            }
+        }
+        if depth == 1 {
+            self.dec_tree(leaf, Kind::Vol, 0)?;
+            rec.root = 0;
+        } else {
+            let (root, parent) = self.path_mut(rec.root, Kind::Vol, depth, pos, 1)?;
+            rec.root = root;
+            self.node_set(parent, Kind::Vol, 1, Kind::Vol.index(1, pos)?, 0)?;
+            self.dec_tree(leaf, Kind::Vol, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Volume `id`.
+    pub fn volume(&mut self, id: u32) -> Result<VolumeInfo, Error> {
+        self.check_usable()?;
+        let r = self.rec_req(id)?;
+        Ok(VolumeInfo {
+            id,
+            size: r.size,
+            bg_cursor: r.bg_cursor,
+            bg_done: r.bg_done,
+        })
+    }
+
+    /// The volume with the smallest id >= `from` (for listing).
+    pub fn next_volume(&mut self, from: u32) -> Result<Option<VolumeInfo>, Error> {
+        self.check_usable()?;
+        let geo = self.geo;
+        let gen = self.gen();
+        let root = self.work.dir_root;
+        let r = read::next_rec(&mut self.loader(), &geo, root, u64::from(from), gen)?;
+        Ok(r.map(|(id, r)| VolumeInfo {
+            id,
+            size: r.size,
+            bg_cursor: r.bg_cursor,
+            bg_done: r.bg_done,
+        }))
+    }
+
+    /// The first mapped extent >= `from` of volume `id` (for dumping);
+    /// unmapped subtrees are skipped without visiting their extents.
+    pub fn next_mapping(&mut self, id: u32, from: u64) -> Result<Option<(u64, Mapping)>, Error> {
+        self.check_usable()?;
+        let rec = self.rec_req(id)?;
+        let geo = self.geo;
+        let gen = self.gen();
+        let Some((k, _)) = read::next_mapped_raw(&mut self.loader(), &geo, &rec, from, gen)? else {
+            return Ok(None);
+        };
+        let m = read::vol_lookup(&mut self.loader(), &geo, &rec, k, gen)?;
+        Ok(Some((k, m)))
+    }
+
+    /// Reference count of physical extent `pext` (number of table leaves
+    /// that map it; a leaf shared by snapshots counts once).
+    pub fn data_refcount(&mut self, pext: u64) -> Result<u32, Error> {
+        self.check_usable()?;
+        if pext >= self.geo.data_extents {
+            return Err(Error::Invalid);
+        }
+        self.rc(SmKind::Data, pext)
+    }
+
+    /// Next shared extent at or after the background-copy cursor of volume
+    /// `id`: `(vext, pext)`. The background copier breaks its sharing
+    /// ([`Pool::prepare_break`], copy, [`Pool::complete_break`]) and then
+    /// calls [`Pool::bg_advance`].
+    pub fn bg_next(&mut self, id: u32) -> Result<Option<(u64, u64)>, Error> {
+        self.check_usable()?;
+        let rec = self.rec_req(id)?;
+        self.next_shared(&rec, rec.bg_cursor)
+    }
+
+    fn next_shared(&mut self, rec: &VolRec, from: u64) -> Result<Option<(u64, u64)>, Error> {
+        let geo = self.geo;
+        let gen = self.gen();
+        let mut pos = from;
+        while pos < rec.size {
+            let Some((k, _)) = read::next_mapped_raw(&mut self.loader(), &geo, rec, pos, gen)?
+            else {
+                return Ok(None);
+            };
+            if let Mapping::Mapped { pext, shared: true } =
+                read::vol_lookup(&mut self.loader(), &geo, rec, k, gen)?
+            {
+                return Ok(Some((k, pext)));
+            }
+            pos = k.saturating_add(1);
+        }
+        Ok(None)
+    }
+
+    /// Moves the background-copy cursor of volume `id` past `vext` and
+    /// counts one extent done (in the open transaction).
+    pub fn bg_advance(&mut self, id: u32, vext: u64) -> Result<(), Error> {
+        self.check_usable()?;
+        let rec = self.rec_req(id)?;
+        if vext >= rec.size {
+            return Err(Error::Invalid);
+        }
+        self.need_meta(u64::from(self.geo.dir_depth))?;
+        self.mutate(|p| {
+            let mut rec = rec;
+            rec.bg_cursor = rec.bg_cursor.max(vext.saturating_add(1));
+            rec.bg_done = rec.bg_done.saturating_add(1);
+            p.rec_put(id, Some(&rec))
+        })
+    }
+
+    /// Restarts the background copy of volume `id` from extent 0.
+    pub fn bg_reset(&mut self, id: u32) -> Result<(), Error> {
+        self.check_usable()?;
+        let rec = self.rec_req(id)?;
+        self.need_meta(u64::from(self.geo.dir_depth))?;
+        self.mutate(|p| {
+            let mut rec = rec;
+            rec.bg_cursor = 0;
+            rec.bg_done = 0;
+            p.rec_put(id, Some(&rec))
+        })
+    }
+
+    /// Background copy progress of volume `id` (counts the shared extents
+    /// after the cursor: work proportional to the mapped extents).
+    pub fn bg_progress(&mut self, id: u32) -> Result<BgProgress, Error> {
+        self.check_usable()?;
+        let rec = self.rec_req(id)?;
+        let mut remaining = 0u64;
+        let mut pos = rec.bg_cursor;
+        while let Some((k, _)) = self.next_shared(&rec, pos)? {
+            remaining = remaining.saturating_add(1);
+            pos = k.saturating_add(1);
+        }
+        Ok(BgProgress {
+            cursor: rec.bg_cursor,
+            done: rec.bg_done,
+            remaining,
+        })
+    }
+}

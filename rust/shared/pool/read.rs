@@ -1,0 +1,342 @@
+//! Read-only walks shared by the blocking path (which loads blocks) and the
+//! non-blocking path (which answers from cache or says `WouldBlock`).
+
+use super::block::{rd_u32, rd_u48, rd_u64, wr_u48, wr_u64, HDR};
+use super::cache::{Cache, SLOT_COM, SLOT_WORK};
+use super::geom::{check_header, sel_get, sm_off, Geometry, Kind, SmKind, REC_SIZE, SM_ENTRIES};
+use super::{Error, Mapping, MetaDevice, BLOCK_SIZE};
+
+/// A source of blocks.
+pub(crate) trait Src {
+    /// Returns the cache slot holding block `nr`.
+    fn load(&mut self, nr: u64) -> Result<usize, Error>;
+    /// The buffer of a slot.
+    fn buf(&self, idx: usize) -> Result<&[u8; BLOCK_SIZE], Error>;
+}
+
+/// Loads missing blocks from the device.
+pub(crate) struct Loader<'p, 'a, D: MetaDevice> {
+    pub(crate) cache: &'p mut Cache<'a>,
+    pub(crate) dev: &'p mut D,
+}
+
+impl<D: MetaDevice> Src for Loader<'_, '_, D> {
+    fn load(&mut self, nr: u64) -> Result<usize, Error> {
+        self.cache.get(self.dev, nr)
+    }
+    fn buf(&self, idx: usize) -> Result<&[u8; BLOCK_SIZE], Error> {
+        self.cache.buf(idx)
+    }
+}
+
+/// Answers only from cache.
+pub(crate) struct Cached<'p, 'a> {
+    pub(crate) cache: &'p Cache<'a>,
+}
+
+impl Src for Cached<'_, '_> {
+    fn load(&mut self, nr: u64) -> Result<usize, Error> {
+        self.cache.find(nr).ok_or(Error::WouldBlock)
+    }
+    fn buf(&self, idx: usize) -> Result<&[u8; BLOCK_SIZE], Error> {
+        self.cache.buf(idx)
+    }
+}
+
+/// A volume record in the directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct VolRec {
+    pub(crate) size: u64,
+    pub(crate) root: u64,
+    pub(crate) bg_cursor: u64,
+    pub(crate) bg_done: u64,
+}
+
+pub(crate) fn rec_decode(b: &[u8], idx: usize) -> Result<VolRec, Error> {
+    let off = idx.saturating_mul(REC_SIZE).saturating_add(HDR);
+    Ok(VolRec {
+        size: rd_u64(b, off)?,
+        root: rd_u64(b, off.saturating_add(8))?,
+        bg_cursor: rd_u64(b, off.saturating_add(16))?,
+        bg_done: rd_u64(b, off.saturating_add(24))?,
+    })
+}
+
+pub(crate) fn rec_encode(b: &mut [u8], idx: usize, r: &VolRec) -> Result<(), Error> {
+    let off = idx.saturating_mul(REC_SIZE).saturating_add(HDR);
+    wr_u64(b, off, r.size)?;
+    wr_u64(b, off.saturating_add(8), r.root)?;
+    wr_u64(b, off.saturating_add(16), r.bg_cursor)?;
+    wr_u64(b, off.saturating_add(24), r.bg_done)
+}
+
+/// Reads entry `idx` of a node: a child pointer, a mapping value
+/// (physical extent + 1, 0 = unmapped) or, for directory leaves, the
+/// record's size (0 = no volume).
+pub(crate) fn entry(b: &[u8], kind: Kind, level: u8, idx: usize) -> Result<u64, Error> {
+    if idx as u64 >= kind.entries(level) {
+        return Err(Error::Corrupt);
+    }
+    match (kind, level) {
+        (Kind::Vol, 0) => rd_u48(b, idx.saturating_mul(6).saturating_add(HDR)),
+        (Kind::Dir, 0) => rd_u64(b, idx.saturating_mul(REC_SIZE).saturating_add(HDR)),
+        _ => rd_u64(b, idx.saturating_mul(8).saturating_add(HDR)),
+    }
+}
+
+/// Writes entry `idx` (not for directory leaves).
+pub(crate) fn set_entry(
+    b: &mut [u8],
+    kind: Kind,
+    level: u8,
+    idx: usize,
+    v: u64,
+) -> Result<(), Error> {
+    if idx as u64 >= kind.entries(level) {
+        return Err(Error::Invalid);
+    }
+    match (kind, level) {
+        (Kind::Vol, 0) => wr_u48(b, idx.saturating_mul(6).saturating_add(HDR), v),
+        (Kind::Dir, 0) => Err(Error::Invalid),
+        _ => wr_u64(b, idx.saturating_mul(8).saturating_add(HDR), v),
+    }
+}
+
+/// Loads tree node `ptr` and validates its header.
+pub(crate) fn node<S: Src>(
+    s: &mut S,
+    geo: &Geometry,
+    ptr: u64,
+    kind: Kind,
+    level: u8,
+    gen_limit: u64,
+) -> Result<usize, Error> {
+    if !geo.is_dyn(ptr) {
+        return Err(Error::Corrupt);
+    }
+    let i = s.load(ptr)?;
+    check_header(s.buf(i)?, kind.tag(level), level, gen_limit)?;
+    Ok(i)
+}
+
+/// Reads a reference count; `committed` selects the last committed state.
+pub(crate) fn sm_read<S: Src>(
+    s: &mut S,
+    geo: &Geometry,
+    kind: SmKind,
+    idx: u64,
+    committed: bool,
+) -> Result<u32, Error> {
+    if idx >= geo.sm_n(kind) {
+        return Err(Error::Corrupt);
+    }
+    let j = idx / SM_ENTRIES;
+    let e = idx % SM_ENTRIES;
+    let img = s.buf(if committed { SLOT_COM } else { SLOT_WORK })?;
+    let sel = sel_get(img, geo.sel_bit(kind, j))?;
+    let phys = geo.sm_phys(kind, j, sel)?;
+    let i = s.load(phys)?;
+    let b = s.buf(i)?;
+    check_header(b, Geometry::sm_tag(kind), 0, u64::MAX)?;
+    rd_u32(b, sm_off(e))
+}
+
+/// Looks up the record of volume `id` (`None`: no such volume).
+pub(crate) fn rec_get<S: Src>(
+    s: &mut S,
+    geo: &Geometry,
+    dir_root: u64,
+    id: u32,
+    gen: u64,
+) -> Result<Option<VolRec>, Error> {
+    if id >= geo.max_volumes {
+        return Err(Error::Invalid);
+    }
+    let key = u64::from(id);
+    let mut ptr = dir_root;
+    let mut level = geo.dir_depth.checked_sub(1).ok_or(Error::Corrupt)?;
+    loop {
+        if ptr == 0 {
+            return Ok(None);
+        }
+        let i = node(s, geo, ptr, Kind::Dir, level, gen)?;
+        let idx = Kind::Dir.index(level, key)?;
+        let b = s.buf(i)?;
+        if level == 0 {
+            let r = rec_decode(b, idx)?;
+            return Ok(if r.size == 0 { None } else { Some(r) });
+        }
+        ptr = entry(b, Kind::Dir, level, idx)?;
+        level = level.saturating_sub(1);
+    }
+}
+
+/// Walks a volume table to the value of `vext`, also telling whether a
+/// node on the path is shared (`rc` is consulted only when `want_shared`).
+fn vol_walk<S: Src>(
+    s: &mut S,
+    geo: &Geometry,
+    rec: &VolRec,
+    vext: u64,
+    gen: u64,
+    want_shared: bool,
+) -> Result<(u64, bool), Error> {
+    if vext >= rec.size {
+        return Err(Error::Invalid);
+    }
+    let depth = Kind::Vol.depth_for(rec.size)?;
+    let mut level = depth.saturating_sub(1);
+    let mut ptr = rec.root;
+    let mut shared = false;
+    loop {
+        if ptr == 0 {
+            return Ok((0, shared));
+        }
+        if want_shared && !shared && sm_read(s, geo, SmKind::Meta, ptr, false)? > 1 {
+            shared = true;
+        }
+        let i = node(s, geo, ptr, Kind::Vol, level, gen)?;
+        let idx = Kind::Vol.index(level, vext)?;
+        let v = entry(s.buf(i)?, Kind::Vol, level, idx)?;
+        if level == 0 {
+            return Ok((v, shared));
+        }
+        ptr = v;
+        level = level.saturating_sub(1);
+    }
+}
+
+/// Raw value (physical extent + 1, or 0) of `vext`.
+pub(crate) fn vol_raw<S: Src>(
+    s: &mut S,
+    geo: &Geometry,
+    rec: &VolRec,
+    vext: u64,
+    gen: u64,
+) -> Result<u64, Error> {
+    Ok(vol_walk(s, geo, rec, vext, gen, false)?.0)
+}
+
+/// Mapping of `vext` including whether it is shared.
+pub(crate) fn vol_lookup<S: Src>(
+    s: &mut S,
+    geo: &Geometry,
+    rec: &VolRec,
+    vext: u64,
+    gen: u64,
+) -> Result<Mapping, Error> {
+    let (v, shared) = vol_walk(s, geo, rec, vext, gen, true)?;
+    if v == 0 {
+        return Ok(Mapping::Unmapped);
+    }
+    let pext = v.saturating_sub(1);
+    if pext >= geo.data_extents {
+        return Err(Error::Corrupt);
+    }
+    let shared = shared || sm_read(s, geo, SmKind::Data, pext, false)? > 1;
+    Ok(Mapping::Mapped { pext, shared })
+}
+
+/// First vext >= `from` whose value is non-zero, skipping unmapped
+/// subtrees; returns `(vext, value)`.
+pub(crate) fn next_mapped_raw<S: Src>(
+    s: &mut S,
+    geo: &Geometry,
+    rec: &VolRec,
+    from: u64,
+    gen: u64,
+) -> Result<Option<(u64, u64)>, Error> {
+    let depth = Kind::Vol.depth_for(rec.size)?;
+    let mut pos = from;
+    'outer: while pos < rec.size {
+        let mut ptr = rec.root;
+        let mut level = depth.saturating_sub(1);
+        loop {
+            if ptr == 0 {
+                // The whole subtree at `level` around `pos` is unmapped.
+                let c = Kind::Vol.cover(level)?;
+                pos = pos
+                    .checked_div(c)
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(1)
+                    .saturating_mul(c);
+                continue 'outer;
+            }
+            let i = node(s, geo, ptr, Kind::Vol, level, gen)?;
+            let b = s.buf(i)?;
+            if level == 0 {
+                let first = Kind::Vol.index(0, pos)?;
+                let base = pos.saturating_sub(first as u64);
+                let n = Kind::Vol.leaf_entries();
+                let mut idx = first;
+                while (idx as u64) < n {
+                    let k = base.saturating_add(idx as u64);
+                    if k >= rec.size {
+                        return Ok(None);
+                    }
+                    let v = entry(b, Kind::Vol, 0, idx)?;
+                    if v != 0 {
+                        return Ok(Some((k, v)));
+                    }
+                    idx = idx.saturating_add(1);
+                }
+                pos = base.saturating_add(n);
+                continue 'outer;
+            }
+            ptr = entry(b, Kind::Vol, level, Kind::Vol.index(level, pos)?)?;
+            level = level.saturating_sub(1);
+        }
+    }
+    Ok(None)
+}
+
+/// First volume with id >= `from`.
+pub(crate) fn next_rec<S: Src>(
+    s: &mut S,
+    geo: &Geometry,
+    dir_root: u64,
+    from: u64,
+    gen: u64,
+) -> Result<Option<(u32, VolRec)>, Error> {
+    let n = u64::from(geo.max_volumes);
+    let depth = geo.dir_depth;
+    let mut pos = from;
+    'outer: while pos < n {
+        let mut ptr = dir_root;
+        let mut level = depth.saturating_sub(1);
+        loop {
+            if ptr == 0 {
+                let c = Kind::Dir.cover(level)?;
+                pos = pos
+                    .checked_div(c)
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(1)
+                    .saturating_mul(c);
+                continue 'outer;
+            }
+            let i = node(s, geo, ptr, Kind::Dir, level, gen)?;
+            let b = s.buf(i)?;
+            if level == 0 {
+                let first = Kind::Dir.index(0, pos)?;
+                let base = pos.saturating_sub(first as u64);
+                let mut idx = first;
+                while (idx as u64) < Kind::Dir.leaf_entries() {
+                    let k = base.saturating_add(idx as u64);
+                    if k >= n {
+                        return Ok(None);
+                    }
+                    let r = rec_decode(b, idx)?;
+                    if r.size != 0 {
+                        return Ok(Some((k as u32, r)));
+                    }
+                    idx = idx.saturating_add(1);
+                }
+                pos = base.saturating_add(Kind::Dir.leaf_entries());
+                continue 'outer;
+            }
+            ptr = entry(b, Kind::Dir, level, Kind::Dir.index(level, pos)?)?;
+            level = level.saturating_sub(1);
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,276 @@
+//! Space maps: reference counts of metadata blocks and data extents.
+//!
+//! Each map is an array of u32 counts in fixed "ping-pong" block pairs; the
+//! superblock's selector bitmap says which copy of each pair is live. The
+//! first change of a space map block in a transaction copies the live copy
+//! into the other one and flips the working selector bit; the commit's
+//! superblock publishes the new selectors atomically.
+
+use super::block::{rd_u32, set_header, wr_u32, Header, HDR};
+use super::cache::{Cache, SLOT_COM, SLOT_WORK};
+use super::geom::{check_header, sel_flip, sel_get, sm_off, Geometry, SmKind, SM_ENTRIES};
+use super::read::sm_read;
+use super::{Error, MetaDevice, Pool, BLOCK_SIZE};
+
+/// Writes copy 0 of every space map block of a fresh pool (and invalidates
+/// both superblocks first).
+pub(crate) fn format_maps<D: MetaDevice>(
+    cache: &mut Cache<'_>,
+    dev: &mut D,
+    geo: &Geometry,
+) -> Result<(), Error> {
+    let b = cache.buf_mut(SLOT_COM)?;
+    b.fill(0);
+    dev.write_block(0, b)?;
+    dev.write_block(1, b)?;
+    dev.flush()?;
+    for kind in [SmKind::Meta, SmKind::Data] {
+        let nblocks = match kind {
+            SmKind::Meta => geo.msm_blocks,
+            SmKind::Data => geo.dsm_blocks,
+        };
+        for j in 0..nblocks {
+            let nr = geo.sm_phys(kind, j, 0)?;
+            let b = cache.buf_mut(SLOT_COM)?;
+            b.fill(0);
+            set_header(
+                b,
+                Header {
+                    tag: Geometry::sm_tag(kind),
+                    level: 0,
+                    blocknr: nr,
+                    gen: 1,
+                },
+            )?;
+            if kind == SmKind::Meta {
+                // The fixed area (superblocks and space maps) is in use.
+                let lo = j.saturating_mul(SM_ENTRIES);
+                let hi = lo.saturating_add(SM_ENTRIES).min(geo.first_dyn);
+                let mut i = lo;
+                while i < hi {
+                    wr_u32(b, sm_off(i.saturating_sub(lo)), 1)?;
+                    i = i.saturating_add(1);
+                }
+            }
+            super::block::seal(b);
+            dev.write_block(nr, b)?;
+        }
+    }
+    dev.flush()
+}
+
+impl<D: MetaDevice> Pool<'_, D> {
+    /// Reference count in the open transaction.
+    pub(crate) fn rc(&mut self, kind: SmKind, idx: u64) -> Result<u32, Error> {
+        let geo = self.geo;
+        sm_read(&mut self.loader(), &geo, kind, idx, false)
+    }
+
+    /// Reference count in the last commit.
+    pub(crate) fn rc_committed(&mut self, kind: SmKind, idx: u64) -> Result<u32, Error> {
+        let geo = self.geo;
+        sm_read(&mut self.loader(), &geo, kind, idx, true)
+    }
+
+    /// Makes logical space map block `j` writable in the open transaction
+    /// and returns its physical location.
+    fn sm_writable(&mut self, kind: SmKind, j: u64) -> Result<u64, Error> {
+        let geo = self.geo;
+        let bit = geo.sel_bit(kind, j);
+        let ws = sel_get(self.cache.buf(SLOT_WORK)?, bit)?;
+        let cs = sel_get(self.cache.buf(SLOT_COM)?, bit)?;
+        if ws != cs {
+            return geo.sm_phys(kind, j, ws);
+        }
+        let src = geo.sm_phys(kind, j, cs)?;
+        let dst = geo.sm_phys(kind, j, cs ^ 1)?;
+        let si = self.cache.get(&mut self.dev, src)?;
+        check_header(self.cache.buf(si)?, Geometry::sm_tag(kind), 0, u64::MAX)?;
+        let di = self.cache.claim(&mut self.dev, dst, si)?;
+        self.cache.copy(si, di)?;
+        let gen = self.gen();
+        set_header(
+            self.cache.buf_mut(di)?,
+            Header {
+                tag: Geometry::sm_tag(kind),
+                level: 0,
+                blocknr: dst,
+                gen,
+            },
+        )?;
+        sel_flip(self.cache.buf_mut(SLOT_WORK)?, bit)?;
+        Ok(dst)
+    }
+
+    /// Sets a reference count (no counter bookkeeping).
+    pub(crate) fn sm_set(&mut self, kind: SmKind, idx: u64, v: u32) -> Result<(), Error> {
+        if idx >= self.geo.sm_n(kind) {
+            return Err(Error::Corrupt);
+        }
+        let j = idx / SM_ENTRIES;
+        let phys = self.sm_writable(kind, j)?;
+        let i = self.cache.get(&mut self.dev, phys)?;
+        check_header(self.cache.buf(i)?, Geometry::sm_tag(kind), 0, u64::MAX)?;
+        wr_u32(self.cache.buf_mut(i)?, sm_off(idx % SM_ENTRIES), v)
+    }
+
+    /// Adds a reference to something already referenced.
+    pub(crate) fn inc(&mut self, kind: SmKind, idx: u64) -> Result<(), Error> {
+        let v = self.rc(kind, idx)?;
+        if v == 0 {
+            return Err(Error::Corrupt);
+        }
+        let nv = v.checked_add(1).ok_or(Error::Corrupt)?;
+        self.sm_set(kind, idx, nv)
+    }
+
+    /// Drops a reference; returns the new count. A count reaching zero
+    /// frees the block or extent (reusable at once if the last commit does
+    /// not use it, else after the next commit).
+    pub(crate) fn dec(&mut self, kind: SmKind, idx: u64) -> Result<u32, Error> {
+        let v = self.rc(kind, idx)?;
+        if v == 0 {
+            return Err(Error::Corrupt);
+        }
+        let nv = v.saturating_sub(1);
+        self.sm_set(kind, idx, nv)?;
+        if nv == 0 {
+            let still_used = self.rc_committed(kind, idx)? != 0;
+            match kind {
+                SmKind::Meta => {
+                    self.work.meta_free = self.work.meta_free.saturating_add(1);
+                    if still_used {
+                        self.pend_meta_free = self.pend_meta_free.saturating_add(1);
+                    }
+                }
+                SmKind::Data => {
+                    self.work.data_free = self.work.data_free.saturating_add(1);
+                    if still_used {
+                        self.pend_data_free = self.pend_data_free.saturating_add(1);
+                    }
+                }
+            }
+        }
+        Ok(nv)
+    }
+
+    /// Metadata blocks allocatable now (not counting reservations).
+    pub(crate) fn meta_avail(&self) -> u64 {
+        self.work
+            .meta_free
+            .saturating_sub(self.pend_meta_free)
+            .saturating_sub(self.meta_reserved)
+    }
+
+    /// Data extents allocatable now.
+    pub(crate) fn data_avail(&self) -> u64 {
+        self.work.data_free.saturating_sub(self.pend_data_free)
+    }
+
+    /// Allocates a block or extent (count 1), searching from the rolling
+    /// hint so that consecutive allocations are close together. With
+    /// `reserved`, metadata reserved for pending breaks may be used.
+    pub(crate) fn alloc(&mut self, kind: SmKind, reserved: bool) -> Result<u64, Error> {
+        let geo = self.geo;
+        let (avail, lo, hint, err) = match kind {
+            SmKind::Meta => (
+                if reserved {
+                    self.work.meta_free.saturating_sub(self.pend_meta_free)
+                } else {
+                    self.meta_avail()
+                },
+                geo.first_dyn,
+                self.work.meta_hint,
+                Error::NoMetadataSpace,
+            ),
+            SmKind::Data => (self.data_avail(), 0, self.work.data_hint, Error::NoSpace),
+        };
+        if avail == 0 {
+            return Err(err);
+        }
+        let n = geo.sm_n(kind);
+        let span = n.saturating_sub(lo);
+        let start = if hint >= lo && hint < n { hint } else { lo };
+        let mut scanned = 0u64;
+        let mut pos = start;
+        while scanned < span {
+            // Scan the rest of pos's space map block in one go.
+            let j = pos / SM_ENTRIES;
+            let blk_end = j.saturating_add(1).saturating_mul(SM_ENTRIES).min(n);
+            let bit = geo.sel_bit(kind, j);
+            let ws = sel_get(self.cache.buf(SLOT_WORK)?, bit)?;
+            let cs = sel_get(self.cache.buf(SLOT_COM)?, bit)?;
+            let phys = geo.sm_phys(kind, j, ws)?;
+            let mut found = None;
+            {
+                let i = self.cache.get(&mut self.dev, phys)?;
+                let b = self.cache.buf(i)?;
+                check_header(b, Geometry::sm_tag(kind), 0, u64::MAX)?;
+                let mut k = pos;
+                while k < blk_end && scanned < span {
+                    if rd_u32(b, sm_off(k % SM_ENTRIES))? == 0 {
+                        if ws == cs {
+                            found = Some(k);
+                            break;
+                        }
+                        // The block changed in this transaction: the
+                        // candidate must also be free in the last commit.
+                        found = Some(k);
+                        break;
+                    }
+                    k = k.saturating_add(1);
+                    scanned = scanned.saturating_add(1);
+                }
+                if found.is_none() {
+                    pos = if k >= n { lo } else { k };
+                }
+            }
+            if let Some(k) = found {
+                if ws == cs || self.rc_committed(kind, k)? == 0 {
+                    self.sm_set(kind, k, 1)?;
+                    let next = if k.saturating_add(1) >= n {
+                        lo
+                    } else {
+                        k.saturating_add(1)
+                    };
+                    match kind {
+                        SmKind::Meta => {
+                            self.work.meta_free = self.work.meta_free.saturating_sub(1);
+                            self.work.meta_hint = next;
+                        }
+                        SmKind::Data => {
+                            self.work.data_free = self.work.data_free.saturating_sub(1);
+                            self.work.data_hint = next;
+                        }
+                    }
+                    return Ok(k);
+                }
+                scanned = scanned.saturating_add(1);
+                pos = if k.saturating_add(1) >= n {
+                    lo
+                } else {
+                    k.saturating_add(1)
+                };
+            }
+        }
+        Err(err)
+    }
+
+    /// Sets the count of every pending break's new extent (0 around a
+    /// commit, 1 otherwise), keeping the free counter in step.
+    pub(crate) fn pending_set_rc(&mut self, v: u32) -> Result<(), Error> {
+        for i in 0..self.npending {
+            let p = self.pending_get(i)?;
+            self.sm_set(SmKind::Data, p.new, v)?;
+            if v == 0 {
+                self.work.data_free = self.work.data_free.saturating_add(1);
+            } else {
+                self.work.data_free = self.work.data_free.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+}
+
+// A space map block's counts fit in its payload.
+const _: () = assert!(HDR + (SM_ENTRIES as usize) * 4 <= BLOCK_SIZE);

@@ -1,0 +1,501 @@
+//! `snapguard pool`: format, check, dump and list snapshot pool metadata
+//! (a metadata device or an image file), like thin_check and thin_dump.
+//!
+//! Exit codes: 0 success (`check`: clean), 1 corrupt metadata, 2 usage or
+//! I/O error.
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use snapguard_pool::host::{slots, FileDevice};
+use snapguard_pool::{Error, FormatParams, Mapping, Pool, PoolStats, DEFAULT_MAX_VOLUMES};
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `snapguard pool`.
+#[derive(Args, Debug)]
+pub(crate) struct PoolArgs {
+    #[command(subcommand)]
+    cmd: PoolCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum PoolCmd {
+    /// Write an empty pool to a metadata device or image file.
+    Format {
+        /// Metadata device or image file.
+        path: PathBuf,
+        /// Extent size: power of two from 4k to 1g.
+        #[arg(long, default_value = "64k", value_parser = parse_size)]
+        extent_size: u64,
+        /// Number of data extents.
+        #[arg(long, conflicts_with = "data_size")]
+        data_extents: Option<u64>,
+        /// Data device size (rounded down to whole extents).
+        #[arg(long, value_parser = parse_size)]
+        data_size: Option<u64>,
+        /// Create or resize the image file to this size first.
+        #[arg(long, value_parser = parse_size)]
+        meta_size: Option<u64>,
+        /// Maximum number of volumes (ids 0..N).
+        #[arg(long, default_value_t = DEFAULT_MAX_VOLUMES)]
+        max_volumes: u32,
+    },
+    /// Verify checksums, tree shape and every reference count.
+    Check {
+        /// Metadata device or image file.
+        path: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the pool, its volumes and their mappings.
+    Dump {
+        /// Metadata device or image file.
+        path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Only this volume.
+        #[arg(long)]
+        volume: Option<u32>,
+    },
+    /// List the volumes.
+    Ls {
+        /// Metadata device or image file.
+        path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Cache arena for the tools: 16 MiB.
+const CACHE_SLOTS: usize = 4096;
+
+/// Parses a size with an optional binary suffix (k, m, g, t).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let t = t.strip_suffix('i').unwrap_or(t);
+    let (num, mul) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("invalid size {s:?}"))
+}
+
+enum Fail {
+    /// Exit 1.
+    Corrupt(String),
+    /// Exit 2.
+    Other(String),
+}
+
+impl Fail {
+    fn from_pool(what: &str, e: Error) -> Fail {
+        match e {
+            Error::Corrupt => Fail::Corrupt(format!("{what}: {e}")),
+            _ => Fail::Other(format!("{what}: {e}")),
+        }
+    }
+}
+
+fn open_file(path: &Path, write: bool) -> Result<FileDevice, Fail> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(path)
+        .map_err(|e| Fail::Other(format!("{}: {e}", path.display())))?;
+    let len = f
+        .seek(SeekFrom::End(0))
+        .map_err(|e| Fail::Other(format!("{}: {e}", path.display())))?;
+    Ok(FileDevice::new(f, len))
+}
+
+pub(crate) fn run(args: PoolArgs) -> ExitCode {
+    let r = match args.cmd {
+        PoolCmd::Format {
+            path,
+            extent_size,
+            data_extents,
+            data_size,
+            meta_size,
+            max_volumes,
+        } => format(
+            &path,
+            extent_size,
+            data_extents,
+            data_size,
+            meta_size,
+            max_volumes,
+        ),
+        PoolCmd::Check { path, json } => check(&path, json),
+        PoolCmd::Dump { path, json, volume } => dump(&path, json, volume),
+        PoolCmd::Ls { path, json } => ls(&path, json),
+    };
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(Fail::Corrupt(m)) => {
+            eprintln!("snapguard pool: {m}");
+            ExitCode::from(1)
+        }
+        Err(Fail::Other(m)) => {
+            eprintln!("snapguard pool: {m}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn format(
+    path: &Path,
+    extent_size: u64,
+    data_extents: Option<u64>,
+    data_size: Option<u64>,
+    meta_size: Option<u64>,
+    max_volumes: u32,
+) -> Result<u8, Fail> {
+    let data_extents = match (data_extents, data_size) {
+        (Some(n), _) => n,
+        (None, Some(bytes)) => bytes / extent_size.max(1),
+        (None, None) => {
+            return Err(Fail::Other(
+                "format: give --data-extents or --data-size".into(),
+            ))
+        }
+    };
+    if let Some(sz) = meta_size {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| Fail::Other(format!("{}: {e}", path.display())))?;
+        f.set_len(sz)
+            .map_err(|e| Fail::Other(format!("{}: {e}", path.display())))?;
+    }
+    let dev = open_file(path, true)?;
+    let mut arena = slots(CACHE_SLOTS);
+    let mut p = FormatParams::new(data_extents);
+    p.extent_size = extent_size;
+    p.max_volumes = max_volumes;
+    let pool = Pool::format(dev, &mut arena, p).map_err(|e| Fail::Other(format!("format: {e}")))?;
+    let st = pool.stats();
+    println!(
+        "formatted {}: extent size {}, {} data extents, {} metadata blocks ({} fixed), {} volumes max",
+        path.display(),
+        st.extent_size,
+        st.data_extents,
+        st.meta_blocks,
+        st.meta_fixed,
+        st.max_volumes
+    );
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct JsonProblem {
+    kind: String,
+    block: u64,
+    index: u64,
+    found: u64,
+    expected: u64,
+}
+
+#[derive(Serialize)]
+struct JsonCheck {
+    clean: bool,
+    errors: u64,
+    problems: Vec<JsonProblem>,
+    generation: u64,
+    volumes: u64,
+    nodes: u64,
+    mapped: u64,
+    meta_used: u64,
+    data_used: u64,
+}
+
+fn check(path: &Path, json: bool) -> Result<u8, Fail> {
+    let dev = open_file(path, false)?;
+    let mut arena = slots(CACHE_SLOTS);
+    let mut pool = Pool::open(dev, &mut arena).map_err(|e| match e {
+        Error::Corrupt => Fail::Corrupt("no valid superblock".into()),
+        e => Fail::from_pool("open", e),
+    })?;
+    let st = pool.stats();
+    // Reference counters for every metadata block and up to 64 Mi data
+    // extents per walk.
+    let len = st
+        .meta_blocks
+        .saturating_add(st.data_extents.min(64 << 20))
+        .max(st.meta_blocks + 1);
+    let mut scratch = vec![0u32; len as usize];
+    let rep = pool
+        .check(&mut scratch)
+        .map_err(|e| Fail::from_pool("check", e))?;
+    let problems: Vec<JsonProblem> = rep
+        .problems
+        .iter()
+        .flatten()
+        .map(|p| JsonProblem {
+            kind: format!("{:?}", p.kind),
+            block: p.block,
+            index: p.index,
+            found: p.found,
+            expected: p.expected,
+        })
+        .collect();
+    if json {
+        let j = JsonCheck {
+            clean: rep.is_clean(),
+            errors: rep.errors,
+            problems,
+            generation: st.generation,
+            volumes: rep.volumes,
+            nodes: rep.nodes,
+            mapped: rep.mapped,
+            meta_used: rep.meta_used,
+            data_used: rep.data_used,
+        };
+        println!("{}", serde_json::to_string(&j).unwrap_or_default());
+    } else {
+        for p in &problems {
+            println!(
+                "problem: {} block {} index {} found {} expected {}",
+                p.kind, p.block, p.index, p.found, p.expected
+            );
+        }
+        if rep.errors > problems.len() as u64 {
+            println!("... {} more problems", rep.errors - problems.len() as u64);
+        }
+        println!(
+            "{}: generation {}, {} volumes, {} nodes, {} mapped entries, metadata {}/{} blocks, data {}/{} extents: {}",
+            path.display(),
+            st.generation,
+            rep.volumes,
+            rep.nodes,
+            rep.mapped,
+            rep.meta_used,
+            st.meta_blocks,
+            rep.data_used,
+            st.data_extents,
+            if rep.is_clean() {
+                "clean".to_string()
+            } else {
+                format!("{} problems", rep.errors)
+            }
+        );
+    }
+    Ok(if rep.is_clean() { 0 } else { 1 })
+}
+
+#[derive(Serialize)]
+struct JsonRun {
+    vext: u64,
+    pext: u64,
+    len: u64,
+    shared: bool,
+}
+
+#[derive(Serialize)]
+struct JsonVolume {
+    id: u32,
+    size: u64,
+    mapped: u64,
+    shared: u64,
+    bg_cursor: u64,
+    bg_done: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mappings: Option<Vec<JsonRun>>,
+}
+
+#[derive(Serialize)]
+struct JsonPool {
+    generation: u64,
+    extent_size: u64,
+    data_extents: u64,
+    data_free: u64,
+    meta_blocks: u64,
+    meta_free: u64,
+    volumes: Vec<JsonVolume>,
+}
+
+fn open_ro(path: &Path) -> Result<(FileDevice, Vec<snapguard_pool::CacheSlot>), Fail> {
+    Ok((open_file(path, false)?, slots(CACHE_SLOTS)))
+}
+
+/// Walks a volume's mappings into runs of consecutive extents.
+fn volume_json(
+    pool: &mut Pool<'_, FileDevice>,
+    id: u32,
+    with_maps: bool,
+) -> Result<JsonVolume, Fail> {
+    let info = pool.volume(id).map_err(|e| Fail::from_pool("volume", e))?;
+    let mut runs: Vec<JsonRun> = vec![];
+    let (mut mapped, mut shared_n) = (0u64, 0u64);
+    let mut pos = 0;
+    while let Some((k, m)) = pool
+        .next_mapping(id, pos)
+        .map_err(|e| Fail::from_pool("mapping", e))?
+    {
+        pos = k + 1;
+        let Mapping::Mapped { pext, shared } = m else {
+            continue;
+        };
+        mapped += 1;
+        shared_n += u64::from(shared);
+        if !with_maps {
+            continue;
+        }
+        match runs.last_mut() {
+            Some(r) if r.vext + r.len == k && r.pext + r.len == pext && r.shared == shared => {
+                r.len += 1
+            }
+            _ => runs.push(JsonRun {
+                vext: k,
+                pext,
+                len: 1,
+                shared,
+            }),
+        }
+    }
+    Ok(JsonVolume {
+        id,
+        size: info.size,
+        mapped,
+        shared: shared_n,
+        bg_cursor: info.bg_cursor,
+        bg_done: info.bg_done,
+        mappings: with_maps.then_some(runs),
+    })
+}
+
+fn volumes_json(
+    pool: &mut Pool<'_, FileDevice>,
+    only: Option<u32>,
+    with_maps: bool,
+) -> Result<Vec<JsonVolume>, Fail> {
+    let mut out = vec![];
+    if let Some(id) = only {
+        out.push(volume_json(pool, id, with_maps)?);
+        return Ok(out);
+    }
+    let mut from = 0u32;
+    while let Some(v) = pool
+        .next_volume(from)
+        .map_err(|e| Fail::from_pool("directory", e))?
+    {
+        out.push(volume_json(pool, v.id, with_maps)?);
+        match v.id.checked_add(1) {
+            Some(n) => from = n,
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+fn pool_json(st: &PoolStats, volumes: Vec<JsonVolume>) -> JsonPool {
+    JsonPool {
+        generation: st.generation,
+        extent_size: st.extent_size,
+        data_extents: st.data_extents,
+        data_free: st.data_free,
+        meta_blocks: st.meta_blocks,
+        meta_free: st.meta_free,
+        volumes,
+    }
+}
+
+fn dump(path: &Path, json: bool, only: Option<u32>) -> Result<u8, Fail> {
+    let (dev, mut arena) = open_ro(path)?;
+    let mut pool = Pool::open(dev, &mut arena).map_err(|e| Fail::from_pool("open", e))?;
+    let st = pool.stats();
+    let vols = volumes_json(&mut pool, only, true)?;
+    let j = pool_json(&st, vols);
+    let mut out = std::io::stdout().lock();
+    let w = if json {
+        writeln!(out, "{}", serde_json::to_string(&j).unwrap_or_default())
+    } else {
+        write_dump(&mut out, &j)
+    };
+    w.map_err(|e| Fail::Other(format!("stdout: {e}")))?;
+    Ok(0)
+}
+
+fn write_dump(out: &mut impl std::io::Write, j: &JsonPool) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "pool generation {} extent_size {} data_extents {} data_free {} meta_blocks {} meta_free {} volumes {}",
+        j.generation,
+        j.extent_size,
+        j.data_extents,
+        j.data_free,
+        j.meta_blocks,
+        j.meta_free,
+        j.volumes.len()
+    )?;
+    for v in &j.volumes {
+        writeln!(
+            out,
+            "volume {} size {} mapped {} shared {} bg_cursor {} bg_done {}",
+            v.id, v.size, v.mapped, v.shared, v.bg_cursor, v.bg_done
+        )?;
+        for r in v.mappings.iter().flatten() {
+            writeln!(
+                out,
+                "  {}+{} -> {}{}",
+                r.vext,
+                r.len,
+                r.pext,
+                if r.shared { " shared" } else { "" }
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn ls(path: &Path, json: bool) -> Result<u8, Fail> {
+    let (dev, mut arena) = open_ro(path)?;
+    let mut pool = Pool::open(dev, &mut arena).map_err(|e| Fail::from_pool("open", e))?;
+    let st = pool.stats();
+    let vols = volumes_json(&mut pool, None, false)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&pool_json(&st, vols)).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "{:>8} {:>14} {:>12} {:>12} {:>12}",
+            "ID", "SIZE", "MAPPED", "SHARED", "BG_DONE"
+        );
+        for v in &vols {
+            println!(
+                "{:>8} {:>14} {:>12} {:>12} {:>12}",
+                v.id, v.size, v.mapped, v.shared, v.bg_done
+            );
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("123"), Ok(123));
+        assert!(parse_size("x").is_err());
+    }
+}
