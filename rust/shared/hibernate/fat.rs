@@ -8,6 +8,8 @@
 //! `fs/exfat/exfat_raw.h` (`struct boot_sector`, `VOLUME_DIRTY`,
 //! `MEDIA_FAILURE`).
 
+use core::num::NonZeroU64;
+
 use super::{byte, has, le16, le32, le64, Ctx, EvidenceKind, FsKind, ReadAt, Res};
 
 /// Largest FAT12 cluster count (`MAX_FAT12` in msdos_fs.h).
@@ -71,8 +73,16 @@ pub(super) fn probe_fat<R: ReadAt + ?Sized>(ctx: &mut Ctx<'_, R>, head: &[u8]) -
             format_args!("FAT boot sector: zero FAT length or sector count"),
         ));
     }
-    // bps >= 512, so this cannot overflow or divide by zero.
-    let root_sectors = (root_entries * 32).div_ceil(bps);
+    // `looks_fat` checked both sizes; the check here keeps a division
+    // panic out of the code (and so out of the kernel's objtool view).
+    let (Some(bps_nz), Some(spc_nz)) = (NonZeroU64::new(bps), NonZeroU64::new(spc)) else {
+        return Err(ctx.malformed(
+            11,
+            format_args!("FAT boot sector: zero sector or cluster size"),
+        ));
+    };
+    // bps >= 512, so this cannot overflow.
+    let root_sectors = (root_entries * 32).div_ceil(bps_nz.get());
     let data_start = reserved + fats * fat_len + root_sectors;
     if total < data_start {
         return Err(ctx.malformed(
@@ -80,7 +90,7 @@ pub(super) fn probe_fat<R: ReadAt + ?Sized>(ctx: &mut Ctx<'_, R>, head: &[u8]) -
             format_args!("FAT data area starts beyond the volume ({data_start} > {total} sectors)"),
         ));
     }
-    let clusters = (total - data_start) / spc;
+    let clusters = (total - data_start) / spc_nz;
     if !is32 && clusters <= MAX_FAT12 {
         ctx.rep.fs = FsKind::Fat12;
     }

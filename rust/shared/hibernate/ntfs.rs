@@ -9,6 +9,8 @@
 //! `libntfs-3g/logfile.c` (`ntfs_check_logfile`, `ntfs_is_logfile_clean`),
 //! and `fs/ntfs/super.c` (`check_windows_hibernation_status`).
 
+use core::num::NonZeroU64;
+
 use super::{byte, has, le16, le32, le64, Ctx, EvidenceKind, Halt, ReadAt, Res};
 
 const AT_ATTRIBUTE_LIST: u32 = 0x20;
@@ -57,7 +59,9 @@ pub(super) fn is_ntfs(head: &[u8]) -> bool {
 
 /// Volume geometry from the boot sector.
 struct Geo {
-    cluster: u64,
+    /// Cluster size in bytes; `NonZeroU64` so that dividing by it cannot
+    /// panic.
+    cluster: NonZeroU64,
     total_clusters: u64,
     rec_size: usize,
     idx_size: usize,
@@ -124,8 +128,10 @@ fn geometry(head: &[u8], dev_len: u64) -> Result<Geo, (u64, &'static str)> {
     if spc == 0 || !spc.is_power_of_two() {
         return Err((0x0D, "NTFS boot sector: bad sectors per cluster"));
     }
-    let cluster = bps * spc;
-    if cluster > MAX_CLUSTER {
+    let Some(cluster) = NonZeroU64::new(bps * spc) else {
+        return Err((0x0D, "NTFS boot sector: bad sectors per cluster"));
+    };
+    if cluster.get() > MAX_CLUSTER {
         return Err((0x0D, "NTFS boot sector: cluster larger than 2 MiB"));
     }
     if le16(head, 510) != 0xAA55 {
@@ -144,11 +150,11 @@ fn geometry(head: &[u8], dev_len: u64) -> Result<Geo, (u64, &'static str)> {
             "NTFS boot sector: $MFT or $MFTMirr cluster outside the volume",
         ));
     }
-    let rec = record_size(byte(head, 0x40), cluster).unwrap_or(0);
+    let rec = record_size(byte(head, 0x40), cluster.get()).unwrap_or(0);
     if !(512..=MAX_RECORD as u64).contains(&rec) || !rec.is_power_of_two() {
         return Err((0x40, "NTFS boot sector: unsupported MFT record size"));
     }
-    let idx = record_size(byte(head, 0x44), cluster).unwrap_or(0);
+    let idx = record_size(byte(head, 0x44), cluster.get()).unwrap_or(0);
     if !(512..=MAX_INDEX_BLOCK as u64).contains(&idx) || !idx.is_power_of_two() {
         return Err((0x44, "NTFS boot sector: unsupported index block size"));
     }
@@ -369,7 +375,10 @@ fn read_nonres<R: ReadAt + ?Sized>(
             }
             Err(e) => return Err(ctx.malformed(0, format_args!("{what}: {e}"))),
         };
-        let avail = run.left.saturating_mul(geo.cluster).saturating_sub(within);
+        let avail = run
+            .left
+            .saturating_mul(geo.cluster.get())
+            .saturating_sub(within);
         let n = usize::try_from(avail)
             .unwrap_or(usize::MAX)
             .min(buf.len() - done);
@@ -377,7 +386,7 @@ fn read_nonres<R: ReadAt + ?Sized>(
         match run.lcn {
             None => chunk.fill(0),
             Some(lcn) => {
-                let off = lcn.saturating_mul(geo.cluster).saturating_add(within);
+                let off = lcn.saturating_mul(geo.cluster.get()).saturating_add(within);
                 first.get_or_insert(off);
                 ctx.read(off, chunk)?;
             }
@@ -597,7 +606,7 @@ pub(super) fn probe<R: ReadAt + ?Sized>(
     };
     let mut b = carve(rest).ok_or(Halt::Malformed)?;
     // Record 0 ($MFT) is read straight from the boot sector's cluster.
-    let mft_off = le64(head, 0x30).saturating_mul(geo.cluster);
+    let mft_off = le64(head, 0x30).saturating_mul(geo.cluster.get());
     let mft0 = b.mft0.get_mut(..geo.rec_size).ok_or(Halt::Malformed)?;
     ctx.read(mft_off, mft0)?;
     check_record(ctx, mft0, 0, mft_off)?;
@@ -1041,8 +1050,8 @@ fn check_hiberfil<R: ReadAt + ?Sized>(
             ),
         ));
     }
-    let vcn_unit = if idx_size as u64 >= geo.cluster {
-        geo.cluster
+    let vcn_unit = if idx_size as u64 >= geo.cluster.get() {
+        geo.cluster.get()
     } else {
         BLOCK as u64
     };

@@ -56,7 +56,11 @@ impl fmt::Write for Detail {
         let src = s.as_bytes().get(..take).unwrap_or(&[]);
         let end = len.saturating_add(take);
         if let Some(dst) = self.buf.get_mut(len..end) {
-            dst.copy_from_slice(src);
+            // A zip copy, not `copy_from_slice`: both are `take` bytes long,
+            // but the compiler cannot see it and would keep a panic path.
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = *s;
+            }
             self.len = u8::try_from(end).unwrap_or(self.len);
         }
         Ok(())
