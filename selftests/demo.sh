@@ -6,8 +6,13 @@ cd "$(dirname "$0")" || exit 1
 set -e
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 run() { say "$*"; eval "$@"; }
-fixtures/mkimages.sh /tmp/demo ntfs-hiberfil-HIBR >/dev/null
-cp /tmp/demo/ntfs-hiberfil-HIBR.img /tmp/windows.img
+# The test image: from the fixture disk tools/vm.py attaches, else made here.
+if [ -f /fixtures/ntfs-hiberfil-HIBR.img ]; then
+	cp /fixtures/ntfs-hiberfil-HIBR.img /tmp/windows.img
+else
+	fixtures/mkimages.sh /tmp/demo ntfs-hiberfil-HIBR >/dev/null
+	cp /tmp/demo/ntfs-hiberfil-HIBR.img /tmp/windows.img
+fi
 mkdir -p /mnt/win
 run 'losetup -f --show /tmp/windows.img'
 dev=$(losetup -j /tmp/windows.img | cut -d: -f1)

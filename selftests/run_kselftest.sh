@@ -12,8 +12,10 @@ rc=0
 for t in "$@"; do
 	n=$((n + 1))
 	echo "# selftests: snapguard: $t"
+	start=$(date +%s)
 	timeout "${timeout:-600}" ./"$t" 2>&1 | sed -u 's/^/# /'
 	r=${PIPESTATUS[0]}
+	echo "# $t took $(($(date +%s) - start))s"
 	case $r in
 	0) echo "ok $n selftests: snapguard: $t" ;;
 	4) echo "ok $n selftests: snapguard: $t # SKIP" ;;

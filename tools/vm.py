@@ -99,6 +99,12 @@ ln -sf /proc/self/fd/0 /dev/stdin; ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /p
 mkdir -p /etc; touch /etc/fstab
 hostname snapguard-guest
 echo 4 > /proc/sys/kernel/printk
+# The read-only fixture disk (see fixture_disk() in tools/vm.py).
+for b in /sys/block/vd*; do
+	if [ "$(cat $b/serial 2>/dev/null)" = sgfixtures ]; then
+		mkdir -p /fixtures && mount -t ext4 -o ro /dev/${b##*/} /fixtures
+	fi
+done
 mode=$(sed -n 's/.*sgmode=\([a-z]*\).*/\1/p' /proc/cmdline)
 case "$mode" in
 test)
@@ -220,7 +226,44 @@ def qemu_cmd(kdir, initrd, disks, mode, console_log):
     for i, d in enumerate(disks):
         cmd += ["-drive", f"file={d},format=raw,if=none,id=d{i},cache=unsafe",
                 "-device", f"virtio-blk-pci,drive=d{i},serial=sgdisk{i}"]
+    # Last, so the scratch disks stay vda, vdb, ...
+    cmd += ["-drive", f"file={fixture_disk()},format=raw,if=none,id=fx,readonly=on",
+            "-device", "virtio-blk-pci,drive=fx,serial=sgfixtures"]
     return cmd
+
+
+def fixture_disk():
+    """The hibernation-evidence fixtures (tools/fixtures/mkimages.sh, run
+    here on the host with the real mkfs tools: in the TCG guest the same
+    script takes ~100 s) on a small ext4 image, attached read-only to the
+    guest and mounted at /fixtures. Cached by the script's hash; the images
+    are sparse, so the disk costs ~50 MiB."""
+    script = os.path.join(REPO, "tools/fixtures/mkimages.sh")
+    with open(script, "rb") as f:
+        key = hashlib.sha256(f.read()).hexdigest()[:16]
+    img = os.path.join(CACHE, f"fixtures-{key}.ext4")
+    if os.path.exists(img):
+        return img
+    t0 = time.time()
+    tmp = tempfile.mkdtemp(prefix="sg-fx-", dir=CACHE)
+    try:
+        fx = os.path.join(tmp, "fx")
+        r = subprocess.run([script, fx], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"vm: {script} failed:\n{r.stdout}{r.stderr}")
+        size = sum(os.path.getsize(os.path.join(fx, n)) for n in os.listdir(fx))
+        part = os.path.join(tmp, "fixtures.ext4")
+        subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal",
+                        "-E", "root_owner=0:0", "-L", "sgfixtures", "-d", fx, part,
+                        f"{(size >> 20) + 256}M"], check=True)
+        os.replace(part, img)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in os.listdir(CACHE):
+        if old.startswith("fixtures-") and old != os.path.basename(img):
+            os.unlink(os.path.join(CACHE, old))
+    log(f"fixture disk built in {time.time() - t0:.1f}s")
+    return img
 
 
 def make_disks(workdir, n, size_mib):
