@@ -247,47 +247,20 @@ pub(crate) fn next_mapped_raw<S: Src>(
     gen: u64,
 ) -> Result<Option<(u64, u64)>, Error> {
     let depth = Kind::Vol.depth_for(rec.size)?;
-    let mut pos = from;
-    'outer: while pos < rec.size {
-        let mut ptr = rec.root;
-        let mut level = depth.saturating_sub(1);
-        loop {
-            if ptr == 0 {
-                // The whole subtree at `level` around `pos` is unmapped.
-                let c = Kind::Vol.cover(level)?;
-                pos = pos
-                    .checked_div(c)
-                    .unwrap_or(u64::MAX)
-                    .saturating_add(1)
-                    .saturating_mul(c);
-                continue 'outer;
-            }
-            let i = node(s, geo, ptr, Kind::Vol, level, gen)?;
-            let b = s.buf(i)?;
-            if level == 0 {
-                let first = Kind::Vol.index(0, pos)?;
-                let base = pos.saturating_sub(first as u64);
-                let n = Kind::Vol.leaf_entries();
-                let mut idx = first;
-                while (idx as u64) < n {
-                    let k = base.saturating_add(idx as u64);
-                    if k >= rec.size {
-                        return Ok(None);
-                    }
-                    let v = entry(b, Kind::Vol, 0, idx)?;
-                    if v != 0 {
-                        return Ok(Some((k, v)));
-                    }
-                    idx = idx.saturating_add(1);
-                }
-                pos = base.saturating_add(n);
-                continue 'outer;
-            }
-            ptr = entry(b, Kind::Vol, level, Kind::Vol.index(level, pos)?)?;
-            level = level.saturating_sub(1);
-        }
-    }
-    Ok(None)
+    next_slot(
+        s,
+        geo,
+        Kind::Vol,
+        rec.root,
+        depth,
+        rec.size,
+        from,
+        gen,
+        |b, idx| {
+            let v = entry(b, Kind::Vol, 0, idx)?;
+            Ok((v != 0).then_some(v))
+        },
+    )
 }
 
 /// First volume with id >= `from`.
@@ -299,14 +272,49 @@ pub(crate) fn next_rec<S: Src>(
     gen: u64,
 ) -> Result<Option<(u32, VolRec)>, Error> {
     let n = u64::from(geo.max_volumes);
-    let depth = geo.dir_depth;
+    let found = next_slot(
+        s,
+        geo,
+        Kind::Dir,
+        dir_root,
+        geo.dir_depth,
+        n,
+        from,
+        gen,
+        |b, idx| {
+            let r = rec_decode(b, idx)?;
+            Ok((r.size != 0).then_some(r))
+        },
+    )?;
+    // Keys are below `max_volumes`, a `u32`.
+    Ok(found.and_then(|(k, r)| Some((u32::try_from(k).ok()?, r))))
+}
+
+/// First key in `from..limit` of the `kind` tree rooted at `root` (of
+/// `depth` levels) whose leaf slot `pick` accepts, with what it returned.
+/// Unmapped subtrees are skipped without being read, and every round of
+/// the outer loop moves `pos` forward, so the walk is bounded by `limit`
+/// and the number of mapped leaves.
+#[allow(clippy::too_many_arguments)]
+fn next_slot<S: Src, T>(
+    s: &mut S,
+    geo: &Geometry,
+    kind: Kind,
+    root: u64,
+    depth: u8,
+    limit: u64,
+    from: u64,
+    gen: u64,
+    mut pick: impl FnMut(&[u8], usize) -> Result<Option<T>, Error>,
+) -> Result<Option<(u64, T)>, Error> {
     let mut pos = from;
-    'outer: while pos < n {
-        let mut ptr = dir_root;
+    'outer: while pos < limit {
+        let mut ptr = root;
         let mut level = depth.saturating_sub(1);
         loop {
             if ptr == 0 {
-                let c = Kind::Dir.cover(level)?;
+                // The whole subtree at `level` around `pos` is unmapped.
+                let c = kind.cover(level)?;
                 pos = pos
                     .checked_div(c)
                     .unwrap_or(u64::MAX)
@@ -314,27 +322,27 @@ pub(crate) fn next_rec<S: Src>(
                     .saturating_mul(c);
                 continue 'outer;
             }
-            let i = node(s, geo, ptr, Kind::Dir, level, gen)?;
+            let i = node(s, geo, ptr, kind, level, gen)?;
             let b = s.buf(i)?;
             if level == 0 {
-                let first = Kind::Dir.index(0, pos)?;
+                let first = kind.index(0, pos)?;
                 let base = pos.saturating_sub(first as u64);
+                let n = kind.leaf_entries();
                 let mut idx = first;
-                while (idx as u64) < Kind::Dir.leaf_entries() {
+                while (idx as u64) < n {
                     let k = base.saturating_add(idx as u64);
-                    if k >= n {
+                    if k >= limit {
                         return Ok(None);
                     }
-                    let r = rec_decode(b, idx)?;
-                    if r.size != 0 {
-                        return Ok(Some((k as u32, r)));
+                    if let Some(v) = pick(b, idx)? {
+                        return Ok(Some((k, v)));
                     }
                     idx = idx.saturating_add(1);
                 }
-                pos = base.saturating_add(Kind::Dir.leaf_entries());
+                pos = base.saturating_add(n);
                 continue 'outer;
             }
-            ptr = entry(b, Kind::Dir, level, Kind::Dir.index(level, pos)?)?;
+            ptr = entry(b, kind, level, kind.index(level, pos)?)?;
             level = level.saturating_sub(1);
         }
     }
