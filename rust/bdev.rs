@@ -62,8 +62,13 @@ impl BdevFile {
             )
         };
         let file = from_err_ptr(file)?;
-        // SAFETY: `file` is a valid block device file.
-        let bdev = unsafe { sys::snapguard_file_bdev(file) };
+        // SAFETY: `file` is a valid block device file that only we use
+        // yet. No readahead: the detector reads a few scattered blocks and
+        // needs no more I/O than that.
+        let bdev = unsafe {
+            sys::snapguard_file_no_readahead(file);
+            sys::snapguard_file_bdev(file)
+        };
         Ok(BdevFile { file, bdev })
     }
 

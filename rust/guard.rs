@@ -209,13 +209,20 @@ pub(crate) fn init() {
 // ---------------------------------------------------------------- checks
 
 /// A read-write mount of `source` is being set up.
-pub(crate) fn check_new_mount(fc: *mut sys::fs_context, source: &CStr, fs: &CStr) -> Result {
+///
+/// When the mount may go on, the device stays open in the returned handle:
+/// the caller holds it until the file system's `get_tree` has returned, so
+/// the blocks the probe read stay in the device's page cache for the file
+/// system (the last close of a block device drops its page cache). A
+/// user task's `fput` is deferred to its return to userspace anyway; this
+/// makes the order explicit, and holds for kernel-thread callers too.
+pub(crate) fn check_new_mount(fc: *mut sys::fs_context, source: &CStr, fs: &CStr) -> Result<Option<BdevFile>> {
     if MODE.get() == MODE_OFF {
-        return Ok(());
+        return Ok(None);
     }
     // A source that is not a block device path is the file system's
     // business: it fails the same lookup itself.
-    let Ok(dev) = bdev::lookup(source) else { return Ok(()) };
+    let Ok(dev) = bdev::lookup(source) else { return Ok(None) };
     check(fc, dev, fs, "mount")
 }
 
@@ -224,7 +231,8 @@ pub(crate) fn check_remount(fc: *mut sys::fs_context, dev: DevT, fs: &CStr) -> R
     if MODE.get() == MODE_OFF {
         return Ok(());
     }
-    check(fc, dev, fs, "remount")
+    // The mounted file system keeps the device open: no need to hold it.
+    check(fc, dev, fs, "remount").map(drop)
 }
 
 /// Probes `dev` through the cache; `file` must be `dev` opened.
@@ -253,7 +261,9 @@ fn probe_cached(s: &mut Shared, dev: DevT, file: &BdevFile) -> Result<Summary> {
     Ok(summary)
 }
 
-fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result {
+/// Decides on a read-write `what` of `dev`; on yes, returns the device
+/// opened (see [`check_new_mount`]), or `None` if it could not be opened.
+fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result<Option<BdevFile>> {
     CHECKED.fetch_add(1, Ordering::Relaxed);
     let fs = fs.to_str().unwrap_or("?");
     let file = match BdevFile::open_read(dev) {
@@ -262,7 +272,7 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result {
             // The file system's own open will fail the same way.
             PROBE_ERRORS.fetch_add(1, Ordering::Relaxed);
             pr_warn!("cannot open device {}:{} to check it: {:?}\n", bdev::dev_parts(dev).0, bdev::dev_parts(dev).1, e);
-            return Ok(());
+            return Ok(None);
         }
     };
     let mut name_buf = [0u8; 32];
@@ -294,7 +304,8 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result {
     }
 
     if reasons.is_empty() {
-        return Ok(());
+        drop(s);
+        return Ok(Some(file));
     }
 
     // Refusal, unless overridden or only audited.
@@ -302,12 +313,14 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result {
         *e = None;
         OVERRIDDEN.fetch_add(1, Ordering::Relaxed);
         pr_warn!("allowing read-write {} of {} ({}) by allow_once despite: {}\n", what, name, fs, reasons.as_str());
-        return Ok(());
+        drop(s);
+        return Ok(Some(file));
     }
     if MODE.get() == MODE_AUDIT {
         AUDITED.fetch_add(1, Ordering::Relaxed);
         pr_warn!("audit: would refuse read-write {} of {} ({}): {}\n", what, name, fs, reasons.as_str());
-        return Ok(());
+        drop(s);
+        return Ok(Some(file));
     }
     REFUSED.fetch_add(1, Ordering::Relaxed);
     s.last_refusal.clear();

@@ -54,6 +54,12 @@ struct block_device *snapguard_file_bdev(struct file *f)
 	return file_bdev(f);
 }
 
+/* FMODE_RANDOM is a macro with a __force cast bindgen cannot evaluate. */
+void snapguard_file_no_readahead(struct file *f)
+{
+	f->f_mode |= FMODE_RANDOM;
+}
+
 u64 snapguard_bdev_nr_bytes(struct block_device *bdev)
 {
 	return bdev_nr_bytes(bdev);

@@ -35,6 +35,7 @@ int snapguard_fc_purpose(struct fs_context *fc);
 
 /* block devices */
 struct block_device *snapguard_file_bdev(struct file *f);
+void snapguard_file_no_readahead(struct file *f);
 u64 snapguard_bdev_nr_bytes(struct block_device *bdev);
 u64 snapguard_bdev_write_stamp(struct block_device *bdev);
 u64 snapguard_bdev_diskseq(struct block_device *bdev);

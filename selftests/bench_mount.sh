@@ -3,7 +3,8 @@
 # Benchmark (not a test): mount+umount time of each guarded file system with
 # snapguard loaded vs not loaded, side by side in one guest run, with the
 # other virtio disks attached (and, under the default `machine` policy,
-# scanned). Prints one line per type with the ratio loaded/unloaded.
+# scanned). Prints one line per type with the ratio loaded/unloaded (total
+# time) and the median of the per-round ratios.
 # Usage: bench_mount.sh [CYCLES_PER_ROUND] [ROUNDS]
 cycles=${1:-20}
 rounds=${2:-5}
@@ -38,19 +39,23 @@ for fs in vfat msdos exfat ntfs3 ntfs; do
 	ntfs3|ntfs) mkntfs -F -Q -q $dev >/dev/null ;;
 	esac
 	modprobe $fs 2>/dev/null
-	on=0; off=0
+	on=0; off=0; ratios=
 	for r in $(seq 1 "$rounds"); do
 		modprobe snapguard
 		x=$(cycle $fs) || { echo "$fs: mount failed"; continue 2; }
 		on=$((on + x))
 		rmmod snapguard
-		x=$(cycle $fs) || { echo "$fs: mount failed"; continue 2; }
-		off=$((off + x))
+		y=$(cycle $fs) || { echo "$fs: mount failed"; continue 2; }
+		off=$((off + y))
+		ratios+="$(awk -v a=$x -v b=$y 'BEGIN { printf "%.4f", a / b }') "
 	done
 	n=$((cycles * rounds))
-	printf '%-6s loaded %7d us/mount  unloaded %7d us/mount  ratio %s\n' $fs \
+	# The total ratio, and the median of the per-round ratios (robust to
+	# a burst of noise from the host during one round).
+	med=$(printf '%s\n' $ratios | sort -n | awk '{ v[NR] = $1 } END { printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+	printf '%-6s loaded %7d us/mount  unloaded %7d us/mount  ratio %s  median round ratio %s\n' $fs \
 		$((on / n / 1000)) $((off / n / 1000)) \
-		"$(awk -v a=$on -v b=$off 'BEGIN { printf "%.3f", a / b }')"
+		"$(awk -v a=$on -v b=$off 'BEGIN { printf "%.3f", a / b }')" "$med"
 done
 modprobe snapguard
 cat /sys/kernel/snapguard/guard/stats
