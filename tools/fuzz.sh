@@ -2,6 +2,10 @@
 # Run every cargo-fuzz target under fuzz/*/ for SECONDS each (default 60).
 # cargo-fuzz needs nightly-only rustc flags; this machine has only the stable
 # toolchain, so RUSTC_BOOTSTRAP=1 lets stable rustc accept them.
+# Each target starts from its working corpus (fuzz/DIR/corpus/TARGET, not in
+# git) plus the checked-in seed corpus named in fuzz/DIR/seeds (real fixture
+# images shrunk to the blocks read, and earlier finds), which the cargo
+# tests replay.
 # Usage: tools/fuzz.sh [SECONDS] [TARGET-FILTER]
 set -euo pipefail
 secs=${1:-60}
@@ -18,7 +22,11 @@ for dir in fuzz/*/; do
 		mkdir -p "$dir/corpus/$t"
 		log=$(mktemp)
 		rc=0
-		cargo fuzz run --fuzz-dir "$dir" "$t" "$dir/corpus/$t" -- \
+		seeds=()
+		if [ -f "$dir/seeds" ]; then
+			while read -r sd; do [ -n "$sd" ] && seeds+=("$sd"); done <"$dir/seeds"
+		fi
+		cargo fuzz run --fuzz-dir "$dir" "$t" "$dir/corpus/$t" "${seeds[@]}" -- \
 			-max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1 || rc=$?
 		grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==|SUMMARY)' "$log" || true
 		if [ $rc -ne 0 ]; then
