@@ -272,16 +272,17 @@ unsafe extern "C" fn get_tree_tramp(fc: *mut sys::fs_context) -> c_int {
     let (flags, source, fs_type) = unsafe { ((*fc).sb_flags, (*fc).source, (*fc).fs_type) };
     // Holds the checked device open until the file system has opened it
     // (dropped at the end of this function).
-    let mut _pin = None;
-    if flags & SB_RDONLY == 0 && !source.is_null() {
+    let _pin = if flags & SB_RDONLY == 0 && !source.is_null() {
         // SAFETY: `source` is a NUL-terminated string owned by `fc`, and
         // `fs_type->name` a static string of the file system.
         let (source, fs_name) = unsafe { (CStr::from_char_ptr(source), CStr::from_char_ptr((*fs_type).name)) };
         match crate::guard::check_new_mount(fc, source, fs_name) {
-            Ok(pin) => _pin = pin,
+            Ok(pin) => pin,
             Err(e) => return e.to_errno(),
         }
-    }
+    } else {
+        None
+    };
     match ops.get_tree {
         // SAFETY: forwarding the VFS call to the file system.
         Some(get_tree) => unsafe { get_tree(fc) },

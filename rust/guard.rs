@@ -304,7 +304,6 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result<O
     }
 
     if reasons.is_empty() {
-        drop(s);
         return Ok(Some(file));
     }
 
@@ -313,13 +312,11 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result<O
         *e = None;
         OVERRIDDEN.fetch_add(1, Ordering::Relaxed);
         pr_warn!("allowing read-write {} of {} ({}) by allow_once despite: {}\n", what, name, fs, reasons.as_str());
-        drop(s);
         return Ok(Some(file));
     }
     if MODE.get() == MODE_AUDIT {
         AUDITED.fetch_add(1, Ordering::Relaxed);
         pr_warn!("audit: would refuse read-write {} of {} ({}): {}\n", what, name, fs, reasons.as_str());
-        drop(s);
         return Ok(Some(file));
     }
     REFUSED.fetch_add(1, Ordering::Relaxed);
