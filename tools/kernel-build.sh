@@ -10,14 +10,19 @@ CACHE="${SNAPGUARD_CACHE:-$HOME/.cache/snapguard}"
 export LIBCLANG_PATH="${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-tarball=$(ls "$CACHE"/linux-source-7.2-*.tar.xz 2>/dev/null | sort -V | tail -n1 || true)
+. "$here/kernel/series.sh"
+SERIES="${KERNEL_SERIES:-$SNAPGUARD_SERIES_DEFAULT}"
+export KERNEL_SERIES="$SERIES"
+newest() { ls "$CACHE"/linux-source-"$SERIES"-*.tar.xz 2>/dev/null | sort -V | tail -n1 || true; }
+tarball=$(newest)
 if [ -z "$tarball" ]; then
   "$here/setup-host.sh" >&2
-  tarball=$(ls "$CACHE"/linux-source-7.2-*.tar.xz | sort -V | tail -n1)
+  tarball=$(newest)
 fi
-version=$(basename "$tarball" .tar.xz); version=${version#linux-source-7.2-}
+[ -n "$tarball" ] || { echo "kernel-build: no linux-source-$SERIES tarball in $CACHE" >&2; exit 1; }
+version=$(basename "$tarball" .tar.xz); version=${version#linux-source-"$SERIES"-}
 
-key=$( { echo "$version"; cat "$here/kernel/snapguard.config" "$repo/selftests/config";
+key=$( { echo "$SERIES $version"; cat "$here/kernel/snapguard.config" "$repo/selftests/config";
          rustc --version; bindgen --version; gcc --version | head -n1; } | sha256sum | cut -c1-16)
 src="$CACHE/src-$version"
 out="$CACHE/kbuild-$version-$key"

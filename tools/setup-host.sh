@@ -21,21 +21,39 @@ pkgs=(
   python3 file
 )
 
-# Debian's linux-source-7.2 is only in sid / trixie-backports. Add sid with
-# a low pin priority so nothing else is pulled from it by accident.
-if [ ! -f /etc/apt/sources.list.d/snapguard-sid.sources ]; then
-  $SUDO tee /etc/apt/sources.list.d/snapguard-sid.sources >/dev/null <<'SRC'
-Types: deb
+# Kernel series: KERNEL_SERIES (default in tools/kernel/series.sh).
+. "$(dirname "$0")/kernel/series.sh"
+SERIES="${KERNEL_SERIES:-$SNAPGUARD_SERIES_DEFAULT}"
+case " $SNAPGUARD_SERIES_SUPPORTED " in
+*" $SERIES "*) ;;
+*) echo "setup-host: kernel series '$SERIES' is not supported (supported: $SNAPGUARD_SERIES_SUPPORTED)" >&2; exit 2 ;;
+esac
+
+# Debian's linux-source-7.x packages are only in sid and trixie-backports.
+# Add them with a low pin priority so nothing else is pulled from them by
+# accident (the source package is downloaded and unpacked, never installed).
+src_list=/etc/apt/sources.list.d/snapguard-sid.sources
+want_src="Types: deb
 URIs: http://deb.debian.org/debian
-Suites: sid
+Suites: $SNAPGUARD_SOURCE_SUITES
 Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  $SUDO tee /etc/apt/preferences.d/snapguard-sid.pref >/dev/null <<'PIN'
-Package: *
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
+if [ "$(cat "$src_list" 2>/dev/null)" != "$want_src" ]; then
+  echo "$want_src" | $SUDO tee "$src_list" >/dev/null
+  pins=""
+  for s in $SNAPGUARD_SOURCE_SUITES; do
+    pins+="Package: *
+Pin: release n=$s
+Pin-Priority: 100
+
+"
+  done
+  # sid's codename is "sid"; its archive name "unstable" pinned too.
+  pins+="Package: *
 Pin: release a=unstable
 Pin-Priority: 100
-PIN
+"
+  echo "$pins" | $SUDO tee /etc/apt/preferences.d/snapguard-sid.pref >/dev/null
   rm -f "$STAMP_DIR/apt-updated"
 fi
 
@@ -49,16 +67,50 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Kernel source: download the .deb from sid and unpack it (installing it
-# would drag sid dependencies in).
-if ! ls "$STAMP_DIR"/linux-source-7.2*.tar.xz >/dev/null 2>&1; then
-  echo "setup-host: fetching linux-source-7.2"
+# Kernel source: the newest linux-source-$SERIES that apt may use (pins
+# honoured: a version pinned below 0 is skipped), from whichever suite has
+# it; the .deb is downloaded and unpacked, not installed (that would drag
+# sid dependencies in). Cached tarballs are reused without asking apt.
+candidates() {
+  # `apt-cache policy` lists the version table newest first, each version
+  # line as "<version> <pin priority>".
+  apt-cache policy "linux-source-$SERIES" 2>/dev/null |
+    sed -n '/Version table:/,$p' |
+    sed -n 's/^[ *]*\([0-9][^ ]*\) \(-\?[0-9]\+\)$/\1 \2/p' |
+    awk '$2 >= 0 { print $1 }'
+}
+if ! ls "$STAMP_DIR"/linux-source-"$SERIES"-*.tar.xz >/dev/null 2>&1; then
+  echo "setup-host: fetching linux-source-$SERIES"
+  vers=$(candidates)
+  if [ -z "$vers" ] || [ ! -f "$STAMP_DIR/apt-updated" ]; then
+    $SUDO apt-get update -qq && touch "$STAMP_DIR/apt-updated"
+    vers=$(candidates)
+  fi
+  got=""
+  tried=""
   tmp=$(mktemp -d)
-  ( cd "$tmp" && apt-get download linux-source-7.2 >/dev/null ) || {
-    $SUDO apt-get update -qq; ( cd "$tmp" && apt-get download linux-source-7.2 ); }
-  dpkg-deb -x "$tmp"/linux-source-7.2_*.deb "$tmp/x"
-  mv "$tmp"/x/usr/src/linux-source-7.2.tar.xz "$STAMP_DIR/linux-source-7.2-$(dpkg-deb -f "$tmp"/linux-source-7.2_*.deb Version).tar.xz"
+  for v in $vers; do
+    tried+=" $v"
+    if ( cd "$tmp" && apt-get download "linux-source-$SERIES=$v" >/dev/null 2>&1 ); then
+      got=$v; break
+    fi
+  done
+  if [ -z "$got" ]; then
+    rm -rf "$tmp"
+    {
+      echo "setup-host: no linux-source-$SERIES could be downloaded."
+      echo "  suites searched: $SNAPGUARD_SOURCE_SUITES (apt source $src_list)"
+      echo "  versions tried:${tried:- none listed (or all pinned below 0)}"
+      echo "  pick another series with KERNEL_SERIES=<one of: $SNAPGUARD_SERIES_SUPPORTED>,"
+      echo "  or put a linux-source-$SERIES-<version>.tar.xz into $STAMP_DIR."
+    } >&2
+    exit 1
+  fi
+  deb=$(ls "$tmp"/linux-source-"$SERIES"_*.deb)
+  dpkg-deb -x "$deb" "$tmp/x"
+  mv "$tmp/x/usr/src/linux-source-$SERIES.tar.xz" "$STAMP_DIR/linux-source-$SERIES-$got.tar.xz"
   rm -rf "$tmp"
+  echo "setup-host: cached linux-source-$SERIES $got"
 fi
 
 # Rust pieces the kernel build needs.
