@@ -80,6 +80,6 @@ modules_install: module
 
 clean:
 	@if [ -n "$(KDIR)" ]; then $(MAKE) -C $(KDIR) M=$(CURDIR) clean; fi
-	rm -f rust/*.o rust/.*.cmd rust/bindings_generated.rs *.o .*.cmd *.ko *.mod *.mod.c \
+	rm -f rust/*.o rust/.*.cmd rust/*/*.o rust/*/.*.cmd rust/kbind/bindings_generated.rs *.o .*.cmd *.ko *.mod *.mod.c \
 	  modules.order Module.symvers
 	cargo clean

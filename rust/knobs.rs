@@ -3,7 +3,7 @@
 //! The knobs under `/sys/kernel/snapguard/` (see
 //! `Documentation/ABI/testing/sysfs-kernel-snapguard`).
 
-use crate::sysfs::{Dir, Knob};
+use crate::kbind::sysfs::{Dir, Knob};
 use core::fmt::Write;
 use kernel::prelude::*;
 

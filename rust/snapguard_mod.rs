@@ -10,14 +10,15 @@
 use core::fmt::Write;
 use kernel::prelude::*;
 
-mod bdev;
-mod evidence;
-mod fshook;
+/// The mount guard: mount hooks, the decision, the detector glue.
 mod guard;
+/// Raw bindings (confined to `kbind::sys`) and safe kernel wrappers.
+mod kbind;
+/// The `/sys/kernel/snapguard/` tree.
 mod knobs;
-mod sys;
-mod sysfs;
-mod text;
+
+use guard::fshook;
+use kbind::{sys, text};
 
 /// Hibernation evidence detector shared with userspace.
 #[path = "shared/hibernate/mod.rs"]

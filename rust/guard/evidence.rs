@@ -2,8 +2,8 @@
 
 //! Runs the shared hibernation detector on an open block device.
 
-use crate::bdev::BdevFile;
-use crate::text::Text;
+use crate::kbind::bdev::BdevFile;
+use crate::kbind::text::Text;
 use kernel::prelude::*;
 
 pub(crate) use crate::hibernate::Verdict;

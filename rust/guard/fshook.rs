@@ -6,7 +6,7 @@
 //! [`init_tramp`]. It calls the file system's own `init_fs_context` and then
 //! points `fc->ops` at a copy of the file system's operations in which
 //! `get_tree` (new mount), `reconfigure` (remount) and `dup`/`free` are ours.
-//! Our `get_tree`/`reconfigure` ask [`crate::guard`] before the file system
+//! Our `get_tree`/`reconfigure` ask [`super`] before the file system
 //! sees the device, so a refused mount never reaches the driver (ntfs3 would
 //! replay the Windows log at mount time).
 //!
@@ -20,7 +20,7 @@
 //!   inside one of our trampolines, and then for an RCU-tasks grace period,
 //!   so that no task can still be about to run or return into our code.
 
-use crate::sys;
+use crate::kbind::sys;
 use core::cell::UnsafeCell;
 use kernel::ffi::{c_int, c_ulong, c_void};
 use core::ptr;
@@ -276,7 +276,7 @@ unsafe extern "C" fn get_tree_tramp(fc: *mut sys::fs_context) -> c_int {
         // SAFETY: `source` is a NUL-terminated string owned by `fc`, and
         // `fs_type->name` a static string of the file system.
         let (source, fs_name) = unsafe { (CStr::from_char_ptr(source), CStr::from_char_ptr((*fs_type).name)) };
-        match crate::guard::check_new_mount(fc, source, fs_name) {
+        match super::check_new_mount(fc, source, fs_name) {
             Ok(pin) => pin,
             Err(e) => return e.to_errno(),
         }
@@ -307,7 +307,7 @@ unsafe extern "C" fn reconfigure_tramp(fc: *mut sys::fs_context) -> c_int {
         let (sb_flags, dev, fs_name) =
             unsafe { ((*sb).s_flags as u32, (*sb).s_dev, CStr::from_char_ptr((*(*sb).s_type).name)) };
         if sb_flags & SB_RDONLY != 0 {
-            if let Err(e) = crate::guard::check_remount(fc, dev, fs_name) {
+            if let Err(e) = super::check_remount(fc, dev, fs_name) {
                 return e.to_errno();
             }
         }

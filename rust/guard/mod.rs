@@ -2,17 +2,20 @@
 
 //! The mount guard's decision: may this read-write mount go ahead?
 //!
-//! Called from the trampolines in [`crate::fshook`] before the file system
+//! Called from the trampolines in [`fshook`] before the file system
 //! touches the device. Reads the volume (and, with the `machine` policy,
 //! every other block device) through the block layer, runs the shared
-//! detector (via [`crate::evidence`]), and refuses with `EROFS` so that
+//! detector (via [`evidence`]), and refuses with `EROFS` so that
 //! util-linux `mount` falls back to read-only by itself.
 
-use crate::bdev::{self, BdevFile, DevT, Stamp};
-use crate::evidence::{self, Summary, Verdict};
-use crate::sysfs::Knob;
-use crate::sys;
-use crate::text::Text;
+pub(crate) mod evidence;
+pub(crate) mod fshook;
+
+use crate::kbind::bdev::{self, BdevFile, DevT, Stamp};
+use crate::kbind::sys;
+use crate::kbind::sysfs::Knob;
+use crate::kbind::text::Text;
+use evidence::{Summary, Verdict};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use kernel::prelude::*;

@@ -4,7 +4,7 @@
 //! device read-only by number, read sectors, look at its identity and
 //! write statistics, and walk all block devices.
 
-use crate::sys;
+use crate::kbind::sys;
 use kernel::error::from_err_ptr;
 use kernel::prelude::*;
 

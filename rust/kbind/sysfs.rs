@@ -8,7 +8,7 @@
 //! write. Removing the directory (drop) waits for running `show`/`store`
 //! calls to finish, so the functions never run after the `Dir` is gone.
 
-use crate::sys;
+use crate::kbind::sys;
 use kernel::ffi::c_char;
 use core::fmt::Write;
 use kernel::prelude::*;
