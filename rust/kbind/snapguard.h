@@ -57,4 +57,11 @@ struct class_dev_iter *snapguard_class_iter_new(const struct class *class);
 struct device *snapguard_class_iter_next(struct class_dev_iter *iter);
 void snapguard_class_iter_free(struct class_dev_iter *iter);
 
+/* device-mapper targets and bios */
+sector_t snapguard_dm_target_offset(struct dm_target *ti, sector_t sector);
+sector_t snapguard_bio_sector(struct bio *bio);
+void snapguard_bio_set_sector(struct bio *bio, sector_t sector);
+void snapguard_bio_set_dev(struct bio *bio, struct block_device *bdev);
+dev_t snapguard_bdev_devt(struct block_device *bdev);
+
 #endif

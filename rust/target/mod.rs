@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The snapshot target pair: `snapguard-pool` (metadata device + data
+//! device) and `snapguard` (one volume of a pool). See
+//! `Documentation/snapshot-target.rst`.
+//!
+//! Table lines and messages are parsed by the shared `no_std` code
+//! (`rust/shared/dmtarget/`); this module is only the kernel glue. Not
+//! implemented yet: opening or formatting the pool metadata and mapping
+//! volume I/O. Both constructors validate their table completely, open
+//! their devices and then refuse with "Not implemented yet".
+
+mod pool;
+mod volume;
+
+use crate::dmtarget::TableError;
+use crate::kbind::dm::{CtrError, Registration};
+use crate::kbind::text::Text;
+use core::fmt::Write;
+use kernel::prelude::*;
+
+/// Both target types, registered while this object lives.
+pub(crate) struct Targets {
+    // Dropped in declaration order: volumes depend on pools.
+    _volume: Registration,
+    _pool: Registration,
+}
+
+impl Targets {
+    /// Registers `snapguard-pool` and `snapguard`.
+    pub(crate) fn register() -> Result<Self> {
+        let pool = Registration::new::<pool::PoolTarget>()?;
+        let volume = Registration::new::<volume::VolumeTarget>()?;
+        Ok(Targets { _volume: volume, _pool: pool })
+    }
+}
+
+/// Logs a refused table line in detail (device-mapper itself logs only the
+/// short text) and returns the constructor error.
+fn refuse(target: &str, args: &[&[u8]], e: TableError) -> CtrError {
+    let mut t = Text::<256>::new();
+    let _ = write!(t, "{}", e);
+    if let Some(w) = e.arg().and_then(|i| args.get(i)) {
+        let _ = write!(t, " ('{}')", core::str::from_utf8(w).unwrap_or("<not UTF-8>"));
+    }
+    pr_err!("{}: {}\n", target, t.as_str());
+    CtrError::inval(e.message())
+}
+
+/// The error of a valid table whose target is not written yet.
+const NOT_IMPLEMENTED: CtrError = CtrError { err: EOPNOTSUPP, msg: c"Not implemented yet" };
