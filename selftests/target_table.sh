@@ -3,15 +3,17 @@
 # The snapguard-pool and snapguard device-mapper targets refuse bad table
 # lines with a precise message, both device-mapper's short one and
 # snapguard's detailed one in the kernel log, and leave no device behind.
-# Valid tables are refused too for now ("Not implemented yet"), after
-# their devices were opened; see Documentation/snapshot-target.rst.
+# Valid tables that cannot work here (a read-only pool on a zeroed metadata
+# device, a data device too small, a volume: not implemented yet) are
+# refused after their devices were opened, without writing anything. See
+# Documentation/snapshot-target.rst; target_pool.sh tests live pools.
 . "$(dirname "$0")/lib.sh"
 
 # No udev in the guest: libdevmapper makes the /dev/mapper nodes itself.
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 48
+ktap_plan 49
 
 dd if=/dev/zero of=/tmp/sgt-meta bs=1M count=0 seek=4 status=none
 dd if=/dev/zero of=/tmp/sgt-data bs=1M count=0 seek=16 status=none
@@ -95,8 +97,10 @@ refused "pool: shorter than one extent" snapguard-pool "Pool length below one ex
 refused "pool: not alone in its table" snapguard-pool "singleton target type must appear alone in table" - \
 	"0 8 zero
 8 $LEN snapguard-pool $M $D 128 0"
-pool "valid table: not implemented yet" "Not implemented yet" "valid table (extent 128 sectors)" "$M $D 128 0"
-pool "valid table, all features: not implemented yet" "Not implemented yet" "valid table (extent 16384 sectors)" \
+refused "pool: data device smaller than the target" snapguard-pool "Data device smaller than the pool target" \
+	"the data device has 32768 sectors, the target 65536" "0 65536 snapguard-pool $M $D 128 0"
+pool "read_only on a zeroed metadata device" "Cannot format a read-only pool" - "$M $D 128 0 1 read_only"
+pool "all features on a zeroed metadata device" "Cannot format a read-only pool" - \
 	"$M $D 16384 0 5 skip_block_zeroing ignore_discard read_only error_if_no_space cache_mib:16"
 
 vol "no arguments" "Invalid argument count" "0 arguments, expected <pool dev> <volume id>" ""

@@ -196,10 +196,109 @@ impl Ctr<'_> {
         Ok(Dev { idx, devt })
     }
 
+    /// Synchronous I/O on device `d`, for the target being constructed.
+    pub(crate) fn block_io(&self, d: Dev) -> Option<BlockIo> {
+        let dev = self.devs.get(d)?;
+        // SAFETY: `dev` is a device this instance holds (invariant of
+        // `Devices`), so its `bdev` is valid.
+        let bdev = unsafe { (*dev).bdev };
+        // INVARIANT: the device is held until the instance's devices are
+        // put, which happens after the target (the only owner of the
+        // returned object) is dropped.
+        Some(BlockIo { bdev })
+    }
+
     /// Asks device-mapper for `n` empty flush bios per flush.
     pub(crate) fn set_num_flush_bios(&mut self, n: u32) {
         // SAFETY: `ti` is valid during the constructor, which may set it.
         unsafe { (*self.ti).num_flush_bios = n };
+    }
+}
+
+/// A buffer for [`BlockIo`]: `kmalloc` memory, which block I/O can map
+/// (unlike `vmalloc` or stack memory).
+pub(crate) struct IoBuf {
+    buf: KVec<u8>,
+}
+
+impl IoBuf {
+    /// A zeroed buffer of `len` bytes.
+    pub(crate) fn new(len: usize) -> Result<Self> {
+        Ok(IoBuf { buf: KVec::from_elem(0u8, len, GFP_KERNEL)? })
+    }
+
+    /// The bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The bytes, to fill.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+}
+
+/// Synchronous sector I/O on one of the devices a target instance holds
+/// ([`Ctr::block_io`]). It may sleep: use it from the constructor,
+/// destructor, status or message callbacks, never from `map`.
+///
+/// # Invariants
+///
+/// `bdev` is the block device of a `dm_dev` that the target instance
+/// owning this object holds; the framework puts that device only after
+/// the target, the only owner of this object, has been dropped.
+pub(crate) struct BlockIo {
+    bdev: *mut sys::block_device,
+}
+
+// SAFETY: block I/O on a held device may be issued from any thread.
+unsafe impl Send for BlockIo {}
+// SAFETY: every method only submits I/O; the block layer serialises
+// nothing through this object.
+unsafe impl Sync for BlockIo {}
+
+impl BlockIo {
+    /// Size of the device in 512-byte sectors.
+    pub(crate) fn nr_sectors(&self) -> u64 {
+        // SAFETY: `bdev` is valid (invariant).
+        unsafe { sys::snapguard_bdev_nr_bytes(self.bdev) >> 9 }
+    }
+
+    fn rw(&self, sector: u64, buf: *mut u8, len: usize, op: sys::req_op) -> Result {
+        let end = sector.checked_add((len as u64).div_ceil(512)).ok_or(EINVAL)?;
+        if len % 512 != 0 || end > self.nr_sectors() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `bdev` is valid (invariant); `buf` points at `len` bytes
+        // of `kmalloc` memory (an `IoBuf`) that the caller borrows for the
+        // duration of this synchronous call.
+        let ret = unsafe { sys::bdev_rw_virt(self.bdev, sector, buf.cast(), len, op) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes (a multiple of 512) at `sector`.
+    pub(crate) fn read(&self, sector: u64, buf: &mut IoBuf) -> Result {
+        let len = buf.buf.len();
+        self.rw(sector, buf.buf.as_mut_ptr(), len, sys::req_op_REQ_OP_READ)
+    }
+
+    /// Writes `buf` (a multiple of 512 bytes) at `sector`.
+    pub(crate) fn write(&self, sector: u64, buf: &mut IoBuf) -> Result {
+        let len = buf.buf.len();
+        self.rw(sector, buf.buf.as_mut_ptr(), len, sys::req_op_REQ_OP_WRITE)
+    }
+
+    /// Makes every completed write durable.
+    pub(crate) fn flush(&self) -> Result {
+        // SAFETY: `bdev` is valid (invariant).
+        let ret = unsafe { sys::blkdev_issue_flush(self.bdev) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
     }
 }
 
