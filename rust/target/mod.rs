@@ -5,10 +5,11 @@
 //! `Documentation/snapshot-target.rst`.
 //!
 //! Table lines and messages are parsed by the shared `no_std` code
-//! (`rust/shared/dmtarget/`); this module is only the kernel glue. Not
-//! implemented yet: opening or formatting the pool metadata and mapping
-//! volume I/O. Both constructors validate their table completely, open
-//! their devices and then refuse with "Not implemented yet".
+//! (`rust/shared/dmtarget/`); this module is only the kernel glue. The
+//! pool opens or formats its metadata through the pool core
+//! (`rust/shared/pool/`) and answers status; executing messages and the
+//! volume target are not implemented yet: a valid volume table is refused
+//! with "Not implemented yet" after full validation.
 
 mod pool;
 mod volume;
