@@ -4,14 +4,15 @@
 # and table lines have the documented shape, the printed table loads back
 # (reopening the pool), a different extent size or length is refused, a
 # metadata device that is neither zeroed nor a pool is refused and left
-# untouched, messages are validated. Volumes and messages are not
-# implemented yet (Documentation/snapshot-target.rst).
+# untouched, messages are validated and create/delete/snapshot change the
+# metadata durably. Volume tables are not implemented yet
+# (Documentation/snapshot-target.rst).
 . "$(dirname "$0")/lib.sh"
 
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 18
+ktap_plan 30
 
 dd if=/dev/zero of=/tmp/sgp-meta bs=1M count=0 seek=4 status=none
 dd if=/dev/zero of=/tmp/sgp-data bs=1M count=0 seek=16 status=none
@@ -44,6 +45,8 @@ check_status() {
 		[ "${BASH_REMATCH[1]}" -gt 0 ] && [ "${BASH_REMATCH[1]}" -lt 1024 ]
 }
 ktap_check "status line" check_status
+status_meta_used=$(cut -d' ' -f5 <<<"$status")
+status_meta_used=${status_meta_used%/*}
 table=$(dmsetup table sgp)
 ktap_diag "table: $table"
 ktap_check "table line" test "$table" = "0 32768 snapguard-pool $(devt $META) $(devt $DATA) 128 10 0"
@@ -54,8 +57,20 @@ ktap_check "unknown message refused" sh -c "! dmsetup message sgp 0 frobnicate 2
 ktap_check "  with its reason" log_has "message refused: unrecognised message"
 ktap_check "volume id out of range refused" sh -c "! dmsetup message sgp 0 create 16777216 2>/dev/null"
 ktap_check "  with its reason" log_has "argument 1: volume id 16777216 is above 16777215"
-ktap_check "valid message: not implemented yet" sh -c "! dmsetup message sgp 0 snapshot 1 2 2>/dev/null"
-ktap_check "  said so" log_has "message 'snapshot 1 2' is valid but not implemented yet"
+ktap_check "set_transaction_id: not implemented yet" sh -c "! dmsetup message sgp 0 set_transaction_id 0 1 2>/dev/null"
+ktap_check "  said so" log_has "message 'set_transaction_id 0 1' is valid but not implemented yet"
+ktap_check "create 1" dmsetup message sgp 0 create 1
+used_after_create=$(dmsetup status sgp | cut -d' ' -f5)
+ktap_diag "metadata used after create: $used_after_create"
+ktap_check "  uses metadata" test "${used_after_create%/*}" -gt "${status_meta_used}"
+ktap_check "create 1 again refused" sh -c "! dmsetup message sgp 0 create 1 2>/dev/null"
+ktap_check "  as existing" log_has "message 'create 1' failed: already exists"
+ktap_check "snapshot 1 2" dmsetup message sgp 0 snapshot 1 2
+ktap_check "snapshot of a missing volume refused" sh -c "! dmsetup message sgp 0 snapshot 7 8 2>/dev/null"
+ktap_check "  as not found" log_has "message 'snapshot 7 8' failed: not found"
+ktap_check "create 65536 refused (pool formatted for 65536 volumes)" sh -c "! dmsetup message sgp 0 create 65536 2>/dev/null"
+ktap_check "delete 1" dmsetup message sgp 0 delete 1
+status=$(dmsetup status sgp)
 
 remove sgp
 dmesg -c >>$KLOG
@@ -63,6 +78,10 @@ ktap_check "the printed table loads back (pool reopened)" sh -c \
 	"printf '%s\n' '$table' | dmsetup create --noudevsync sgp && [ \"\$(dmsetup table sgp)\" = '$table' ] &&
 	 [ \"\$(dmsetup status sgp)\" = '$status' ]"
 ktap_check "  without formatting again" sh -c "! dmesg | grep -q 'formatted a new pool'"
+dmesg -c >>$KLOG
+ktap_check "  with its volumes: 2 kept" sh -c "! dmsetup message sgp 0 create 2 2>/dev/null"
+ktap_check "  as existing" log_has "message 'create 2' failed: already exists"
+ktap_check "  1 deleted" dmsetup message sgp 0 create 1
 remove sgp
 
 dmesg -c >>$KLOG

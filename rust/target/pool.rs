@@ -6,17 +6,20 @@
 //! pool metadata: an all-zero metadata device (both superblock blocks
 //! zero) is formatted with the table's extent size, a valid pool is
 //! opened, anything else is refused without writing. Status reports the
-//! pool's figures. Messages are validated but not executed yet.
+//! pool's figures. Messages `create`, `delete` and `snapshot` change the
+//! metadata and commit; `set_transaction_id` is not implemented yet.
 
 use super::{refuse, NOT_IMPLEMENTED};
 use crate::dmtarget::{
-    parse_message, parse_pool_table, NoSpacePolicy, PoolConfig, PoolMode, PoolStatus, POOL_TARGET,
+    parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolMode, PoolStatus, POOL_TARGET,
 };
 use crate::kbind::dm::{self, Bio, BlockIo, Ctr, CtrError, Dev, Devices, Emit, IoBuf, MapResult, StatusType, Target};
 use crate::kbind::text::Text;
 use crate::pool::{self, CacheSlot, FormatParams, MetaDevice, Pool, BLOCK_SIZE};
 use core::fmt::Write;
+use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::sync::Mutex;
 
 /// Sectors per metadata block.
 const BLOCK_SECTORS: u64 = (BLOCK_SIZE / 512) as u64;
@@ -155,11 +158,31 @@ impl Metadata {
 }
 
 /// A pool: metadata and data device, configuration and open metadata.
+#[pin_data]
 pub(crate) struct PoolTarget {
     metadata_dev: Dev,
     data: Dev,
     config: PoolConfig,
-    meta: Metadata,
+    /// The open pool; status and messages take the lock (they may sleep).
+    #[pin]
+    meta: Mutex<Metadata>,
+}
+
+impl PoolTarget {
+    /// Runs a valid message: changes the metadata and commits.
+    fn run(&self, m: &Message) -> Result<(), pool::Error> {
+        let mut meta = self.meta.lock();
+        let pool = &mut meta.pool;
+        // Volumes are as large as the data device (no over-provisioning).
+        let size = pool.stats().data_extents;
+        match *m {
+            Message::Create { id } => pool.create_volume(id, size)?,
+            Message::Delete { id } => pool.delete_volume(id)?,
+            Message::Snapshot { origin, new } => pool.snapshot(origin, new)?,
+            Message::SetTransactionId { .. } => return Err(pool::Error::Invalid),
+        }
+        pool.commit()
+    }
 }
 
 impl Target for PoolTarget {
@@ -202,8 +225,8 @@ impl Target for PoolTarget {
         let data_extents = len >> config.extent_shift();
         let meta = Metadata::open(MetaDev { io, buf, blocks }, &config, data_extents)?;
         ctr.set_num_flush_bios(1);
-        let pool = PoolTarget { metadata_dev, data, config, meta };
-        KBox::pin(pool, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
+        let init = pin_init!(PoolTarget { metadata_dev, data, config, meta <- new_mutex!(meta) });
+        KBox::pin_init(init, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
     }
 
     fn map(&self, devs: &Devices, bio: &mut Bio<'_>) -> MapResult {
@@ -223,7 +246,7 @@ impl Target for PoolTarget {
                     .write_table(out, devs.name(self.metadata_dev), devs.name(self.data))
             }
             StatusType::Info => {
-                let st = self.meta.pool.stats();
+                let st = self.meta.lock().pool.stats();
                 let f = &self.config.features;
                 PoolStatus {
                     // Not stored by the pool core yet (set_transaction_id
@@ -246,17 +269,28 @@ impl Target for PoolTarget {
 
     fn message(&self, args: &[&[u8]], _out: &mut Emit<'_>) -> Result {
         let mut t = Text::<256>::new();
-        match parse_message(args) {
+        let m = match parse_message(args) {
+            Ok(m) => m,
             Err(e) => {
                 let _ = write!(t, "{}", e);
                 pr_warn!("{}: message refused: {}\n", POOL_TARGET, t.as_str());
-                Err(EINVAL)
+                return Err(EINVAL);
             }
-            Ok(m) => {
-                let _ = write!(t, "{}", m);
-                pr_warn!("{}: message '{}' is valid but not implemented yet\n", POOL_TARGET, t.as_str());
-                Err(NOT_IMPLEMENTED.err)
-            }
+        };
+        let _ = write!(t, "{}", m);
+        if let Message::SetTransactionId { .. } = m {
+            pr_warn!("{}: message '{}' is valid but not implemented yet\n", POOL_TARGET, t.as_str());
+            return Err(NOT_IMPLEMENTED.err);
         }
+        if self.config.features.read_only {
+            pr_warn!("{}: message '{}' refused: the pool is read-only\n", POOL_TARGET, t.as_str());
+            return Err(EROFS);
+        }
+        self.run(&m).map_err(|e| {
+            let mut why = Text::<64>::new();
+            let _ = write!(why, "{}", e);
+            pr_warn!("{}: message '{}' failed: {}\n", POOL_TARGET, t.as_str(), why.as_str());
+            Error::from_errno(-e.to_errno())
+        })
     }
 }
