@@ -12,7 +12,7 @@
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 30
+ktap_plan 31
 
 dd if=/dev/zero of=/tmp/sgp-meta bs=1M count=0 seek=4 status=none
 dd if=/dev/zero of=/tmp/sgp-data bs=1M count=0 seek=16 status=none
@@ -51,6 +51,11 @@ table=$(dmsetup table sgp)
 ktap_diag "table: $table"
 ktap_check "table line" test "$table" = "0 32768 snapguard-pool $(devt $META) $(devt $DATA) 128 10 0"
 ktap_check "module busy while the pool exists" sh -c "! rmmod snapguard 2>/dev/null"
+# I/O to the pool device goes to the data device, as with dm-thin's pool.
+dd if=/dev/urandom of=/tmp/sgp-blk bs=4096 count=2 status=none
+dd if=/tmp/sgp-blk of=/dev/mapper/sgp bs=4096 seek=1000 oflag=direct conv=notrunc status=none
+ktap_check "pool device writes reach the data device" sh -c \
+	"dd if=$DATA bs=4096 skip=1000 count=2 iflag=direct status=none | cmp -s - /tmp/sgp-blk"
 
 dmesg -c >>$KLOG
 ktap_check "unknown message refused" sh -c "! dmsetup message sgp 0 frobnicate 2>/dev/null"
