@@ -13,12 +13,16 @@
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 49
+ktap_plan 51
 
 dd if=/dev/zero of=/tmp/sgt-meta bs=1M count=0 seek=4 status=none
 dd if=/dev/zero of=/tmp/sgt-data bs=1M count=0 seek=16 status=none
+dd if=/dev/zero of=/tmp/sgt-tiny bs=4096 count=1 status=none
+dd if=/dev/zero of=/tmp/sgt-small bs=4096 count=4 status=none
 META=$(losetup -f --show /tmp/sgt-meta)
 DATA=$(losetup -f --show /tmp/sgt-data)
+TINY=$(losetup -f --show /tmp/sgt-tiny)
+SMALL=$(losetup -f --show /tmp/sgt-small)
 META_DEVT=$(cat /sys/class/block/${META#/dev/}/dev)
 LEN=32768
 
@@ -99,6 +103,9 @@ refused "pool: not alone in its table" snapguard-pool "singleton target type mus
 8 $LEN snapguard-pool $M $D 128 0"
 refused "pool: data device smaller than the target" snapguard-pool "Data device smaller than the pool target" \
 	"the data device has 32768 sectors, the target 65536" "0 65536 snapguard-pool $M $D 128 0"
+pool "metadata device of one block" "Metadata device too small" "the metadata device has 1 blocks" "$TINY $D 128 0"
+pool "metadata device too small to format" "Cannot format the metadata device" "cannot format the metadata device: NoMetadataSpace" \
+	"$SMALL $D 128 0"
 pool "read_only on a zeroed metadata device" "Cannot format a read-only pool" - "$M $D 128 0 1 read_only"
 pool "all features on a zeroed metadata device" "Cannot format a read-only pool" - \
 	"$M $D 16384 0 5 skip_block_zeroing ignore_discard read_only error_if_no_space cache_mib:16"
@@ -116,7 +123,8 @@ vol "valid table: not implemented yet" "Not implemented yet" "valid table (volum
 # The refusals changed nothing: no device, no open of the loop devices,
 # nothing written to the metadata device.
 ktap_check "no sgt device left" sh -c "! dmsetup ls | grep -q '^sgt'"
-ktap_check "metadata device still all zero" sh -c "[ \$(tr -d '\\000' </tmp/sgt-meta | wc -c) -eq 0 ]"
+ktap_check "metadata devices still all zero" sh -c \
+	"[ \$(cat /tmp/sgt-meta /tmp/sgt-tiny /tmp/sgt-small | tr -d '\\000' | wc -c) -eq 0 ]"
 ktap_check "loop devices not held" sh -c \
 	"[ -z \"\$(ls /sys/class/block/${META#/dev/}/holders)\" ] && [ -z \"\$(ls /sys/class/block/${DATA#/dev/}/holders)\" ]"
 ktap_check "module unloads (no target reference leaked)" rmmod snapguard
@@ -125,5 +133,5 @@ modprobe snapguard
 dmesg >>$KLOG
 ktap_check "no kernel complaint" sh -c "! grep -qE 'BUG:|Oops|WARNING:|general protection' $KLOG"
 
-losetup -d "$META" "$DATA"
+losetup -d "$META" "$DATA" "$TINY" "$SMALL"
 ktap_finish

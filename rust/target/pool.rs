@@ -106,6 +106,10 @@ impl Metadata {
         // pool (type invariant) and is not touched otherwise.
         let arena: &'static mut [CacheSlot] = unsafe { core::slice::from_raw_parts_mut(slots.as_mut_ptr(), n) };
 
+        if dev.blocks < 2 {
+            pr_err!("{}: the metadata device has {} blocks of 4 KiB\n", POOL_TARGET, dev.blocks);
+            return Err(CtrError::inval(c"Metadata device too small"));
+        }
         let zero = dev.superblocks_zero().map_err(|_| CtrError { err: EIO, msg: c"Error reading metadata" })?;
         let pool = if zero {
             if config.features.read_only {
