@@ -42,7 +42,11 @@ KMOD_LINKS = ["modprobe", "depmod", "insmod", "rmmod", "lsmod", "modinfo"]
 
 # Console lines that mean the kernel complained.
 BAD_CONSOLE = re.compile(r"BUG:|Oops|WARNING:|Kernel panic|panic\b.*not syncing|"
-                         r"general protection fault|Call Trace:")
+                         r"general protection fault|Call Trace:|"
+                         # the debug flavor's detectors (make check-debug)
+                         r"KASAN:|UBSAN:|possible circular locking|possible recursive locking|"
+                         r"inconsistent lock state|suspicious RCU usage|ODEBUG:|"
+                         r"unreferenced object|INFO: task .* blocked")
 
 
 def log(msg):
@@ -109,8 +113,21 @@ mode=$(sed -n 's/.*sgmode=\([a-z]*\).*/\1/p' /proc/cmdline)
 case "$mode" in
 test)
 	exec >/dev/ttyS1 2>&1
+	# Debug kernel (make check-debug): forget what kmemleak saw before the
+	# tests, so that only what leaked while they ran is reported.
+	mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+	leak=/sys/kernel/debug/kmemleak
+	[ -w $leak ] && echo clear > $leak
 	/selftests/run_kselftest.sh $(cat /selftests/only 2>/dev/null)
 	echo "vm-guest: selftests finished rc=$?"
+	if [ -w $leak ]; then
+		# Two scans: an object is reported once it stayed unreferenced
+		# across a scan. Reports go to the console, where the runner
+		# counts them like any other splat.
+		echo scan > $leak; sleep 6; echo scan > $leak
+		cat $leak > /dev/ttyS0
+		echo "vm-guest: kmemleak scanned: $(grep -c 'unreferenced object' $leak) report(s)"
+	fi
 	sync
 	;;
 cmd)
@@ -318,7 +335,7 @@ def cmd_test(args):
                                        re.M).group(1).split()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         lines, buf = [], b""
-        deadline = time.time() + args.timeout
+        deadline = time.time() + args.timeout * (4 if args.debug else 1)
         timed_out = False
         while True:
             left = deadline - time.time()
@@ -400,6 +417,8 @@ def main():
         if name == "test":
             p.add_argument("--only", nargs="*", help="selftest programs to run")
             p.add_argument("--timeout", type=int, default=2400)
+            p.add_argument("--debug", action="store_true",
+                           help="debug kernel flavor: 4x the timeout (KASAN, lockdep are slow)")
         else:
             p.add_argument("--cmd")
     args = ap.parse_args()
