@@ -12,15 +12,19 @@
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 31
+ktap_plan 35
 
 dd if=/dev/zero of=/tmp/sgp-meta bs=1M count=0 seek=4 status=none
 dd if=/dev/zero of=/tmp/sgp-data bs=1M count=0 seek=16 status=none
 dd if=/dev/zero of=/tmp/sgp-junk bs=1M count=0 seek=4 status=none
+dd if=/dev/zero of=/tmp/sgp-meta2 bs=1M count=0 seek=4 status=none
+dd if=/dev/zero of=/tmp/sgp-data2 bs=1M count=0 seek=16 status=none
 dd if=/dev/urandom of=/tmp/sgp-junk bs=4096 count=1 conv=notrunc status=none
 META=$(losetup -f --show /tmp/sgp-meta)
 DATA=$(losetup -f --show /tmp/sgp-data)
 JUNK=$(losetup -f --show /tmp/sgp-junk)
+META2=$(losetup -f --show /tmp/sgp-meta2)
+DATA2=$(losetup -f --show /tmp/sgp-data2)
 devt() { cat /sys/class/block/${1#/dev/}/dev; }
 KLOG=/tmp/sgp-klog
 dmesg -c >$KLOG
@@ -51,6 +55,19 @@ table=$(dmsetup table sgp)
 ktap_diag "table: $table"
 ktap_check "table line" test "$table" = "0 32768 snapguard-pool $(devt $META) $(devt $DATA) 128 10 0"
 ktap_check "module busy while the pool exists" sh -c "! rmmod snapguard 2>/dev/null"
+# One in-core instance per pool: a second one would overwrite the first
+# one's commits.
+dmesg -c >>$KLOG
+ktap_check "second pool on the same metadata device refused" sh -c \
+	"! printf '0 32768 snapguard-pool $META $DATA2 128 10\n' | dmsetup create --noudevsync sgp2 2>/dev/null &&
+	 dmesg | grep -q 'snapguard-pool: Device already used by a live pool ('"
+dmesg -c >>$KLOG
+ktap_check "second pool on the same data device refused" sh -c \
+	"! printf '0 32768 snapguard-pool $META2 $DATA 128 10\n' | dmsetup create --noudevsync sgp2 2>/dev/null &&
+	 dmesg | grep -q 'snapguard-pool: Device already used by a live pool ('"
+ktap_check "  and its metadata device left zero" sh -c "[ \$(tr -d '\\000' </tmp/sgp-meta2 | wc -c) -eq 0 ]"
+ktap_check "reloading the live pool refused, live table kept" sh -c \
+	"! printf '%s\n' '$table' | dmsetup reload sgp 2>/dev/null && [ \"\$(dmsetup table sgp)\" = '$table' ]"
 # I/O to the pool device goes to the data device, as with dm-thin's pool.
 dd if=/dev/urandom of=/tmp/sgp-blk bs=4096 count=2 status=none
 dd if=/tmp/sgp-blk of=/dev/mapper/sgp bs=4096 seek=1000 oflag=direct conv=notrunc status=none
@@ -108,5 +125,5 @@ no_dm_device() { ! compgen -G '/sys/block/dm-*' >/dev/null; }
 ktap_check "no device left" no_dm_device
 dmesg >>$KLOG
 ktap_check "no kernel complaint" sh -c "! grep -qE 'BUG:|Oops|WARNING:|general protection' $KLOG"
-losetup -d "$META" "$DATA" "$JUNK"
+losetup -d "$META" "$DATA" "$JUNK" "$META2" "$DATA2"
 ktap_finish

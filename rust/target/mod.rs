@@ -30,9 +30,49 @@ pub(crate) struct Targets {
 impl Targets {
     /// Registers `snapguard-pool` and `snapguard`.
     pub(crate) fn register() -> Result<Self> {
+        // SAFETY: called once, at module init, before the targets (the
+        // lock's only users) are registered.
+        unsafe { POOL_DEVICES.init() };
         let pool = Registration::new::<pool::PoolTarget>()?;
         let volume = Registration::new::<volume::VolumeTarget>()?;
         Ok(Targets { _volume: volume, _pool: pool })
+    }
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: initialised in `Targets::register` before first use.
+    unsafe(uninit) static POOL_DEVICES: Mutex<KVec<u32>> = KVec::new();
+}
+
+/// The metadata and data devices of a live pool, claimed so that no other
+/// pool instance opens them: two in-core copies of one pool's metadata
+/// would overwrite each other's commits. This also refuses reloading a
+/// live pool's table (not implemented yet). Released on drop.
+pub(crate) struct DeviceClaim {
+    devs: [u32; 2],
+}
+
+impl DeviceClaim {
+    /// Claims `devs`, or fails if a live pool uses any of them.
+    pub(crate) fn take(devs: [u32; 2]) -> Result<Self, CtrError> {
+        let mut list = POOL_DEVICES.lock();
+        if devs.iter().any(|d| list.contains(d)) {
+            return Err(CtrError { err: EBUSY, msg: c"Device already used by a live pool" });
+        }
+        list.reserve(devs.len(), GFP_KERNEL)
+            .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        for d in devs {
+            // Cannot fail: reserved above.
+            let _ = list.push_within_capacity(d);
+        }
+        Ok(DeviceClaim { devs })
+    }
+}
+
+impl Drop for DeviceClaim {
+    fn drop(&mut self) {
+        let devs = self.devs;
+        POOL_DEVICES.lock().retain(|d| !devs.contains(d));
     }
 }
 

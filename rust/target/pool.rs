@@ -9,7 +9,7 @@
 //! pool's figures. Messages `create`, `delete` and `snapshot` change the
 //! metadata and commit; `set_transaction_id` is not implemented yet.
 
-use super::{refuse, NOT_IMPLEMENTED};
+use super::{refuse, DeviceClaim, NOT_IMPLEMENTED};
 use crate::dmtarget::{
     parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolMode, PoolStatus, POOL_TARGET,
 };
@@ -170,6 +170,8 @@ pub(crate) struct PoolTarget {
     /// The open pool; status and messages take the lock (they may sleep).
     #[pin]
     meta: Mutex<Metadata>,
+    /// Released last, once the metadata is closed.
+    claim: DeviceClaim,
 }
 
 impl PoolTarget {
@@ -213,6 +215,7 @@ impl Target for PoolTarget {
         if metadata_dev.devt() == data.devt() {
             return Err(CtrError::inval(c"Metadata and data devices must differ"));
         }
+        let claim = DeviceClaim::take([metadata_dev.devt(), data.devt()])?;
         let data_io = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
         if data_io.nr_sectors() < len {
             pr_err!(
@@ -229,7 +232,7 @@ impl Target for PoolTarget {
         let data_extents = len >> config.extent_shift();
         let meta = Metadata::open(MetaDev { io, buf, blocks }, &config, data_extents)?;
         ctr.set_num_flush_bios(1);
-        let init = pin_init!(PoolTarget { metadata_dev, data, config, meta <- new_mutex!(meta) });
+        let init = pin_init!(PoolTarget { metadata_dev, data, config, meta <- new_mutex!(meta), claim });
         KBox::pin_init(init, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
     }
 
