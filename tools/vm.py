@@ -270,6 +270,7 @@ def fixture_disk():
         key = hashlib.sha256(f.read()).hexdigest()[:16]
     img = os.path.join(CACHE, f"fixtures-{key}.ext4")
     if os.path.exists(img):
+        os.utime(img)
         return img
     t0 = time.time()
     tmp = tempfile.mkdtemp(prefix="sg-fx-", dir=CACHE)
@@ -286,9 +287,13 @@ def fixture_disk():
         os.replace(part, img)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    # Drop fixture disks of other script versions once unused for a day (a
+    # second checkout or worktree may still be using its own version).
     for old in os.listdir(CACHE):
-        if old.startswith("fixtures-") and old != os.path.basename(img):
-            os.unlink(os.path.join(CACHE, old))
+        path = os.path.join(CACHE, old)
+        if (old.startswith("fixtures-") and old != os.path.basename(img)
+                and time.time() - os.path.getmtime(path) > 86400):
+            os.unlink(path)
     log(f"fixture disk built in {time.time() - t0:.1f}s")
     return img
 
