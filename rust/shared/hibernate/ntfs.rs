@@ -129,7 +129,7 @@ struct Boot {
 /// ntfs3 mounts from the backup one (see [`probe`]).
 fn boot_fields(b: &[u8]) -> Result<Boot, (u64, &'static str)> {
     if !is_ntfs(b) {
-        return Err((3, "NTFS boot sector: no \"NTFS\" OEM id"));
+        return Err((3, "NTFS boot sector: no NTFS OEM id"));
     }
     // ntfs3: >= 512; fs/ntfs: 256-4096; both: a power of two.
     let bps = u64::from(le16(b, 0x0B));
@@ -695,15 +695,16 @@ pub(super) fn probe_backup<R: ReadAt + ?Sized>(ctx: &mut Ctx<'_, R>, rest: &mut 
         return Ok(());
     };
     ctx.rep.fs = super::FsKind::Ntfs;
-    note_backup(ctx, at, "NTFS boot sector: no \"NTFS\" OEM id");
+    note_backup(ctx, at, "no NTFS OEM id");
     probe_volume(ctx, &boot, &mut b)
 }
 
 fn note_backup<R: ReadAt + ?Sized>(ctx: &mut Ctx<'_, R>, at: u64, why: &str) {
+    let why = why.strip_prefix("NTFS boot sector: ").unwrap_or(why);
     ctx.note(
         EvidenceKind::Info,
         at,
-        format_args!("primary boot sector unusable ({why}): read from the backup boot sector, as ntfs3 mounts it (and rewrites the primary)"),
+        format_args!("backup boot sector used, primary has {why} (ntfs3 mounts from the backup, rewriting the primary)"),
     );
 }
 
