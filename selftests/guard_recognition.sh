@@ -4,9 +4,11 @@
 # guarded driver mounts although its boot sector looks damaged or unusual
 # (tools/fixtures/mkimages.sh): with the guard off the real driver mounts a
 # scratch copy read-write (for a damaged NTFS primary boot sector ntfs3
-# mounts from the backup one and rewrites the primary); with the guard
-# enforcing the read-write mount falls back to read-only, the kernel line
-# names the evidence, and the image stays unchanged.
+# mounts from the backup one and rewrites the primary: on a device with
+# 4096-byte logical blocks; on 512-byte ones its read of the backup fails
+# its own bounds check); with the guard enforcing the read-write mount
+# falls back to read-only, the kernel line names the evidence, and the
+# image stays unchanged.
 . "$(dirname "$0")/guard_lib.sh"
 
 FX=$FIXTURES
@@ -14,9 +16,8 @@ img=/tmp/sg-rec.img
 
 # fixture <TAB> type <TAB> losetup options <TAB> mount options <TAB> evidence
 # kind the refusal must name ("-": a clean volume, not refused)
-CASES="ntfs-backup-hiberfil	ntfs3	-	-	hiberfil_live
-ntfs-backup-bps-hiberfil	ntfs3	-	-	hiberfil_live
-ntfs-backup-hiberfil	ntfs3	-b 4096	-	hiberfil_live
+CASES="ntfs-backup-hiberfil	ntfs3	-b 4096	-	hiberfil_live
+ntfs-backup-bps-hiberfil	ntfs3	-b 4096	-	hiberfil_live
 ntfs-no55aa-hiberfil	ntfs3	-	-	hiberfil_live
 fat12-dirty-nojump	vfat	-	-	fat_dirty
 fat16-dirty-nojump	vfat	-	-	fat_dirty
@@ -30,7 +31,7 @@ while IFS=$'\t' read -r name t _ _ kind; do
 	case $name in ntfs-backup-*) n=$((n + 1)) ;; esac # primary rewritten
 	if [ "$kind" = - ]; then n=$((n + 2)); else n=$((n + 3)); fi
 done <<<"$CASES"
-ktap_plan $((n + 3))
+ktap_plan $((n + 4))
 
 modprobe snapguard
 echo volume >$G/policy
@@ -85,6 +86,15 @@ while IFS=$'\t' read -r name t lo mo kind; do
 	done_case
 	ktap_check "$what: image byte-for-byte unchanged" cmp "$FX/$name.img" $img
 done <<<"$CASES"
+
+# On a 512-byte-sector device ntfs3 does not reach the backup boot sector
+# ("try to read out of volume": it counts the device in pages and the
+# backup's block in 512-byte units), so the volume mounts nowhere there.
+echo off >$G/mode
+mount_case ntfs-backup-hiberfil ntfs3 - -
+ktap_check "ntfs3 does not mount from the backup boot sector on a 512-byte-sector device" \
+	sh -c "! grep -q ' $MNT ' /proc/mounts"
+done_case
 
 # A volume formatted with 4096-byte sectors (mkntfs -s 4096, as Windows on
 # a 4Kn disk) keeps its backup boot sector at the start of the last 4 KiB
