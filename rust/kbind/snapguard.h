@@ -57,4 +57,12 @@ struct class_dev_iter *snapguard_class_iter_new(const struct class *class);
 struct device *snapguard_class_iter_next(struct class_dev_iter *iter);
 void snapguard_class_iter_free(struct class_dev_iter *iter);
 
+/* mount source pinning and module lifetimes (rust/guard/fshook.rs) */
+#include <linux/fdtable.h>
+int snapguard_path_file_dev(struct file *f, dev_t *dev);
+bool snapguard_can_install_fd(void);
+struct block_device *snapguard_fc_root_bdev(struct fs_context *fc);
+void snapguard_fc_drop_root(struct fs_context *fc);
+bool snapguard_within_module(const void *addr, struct module *mod);
+
 #endif
