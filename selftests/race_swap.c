@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Races a swap of the mount source against read-write mounts, for
- * guard_race.sh. mount(2) is called directly with the path as given:
- * util-linux mount would resolve a symlink itself first.
+ * Read-write mount(2) calls for guard_race.sh and guard_reload.sh, with
+ * the source path as given (util-linux mount would resolve a symlink
+ * itself first, and retry read-only after a refusal).
  *
  *   race_swap race SRC A B TARGET FSTYPE HIBDEV SECONDS MAXTRIES
  *	A child exchanges A and B (renameat2 RENAME_EXCHANGE) as fast as it
@@ -14,6 +14,9 @@
  *   race_swap once SRC TARGET FSTYPE
  *	Mounts SRC read-write once (and leaves it mounted); prints the
  *	number of open descriptors before and after.
+ *   race_swap try SRC TARGET FSTYPE DATA
+ *	One read-write mount with the option string DATA; prints "rw" (and
+ *	unmounts) if it mounted, "refused" on EROFS, else the error.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -62,6 +65,18 @@ static int once(char **argv)
 	}
 	after = count_fds();
 	printf("mounted fds_before=%d fds_after=%d\n", before, after);
+	return 0;
+}
+
+static int try(char **argv)
+{
+	if (mount(argv[0], argv[1], argv[2], 0, argv[3])) {
+		printf("%s\n", errno == EROFS ? "refused" : strerror(errno));
+		return 0;
+	}
+	printf("rw\n");
+	if (umount(argv[1]))
+		perror("race_swap: umount");
 	return 0;
 }
 
@@ -126,7 +141,10 @@ int main(int argc, char **argv)
 		return race(argv + 2);
 	if (argc == 5 && !strcmp(argv[1], "once"))
 		return once(argv + 2);
+	if (argc == 6 && !strcmp(argv[1], "try"))
+		return try(argv + 2);
 	fprintf(stderr, "usage: race_swap race SRC A B TARGET FSTYPE HIBDEV SECONDS MAXTRIES\n"
-			"       race_swap once SRC TARGET FSTYPE\n");
+			"       race_swap once SRC TARGET FSTYPE\n"
+			"       race_swap try SRC TARGET FSTYPE DATA\n");
 	return 2;
 }
