@@ -9,7 +9,7 @@
 . "$(dirname "$0")/guard_lib.sh"
 
 SECONDS_PER_RACE=${SECONDS_PER_RACE:-4}
-MAXTRIES=${MAXTRIES:-200}
+MAXTRIES=${MAXTRIES:-1000}
 RS=$(dirname "$0")/race_swap
 ktap_plan 8
 modprobe snapguard
