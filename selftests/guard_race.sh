@@ -3,15 +3,15 @@
 # The device the guard checks is the device the file system mounts. A
 # second task swaps the mount source while mount(2) runs read-write in a
 # loop (race_swap.c): a symlink to a clean NTFS volume exchanged with one
-# to a hibernated volume (RENAME_EXCHANGE), and a regular file exchanged
-# with a symlink to the hibernated volume. No attempt may end with the
+# to a hibernated volume (RENAME_EXCHANGE), a regular file exchanged with a
+# symlink to the hibernated volume, and two directories holding those. No attempt may end with the
 # hibernated volume mounted read-write; the race must have gone both ways.
 . "$(dirname "$0")/guard_lib.sh"
 
 SECONDS_PER_RACE=${SECONDS_PER_RACE:-4}
 MAXTRIES=${MAXTRIES:-1000}
 RS=$(dirname "$0")/race_swap
-ktap_plan 8
+ktap_plan 10
 modprobe snapguard
 echo volume >$G/policy
 echo refuse >$G/unclean
@@ -59,6 +59,21 @@ if [ "$(count notblk "$RACE_OUT")" -gt 0 ] 2>/dev/null && [ "$(count refused "$R
 	ktap_ok "file race went both ways (not a block device, hibernated refused)"
 else
 	ktap_fail "file race did not go both ways"
+fi
+
+# A directory on the way exchanged: the last lookup of the swapped name is
+# then a long walk (30 levels) before the device node, which widens the gap
+# between two lookups of the same path.
+rm -rf $R/*
+deep=$(printf 'd/%.0s' $(seq 30))
+mkdir -p "$R/A/$deep" "$R/B/$deep"
+head -c 65536 /dev/zero >"$R/A/${deep}n"
+ln -s "$hb" "$R/B/${deep}n"
+race "directory exchanged (regular file / symlink to hibernated 30 levels down)" "$R/A/${deep}n" $R/A $R/B
+if [ "$(count notblk "$RACE_OUT")" -gt 0 ] 2>/dev/null && [ "$(count refused "$RACE_OUT")" -gt 0 ]; then
+	ktap_ok "directory race went both ways (not a block device, hibernated refused)"
+else
+	ktap_fail "directory race did not go both ways"
 fi
 
 losetup -d "$hb"
