@@ -11,7 +11,7 @@
 SECONDS_PER_RACE=${SECONDS_PER_RACE:-4}
 MAXTRIES=${MAXTRIES:-1000}
 RS=$(dirname "$0")/race_swap
-ktap_plan 10
+ktap_plan 12
 modprobe snapguard
 echo volume >$G/policy
 echo refuse >$G/unclean
@@ -24,6 +24,7 @@ hb=$(losetup -f --show /tmp/rc-hib.img)
 R=/tmp/race
 rm -rf $R && mkdir -p $R
 dmesg_mark
+MARK0=$DMESG_MARK
 
 # count NAME LINE: the value of NAME=... in race_swap's line.
 count() { printf '%s\n' "$2" | sed -n "s/.*\b$1=\([0-9]*\).*/\1/p"; }
@@ -92,7 +93,19 @@ else
 fi
 ktap_check "the mount's source is the caller's path" grep -q "^$R/a $MNT ntfs3 rw" /proc/mounts
 umount $MNT 2>/dev/null
+
+# Without a procfs at /proc the source cannot be pinned: a read-write mount
+# is refused (EROFS, so mount would fall back to read-only), not let
+# through unchecked.
+dmesg_mark
+out=$(unshare -m sh -c "umount -l /proc && $RS once $cl $MNT ntfs3" 2>&1)
+ktap_diag "$out"
+case $out in
+*"Read-only file system"*) ktap_ok "no /proc: the read-write mount is refused with EROFS" ;;
+*) ktap_fail "no /proc: the read-write mount was not refused with EROFS" ;;
+esac
+ktap_check "no /proc: the kernel says why" sh -c "dmesg | tail -n +$((DMESG_MARK + 1)) | grep -q 'snapguard: cannot pin the source of a read-write ntfs3 mount'"
 losetup -d "$cl"
 ktap_check "no kernel complaint" \
-	sh -c "! dmesg | tail -n +$((DMESG_MARK + 1)) | grep -qE 'BUG:|Oops|WARNING:|general protection'"
+	sh -c "! dmesg | tail -n +$((MARK0 + 1)) | grep -qE 'BUG:|Oops|WARNING:|general protection'"
 ktap_finish

@@ -336,7 +336,7 @@ unsafe extern "C" fn get_tree_tramp(fc: *mut sys::fs_context) -> c_int {
         Err(PinError::Lookup(e)) => return e.to_errno(),
         Err(PinError::Short(e)) => {
             pr_warn!(
-                "cannot pin the source of a read-write {} mount ({:?}; is /proc mounted?): refusing it\n",
+                "cannot pin the source of a read-write {} mount ({:?}: no free descriptor, no procfs at /proc, or a kernel thread): refusing it\n",
                 fs_name.to_str().unwrap_or("?"),
                 e
             );
