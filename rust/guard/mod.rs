@@ -211,6 +211,11 @@ pub(crate) fn init() {
 
 // ---------------------------------------------------------------- checks
 
+/// Whether read-write mounts are checked at all (`mode` is not `off`).
+pub(crate) fn guarding() -> bool {
+    MODE.get() != MODE_OFF
+}
+
 /// A read-write mount of `source` is being set up.
 ///
 /// When the mount may go on, the device stays open in the returned handle:

@@ -188,3 +188,142 @@ fn bdev_name(bdev: *mut sys::block_device, buf: &mut [u8; 32]) -> &str {
     let n = usize::try_from(n).unwrap_or(0).min(buf.len() - 1);
     core::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("?")
 }
+
+impl BdevFile {
+    /// Whether `bdev` is the block device this file has open.
+    pub(crate) fn is(&self, bdev: *const sys::block_device) -> bool {
+        core::ptr::eq(self.bdev, bdev)
+    }
+}
+
+/// Why a mount source could not be pinned.
+#[derive(Debug)]
+pub(crate) enum PinError {
+    /// The path does not name a usable block device node (the errno the
+    /// file system's own `lookup_bdev` would fail with).
+    Lookup(Error),
+    /// No descriptor, no file table or no `/proc` to pin it with.
+    Short(Error),
+}
+
+/// Length of `/proc/thread-self/fd/` followed by a descriptor number.
+const PIN_PATH_LEN: usize = 40;
+
+/// A mount source resolved once, held open (`O_PATH`) as a descriptor of
+/// the current task, and named by the magic link `/proc/thread-self/fd/N`
+/// to that descriptor: whatever then happens to the path the caller gave
+/// (a symlink exchanged, a file replaced, a directory renamed), looking up
+/// the pinned name finds the same device node.
+///
+/// # Invariants
+///
+/// `fd` is a descriptor this object installed in the current task's file
+/// table for an `O_PATH` file of a block device node whose `i_rdev` is
+/// `dev`; `path` holds its magic link's NUL-terminated name, `len` bytes
+/// including the NUL. The object must be dropped by the task that made it.
+pub(crate) struct PinnedSource {
+    fd: u32,
+    dev: DevT,
+    path: [u8; PIN_PATH_LEN],
+    len: usize,
+}
+
+impl PinnedSource {
+    /// Resolves `source` as `lookup_bdev` does (following symlinks) and
+    /// pins the device node it names.
+    pub(crate) fn new(source: &CStr) -> core::result::Result<Self, PinError> {
+        let flags = (sys::O_PATH | sys::O_CLOEXEC) as kernel::ffi::c_int;
+        // SAFETY: `source` is NUL-terminated. An `O_PATH` open resolves the
+        // path without opening the device.
+        let file = unsafe { sys::filp_open(source.as_char_ptr(), flags, 0) };
+        let file = from_err_ptr(file).map_err(PinError::Lookup)?;
+        let mut dev: sys::dev_t = 0;
+        // SAFETY: `file` is a valid file we own a reference to; `dev` is a
+        // valid out pointer.
+        let ret = unsafe { sys::snapguard_path_file_dev(file, &mut dev) };
+        if ret != 0 {
+            // SAFETY: drops our reference.
+            unsafe { sys::snapguard_fput(file) };
+            return Err(PinError::Lookup(Error::from_errno(ret)));
+        }
+        // SAFETY: plain query of the current task.
+        if !unsafe { sys::snapguard_can_install_fd() } {
+            // SAFETY: drops our reference.
+            unsafe { sys::snapguard_fput(file) };
+            return Err(PinError::Short(EPERM));
+        }
+        // SAFETY: the current task has a file table of its own (above).
+        let fd = unsafe { sys::get_unused_fd_flags(sys::O_CLOEXEC) };
+        let Ok(fd) = u32::try_from(fd) else {
+            // SAFETY: drops our reference.
+            unsafe { sys::snapguard_fput(file) };
+            return Err(PinError::Short(Error::from_errno(fd)));
+        };
+        // SAFETY: `fd` was reserved above for this task; `fd_install` takes
+        // over our reference to `file`.
+        unsafe { sys::fd_install(fd, file) };
+        let mut pin = PinnedSource { fd, dev, path: [0; PIN_PATH_LEN], len: 0 };
+        pin.len = pin_path(&mut pin.path, fd);
+        // The link must lead back to the node: it does not without a procfs
+        // at /proc (or with a policy that forbids the magic link).
+        match lookup(pin.as_cstr()) {
+            Ok(d) if d == dev => Ok(pin),
+            Ok(_) => Err(PinError::Short(EXDEV)),
+            Err(e) => Err(PinError::Short(e)),
+        }
+    }
+
+    /// The device number of the pinned node.
+    pub(crate) fn dev(&self) -> DevT {
+        self.dev
+    }
+
+    /// The pinned name, `/proc/thread-self/fd/N`.
+    pub(crate) fn as_cstr(&self) -> &CStr {
+        let bytes = self.path.get(..self.len).unwrap_or(b"\0");
+        CStr::from_bytes_with_nul(bytes).unwrap_or(c"")
+    }
+}
+
+impl Drop for PinnedSource {
+    fn drop(&mut self) {
+        // SAFETY: `fd` is the descriptor we installed in this task's table
+        // (invariant). A thread of the same process that closed it and
+        // opened another file at that number meanwhile loses that file:
+        // the same as closing a descriptor it never owned.
+        unsafe { sys::close_fd(self.fd) };
+    }
+}
+
+/// Writes `/proc/thread-self/fd/<fd>` and a NUL into `buf`; returns the
+/// length including the NUL.
+fn pin_path(buf: &mut [u8; PIN_PATH_LEN], fd: u32) -> usize {
+    const PREFIX: &[u8] = b"/proc/thread-self/fd/";
+    let mut digits = [0u8; 10];
+    let mut n = fd;
+    let mut nd = 0;
+    // Bounded: a u32 has at most 10 decimal digits.
+    while nd < digits.len() {
+        if let Some(d) = digits.get_mut(nd) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        nd += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut len = 0;
+    for &b in Iterator::chain(PREFIX.iter(), digits.iter().take(nd).rev()) {
+        if let Some(slot) = buf.get_mut(len) {
+            *slot = b;
+            len += 1;
+        }
+    }
+    // PREFIX (21) + 10 digits + NUL fit in PIN_PATH_LEN (40).
+    if let Some(slot) = buf.get_mut(len) {
+        *slot = 0;
+        len += 1;
+    }
+    len
+}

@@ -169,4 +169,48 @@ void snapguard_bio_set_dev(struct bio *bio, struct block_device *bdev)
 dev_t snapguard_bdev_devt(struct block_device *bdev)
 {
 	return bdev->bd_dev;
+/* The checks lookup_bdev() makes on the path it resolved, on the path of an
+ * O_PATH file: a block device node on a mount that allows devices (the
+ * test of may_open_dev(), which is not exported; the file system's own
+ * lookup_bdev() of the pinned path makes the real one again). */
+int snapguard_path_file_dev(struct file *f, dev_t *dev)
+{
+	struct inode *inode = d_backing_inode(f->f_path.dentry);
+
+	if (!S_ISBLK(inode->i_mode))
+		return -ENOTBLK;
+	if ((f->f_path.mnt->mnt_flags & MNT_NODEV) ||
+	    (f->f_path.mnt->mnt_sb->s_iflags & SB_I_NODEV))
+		return -EACCES;
+	if (!inode->i_rdev)
+		return -ENODEV;
+	*dev = inode->i_rdev;
+	return 0;
+}
+
+/* Whether the current task has a file table of its own to put a descriptor
+ * in (kernel threads share init's). */
+bool snapguard_can_install_fd(void)
+{
+	return current->files && !(current->flags & PF_KTHREAD);
+}
+
+struct block_device *snapguard_fc_root_bdev(struct fs_context *fc)
+{
+	return fc->root ? fc->root->d_sb->s_bdev : NULL;
+}
+
+/* Undoes a successful get_tree (as the VFS's own fc_drop_locked()). */
+void snapguard_fc_drop_root(struct fs_context *fc)
+{
+	struct super_block *sb = fc->root->d_sb;
+
+	dput(fc->root);
+	fc->root = NULL;
+	deactivate_locked_super(sb);
+}
+
+bool snapguard_within_module(const void *addr, struct module *mod)
+{
+	return within_module((unsigned long)addr, mod);
 }
