@@ -169,6 +169,8 @@ void snapguard_bio_set_dev(struct bio *bio, struct block_device *bdev)
 dev_t snapguard_bdev_devt(struct block_device *bdev)
 {
 	return bdev->bd_dev;
+}
+
 /* The checks lookup_bdev() makes on the path it resolved, on the path of an
  * O_PATH file: a block device node on a mount that allows devices (the
  * test of may_open_dev(), which is not exported; the file system's own

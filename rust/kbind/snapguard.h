@@ -63,6 +63,7 @@ sector_t snapguard_bio_sector(struct bio *bio);
 void snapguard_bio_set_sector(struct bio *bio, sector_t sector);
 void snapguard_bio_set_dev(struct bio *bio, struct block_device *bdev);
 dev_t snapguard_bdev_devt(struct block_device *bdev);
+
 /* mount source pinning and module lifetimes (rust/guard/fshook.rs) */
 #include <linux/fdtable.h>
 int snapguard_path_file_dev(struct file *f, dev_t *dev);
