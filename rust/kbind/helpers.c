@@ -16,6 +16,14 @@ void snapguard_sysfs_attr_init(struct attribute *attr)
 	sysfs_attr_init(attr);
 }
 
+void snapguard_kobj_attr_set_ops(struct kobj_attribute *a,
+	ssize_t (*show)(struct kobject *, struct kobj_attribute *, char *),
+	ssize_t (*store)(struct kobject *, struct kobj_attribute *, const char *, size_t))
+{
+	a->show = show;
+	a->store = store;
+}
+
 struct kobject *snapguard_kernel_kobj(void)
 {
 	return kernel_kobj;

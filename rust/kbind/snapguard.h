@@ -22,6 +22,14 @@ extern const char snapguard_version[];
 
 /* sysfs */
 void snapguard_sysfs_attr_init(struct attribute *attr);
+/*
+ * Kernel series difference (7.3): kobj_attribute's show/store became
+ * unions with const-taking variants; set them by name from C, where both
+ * layouts accept the same code.
+ */
+void snapguard_kobj_attr_set_ops(struct kobj_attribute *a,
+	ssize_t (*show)(struct kobject *, struct kobj_attribute *, char *),
+	ssize_t (*store)(struct kobject *, struct kobj_attribute *, const char *, size_t));
 struct kobject *snapguard_kernel_kobj(void);
 
 /* modules and RCU */
