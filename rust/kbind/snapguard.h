@@ -57,4 +57,11 @@ struct class_dev_iter *snapguard_class_iter_new(const struct class *class);
 struct device *snapguard_class_iter_next(struct class_dev_iter *iter);
 void snapguard_class_iter_free(struct class_dev_iter *iter);
 
+/* block-layer read-only state (protect.rs) */
+bool snapguard_bdev_ro_flag(struct block_device *bdev);
+bool snapguard_bdev_read_only(struct block_device *bdev);
+void snapguard_bdev_set_ro_flag(struct block_device *bdev, bool ro);
+const struct class *snapguard_block_class(void);
+bool snapguard_bdev_has_holder(struct block_device *bdev);
+
 #endif
