@@ -291,6 +291,7 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result<O
             return Ok(None);
         }
     };
+    protect::refresh(&file, dev);
     let mut name_buf = [0u8; 32];
     let name = file.name(&mut name_buf);
     let mut reasons = KBox::new(Text::<768>::new(), GFP_KERNEL)?;

@@ -80,18 +80,7 @@ fn apply(file: &BdevFile, dev: DevT, summary: &Summary) -> Outcome {
     let mut nb = [0u8; 32];
     let name = file.name(&mut nb);
     let mut t = TABLE.lock();
-
-    // An entry about an earlier medium in this device (a loop device
-    // re-attached, a disk swapped) no longer holds. The flag survives a
-    // loop detach: lift our own stale mark.
-    let stale = t.entries.iter().position(|e| matches!(e, Some(e) if e.dev == dev && e.diskseq != diskseq));
-    if let Some(slot) = stale.and_then(|i| t.entries.get_mut(i)) {
-        if matches!(slot, Some(e) if e.state == State::Marked) && file.ro_flag() {
-            file.set_ro_flag(false);
-            pr_info!("{}: new medium; read-only state set by snapguard for the previous one lifted\n", name);
-        }
-        *slot = None;
-    }
+    forget_stale(&mut t, file, dev, diskseq, name);
 
     let sleeping = summary.sleeping_os && !file.is_active_swap();
     let known = t.entries.iter().position(|e| matches!(e, Some(e) if e.dev == dev));
@@ -118,6 +107,33 @@ fn apply(file: &BdevFile, dev: DevT, summary: &Summary) -> Outcome {
         *slot = None;
     }
     Outcome::Nothing
+}
+
+/// Forgets the entry about an earlier medium in device `dev` (a loop
+/// device detached or re-attached, a disk swapped): it no longer holds. The
+/// flag survives a loop detach, so a mark of ours is lifted with it.
+fn forget_stale(t: &mut Table, file: &BdevFile, dev: DevT, diskseq: u64, name: &str) {
+    let stale = t.entries.iter().position(|e| matches!(e, Some(e) if e.dev == dev && e.diskseq != diskseq));
+    if let Some(slot) = stale.and_then(|i| t.entries.get_mut(i)) {
+        if matches!(slot, Some(e) if e.state == State::Marked) && file.ro_flag() {
+            file.set_ro_flag(false);
+            pr_info!("{}: new medium; read-only state set by snapguard for the previous one lifted\n", name);
+        }
+        *slot = None;
+    }
+}
+
+/// A read-write mount of `file` (device `dev`) is being checked: lift a
+/// mark left from an earlier medium in the device, which would otherwise
+/// make the mount fail with `EACCES` for a reason that no longer holds.
+/// (The device being mounted is not marked here: the guard refuses the
+/// mount itself, with its reason.)
+pub(crate) fn refresh(file: &BdevFile, dev: DevT) {
+    let diskseq = file.stamp().diskseq;
+    let mut nb = [0u8; 32];
+    let name = file.name(&mut nb);
+    let mut t = TABLE.lock();
+    forget_stale(&mut t, file, dev, diskseq, name);
 }
 
 /// Marks `file` read-only and remembers it (the caller checked there is
@@ -307,8 +323,9 @@ impl Drop for Protection {
                 if e.state != State::Marked {
                     continue;
                 }
+                // Also on a later medium: the flag survives a loop detach.
                 let Ok(file) = BdevFile::open_read(e.dev) else { continue };
-                if file.stamp().diskseq == e.diskseq && file.ro_flag() {
+                if file.ro_flag() {
                     file.set_ro_flag(false);
                     pr_info!("{}: read-only state set by snapguard lifted (unloading)\n", e.name.as_str());
                 }
