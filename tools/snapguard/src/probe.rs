@@ -125,31 +125,45 @@ fn blk_ro(meta: &std::fs::Metadata) -> Result<bool, String> {
 }
 
 /// `--protect` for one probed path: the line to print, or `None` when
-/// there is nothing to do (no sleeping OS, or not a block device).
+/// there is nothing to say (no sleeping OS, or not a block device).
 fn protect(path: &Path, rep: &Report) -> Result<Option<String>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.file_type().is_block_device() || !rep.sleeping_os() {
+    if !meta.file_type().is_block_device() {
         return Ok(None);
     }
     let shown = path.display();
-    if blk_ro(&meta)? {
-        return Ok(Some("  already read-only at the block layer".to_string()));
-    }
+    let before = blk_ro(&meta)?;
     if Path::new(PROTECT_KNOB).exists() {
-        // The module probes it itself and remembers that it set the flag,
-        // so that its `unprotect` knob (and unloading) can lift it.
+        // The module probes the device itself and decides: it marks it,
+        // lifts a mark it left for an earlier medium (a loop device keeps
+        // the flag when detached), or leaves it; it remembers what it set,
+        // so that its `unprotect` knob and unloading can lift it.
         std::fs::write(PROTECT_KNOB, path.as_os_str().as_bytes())
             .map_err(|e| format!("{PROTECT_KNOB}: {e}"))?;
-        return Ok(Some(if blk_ro(&meta)? {
-            format!(
+        let after = blk_ro(&meta)?;
+        return Ok(match (rep.sleeping_os(), before, after) {
+            (true, false, true) => Some(format!(
                 "  made read-only at the block layer by the snapguard module; \
                  lift with: echo {shown} > /sys/kernel/snapguard/guard/unprotect"
-            )
-        } else {
-            "  not made read-only by the snapguard module (in use, or unprotected \
-             by the user; see dmesg)"
-                .to_string()
-        }));
+            )),
+            (true, true, true) => Some("  already read-only at the block layer".to_string()),
+            (true, _, false) => Some(
+                "  not made read-only by the snapguard module (in use, mode not \
+                 enforce, or unprotected by the user; see dmesg)"
+                    .to_string(),
+            ),
+            (false, true, false) => Some(
+                "  read-only state the snapguard module set for an earlier medium lifted"
+                    .to_string(),
+            ),
+            (false, _, _) => None,
+        });
+    }
+    if !rep.sleeping_os() {
+        return Ok(None);
+    }
+    if before {
+        return Ok(Some("  already read-only at the block layer".to_string()));
     }
     // No module: BLKROSET through util-linux (this crate has no unsafe code).
     let out = Command::new("blockdev")
