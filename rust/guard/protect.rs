@@ -240,6 +240,9 @@ pub(crate) fn user_override(dev: DevT) -> Result {
     let mut n = Text::new();
     let _ = n.write_str(name);
     *slot = Some(Entry { dev, diskseq, state: State::Unprotected, name: n });
+    if file.is_read_only() {
+        pr_info!("{}: read-only, but not by snapguard: left as it is (blockdev --setrw lifts it)\n", name);
+    }
     Ok(())
 }
 
