@@ -327,3 +327,76 @@ fn pin_path(buf: &mut [u8; PIN_PATH_LEN], fd: u32) -> usize {
     }
     len
 }
+
+// ------------------------------------------------ block-layer read-only state
+
+impl BdevFile {
+    /// Whether the device is read-only at the block layer for any reason:
+    /// its own flag (`BLKROSET`), its whole disk's, or the driver's.
+    pub(crate) fn is_read_only(&self) -> bool {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { sys::snapguard_bdev_read_only(self.bdev) }
+    }
+
+    /// Whether the device's own read-only flag (the `BLKROSET` state) is set.
+    pub(crate) fn ro_flag(&self) -> bool {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { sys::snapguard_bdev_ro_flag(self.bdev) }
+    }
+
+    /// Sets or clears the device's own read-only flag, as `BLKROSET` does
+    /// (without the driver's `set_read_only` hook). While it is set, every
+    /// write through the device node fails (`write(2)` with `EPERM`,
+    /// read-write mounts with `EACCES`, discard and zero-out with `EPERM`).
+    pub(crate) fn set_ro_flag(&self, ro: bool) {
+        // SAFETY: `bdev` is valid while the file is open (invariant); the
+        // flag is an atomic bit.
+        unsafe { sys::snapguard_bdev_set_ro_flag(self.bdev, ro) }
+    }
+}
+
+/// Calls `f` for every block device on the system (disks and partitions)
+/// with its number and content stamp, without needing a device at hand
+/// (as at module load). Stops early when `f` returns false; at most `max`
+/// devices. `Err(ENODEV)` when the system has no block device yet.
+pub(crate) fn for_each_block_device(max: usize, mut f: impl FnMut(DevT, Stamp) -> bool) -> Result {
+    // SAFETY: plain call; the result is the block class (static) or null.
+    let class = unsafe { sys::snapguard_block_class() };
+    if class.is_null() {
+        return Err(ENODEV);
+    }
+    // SAFETY: `class` is the registered block class.
+    let iter = unsafe { sys::snapguard_class_iter_new(class) };
+    if iter.is_null() {
+        return Err(ENOMEM);
+    }
+    for _ in 0..max {
+        // SAFETY: `iter` was initialised above and not freed yet.
+        let dev = unsafe { sys::snapguard_class_iter_next(iter) };
+        if dev.is_null() {
+            break;
+        }
+        // SAFETY: the iterator holds a reference on `dev` until the next
+        // call, so `dev` and its embedded block device are valid.
+        let (devt, stamp) = unsafe {
+            let bdev = sys::snapguard_dev_to_bdev(dev);
+            (sys::snapguard_dev_devt(dev), stamp_of(bdev))
+        };
+        if !f(devt, stamp) {
+            break;
+        }
+    }
+    // SAFETY: `iter` came from `snapguard_class_iter_new`.
+    unsafe { sys::snapguard_class_iter_free(iter) };
+    Ok(())
+}
+
+impl BdevFile {
+    /// Whether someone holds the device exclusively: a mounted file
+    /// system, swap, a device-mapper or md device on top, or an `O_EXCL`
+    /// opener such as `fsck`. A hint: the holder can change right after.
+    pub(crate) fn has_holder(&self) -> bool {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { sys::snapguard_bdev_has_holder(self.bdev) }
+    }
+}
