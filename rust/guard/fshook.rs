@@ -270,9 +270,9 @@ unsafe extern "C" fn get_tree_tramp(fc: *mut sys::fs_context) -> c_int {
     let ops = unsafe { orig_ops(fc) };
     // SAFETY: `fc` is live for the call.
     let (flags, source, fs_type) = unsafe { ((*fc).sb_flags, (*fc).source, (*fc).fs_type) };
-    // Holds the checked device open until the file system has opened it
-    // (dropped at the end of this function).
-    let _pin = if flags & SB_RDONLY == 0 && !source.is_null() {
+    // Holds the checked device open until the file system has opened it,
+    // and is told how the mount went (see `super::Pass`).
+    let pass = if flags & SB_RDONLY == 0 && !source.is_null() {
         // SAFETY: `source` is a NUL-terminated string owned by `fc`, and
         // `fs_type->name` a static string of the file system.
         let (source, fs_name) = unsafe { (CStr::from_char_ptr(source), CStr::from_char_ptr((*fs_type).name)) };
@@ -283,11 +283,15 @@ unsafe extern "C" fn get_tree_tramp(fc: *mut sys::fs_context) -> c_int {
     } else {
         None
     };
-    match ops.get_tree {
+    let ret = match ops.get_tree {
         // SAFETY: forwarding the VFS call to the file system.
         Some(get_tree) => unsafe { get_tree(fc) },
         None => EINVAL.to_errno(),
+    };
+    if let Some(pass) = pass {
+        pass.done(ret);
     }
+    ret
 }
 
 /// Our `reconfigure`: asks the guard before a remount to read-write.
@@ -302,21 +306,27 @@ unsafe extern "C" fn reconfigure_tramp(fc: *mut sys::fs_context) -> c_int {
     // SAFETY: `fc` is live; for a reconfiguration `fc->root` is set and
     // pins the superblock.
     let (flags, mask, sb) = unsafe { ((*fc).sb_flags, (*fc).sb_flags_mask, sys::snapguard_fc_sb(fc)) };
+    let mut pass = None;
     if !sb.is_null() && mask & SB_RDONLY != 0 && flags & SB_RDONLY == 0 {
         // SAFETY: `sb` is pinned by `fc->root`; its type name is static.
         let (sb_flags, dev, fs_name) =
             unsafe { ((*sb).s_flags as u32, (*sb).s_dev, CStr::from_char_ptr((*(*sb).s_type).name)) };
         if sb_flags & SB_RDONLY != 0 {
-            if let Err(e) = super::check_remount(fc, dev, fs_name) {
-                return e.to_errno();
+            match super::check_remount(fc, dev, fs_name) {
+                Ok(p) => pass = p,
+                Err(e) => return e.to_errno(),
             }
         }
     }
-    match ops.reconfigure {
+    let ret = match ops.reconfigure {
         // SAFETY: forwarding the VFS call to the file system.
         Some(reconf) => unsafe { reconf(fc) },
         None => 0,
+    };
+    if let Some(pass) = pass {
+        pass.done(ret);
     }
+    ret
 }
 
 /// Hooks guarded type `i` if it is registered and not hooked yet; returns

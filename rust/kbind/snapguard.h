@@ -57,4 +57,8 @@ struct class_dev_iter *snapguard_class_iter_new(const struct class *class);
 struct device *snapguard_class_iter_next(struct class_dev_iter *iter);
 void snapguard_class_iter_free(struct class_dev_iter *iter);
 
+/* device-mapper: is this device's I/O held back (suspended)? */
+bool snapguard_dm_suspended(dev_t dev);
+int snapguard_dm_lower(dev_t dev, dev_t *out, int max);
+
 #endif
