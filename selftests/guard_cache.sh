@@ -6,7 +6,8 @@
 # write counters alone must be seen as it is now. Each case first lets the
 # guard look at the clean device (a rw mount attempt of the wrong type,
 # which fails without writing), then changes the contents behind the
-# device's back, then mounts read-write.
+# device's back (a FAT12 volume gets its dirty flag), then mounts
+# read-write.
 . "$(dirname "$0")/guard_lib.sh"
 
 ktap_plan 6
@@ -15,15 +16,15 @@ echo enforce >$G/mode
 echo refuse >$G/unclean
 echo volume >$G/policy
 FX=$FIXTURES
-clean=$FX/ntfs-clean.img
-hib=$FX/ntfs-hiberfil-HIBR.img
+clean=$FX/fat12-clean.img
+dirty=$FX/fat12-dirty.img
 
 # look DEV: a read-write mount attempt the guard checks and the file system
-# then rejects (msdos cannot mount NTFS or swap): nothing is written.
-look() { mount -t msdos "$1" $MNT 2>/dev/null && umount $MNT; }
-# expect_ro DESC DEV: a read-write ntfs3 mount of DEV falls back to read-only.
+# then rejects (exfat cannot mount FAT12 or swap): nothing is written.
+look() { mount -t exfat "$1" $MNT 2>/dev/null && umount $MNT; }
+# expect_ro DESC DEV: a read-write vfat mount of DEV falls back to read-only.
 expect_ro() {
-	mount -t ntfs3 "$2" $MNT 2>/dev/null
+	mount -t vfat "$2" $MNT 2>/dev/null
 	ktap_check "$1" is_mounted_ro $MNT
 	umount $MNT 2>/dev/null
 }
@@ -33,7 +34,7 @@ dm_of() { local b; for b in /sys/block/dm-*; do [ "$(cat $b/dm/name)" = "$1" ] &
 cp $clean /tmp/c1.img
 l0=$(losetup -f --show /tmp/c1.img)
 look $l0
-dd if=$hib of=/tmp/c1.img bs=1M conv=notrunc status=none
+dd if=$dirty of=/tmp/c1.img bs=1M conv=notrunc status=none
 expect_ro "write to a loop device's backing file is seen" $l0
 losetup -d $l0
 
@@ -42,27 +43,20 @@ cp $clean /tmp/c1.img
 l0=$(losetup -f --show /tmp/c1.img)
 l1=$(losetup -f --show /tmp/c1.img)
 look $l0
-dd if=$hib of=$l1 bs=1M conv=fsync status=none
+dd if=$dirty of=$l1 bs=1M conv=fsync status=none
 expect_ro "write through a second loop device on the same file is seen" $l0
 losetup -d $l1; losetup -d $l0
 
 # 3. the loop device's offset changed (LOOP_SET_STATUS64), same size
-cat $clean $hib >/tmp/c2.img
+cat $clean $dirty >/tmp/c2.img
 l0=$(losetup -f --show --sizelimit $(stat -c %s $clean) /tmp/c2.img)
 look $l0
-python3 - $l0 $(stat -c %s $clean) <<'PY'
-import fcntl, os, struct, sys
-fd = os.open(sys.argv[1], os.O_RDONLY)
-info = bytearray(232)                      # struct loop_info64
-fcntl.ioctl(fd, 0x4C05, info)              # LOOP_GET_STATUS64
-struct.pack_into("<Q", info, 24, int(sys.argv[2]))   # lo_offset
-fcntl.ioctl(fd, 0x4C04, bytes(info))       # LOOP_SET_STATUS64
-PY
+"$(dirname "$0")"/loop_offset $l0 $(stat -c %s $clean)
 expect_ro "a loop device's new offset (LOOP_SET_STATUS64) is seen" $l0
 losetup -d $l0
 
 # 4. dmsetup reload to another table of the same size
-cp $clean /tmp/c1.img; cp $hib /tmp/c3.img
+cp $clean /tmp/c1.img; cp $dirty /tmp/c3.img
 la=$(losetup -f --show /tmp/c1.img); lb=$(losetup -f --show /tmp/c3.img)
 sec=$(($(stat -c %s $clean) / 512))
 dmsetup create sgcache --table "0 $sec linear $la 0"
@@ -74,21 +68,20 @@ expect_ro "dmsetup reload of the same size is seen" $dm
 dmsetup remove sgcache; losetup -d $la; losetup -d $lb
 
 # 5. writes still in the page cache, by a writer the guard did not see
-fixture ntfs-clean /dev/vda
+fixture fat12-clean /dev/vda
 look /dev/vda
 exec 3</dev/vda                      # keeps the dirty pages from being flushed by a last close
-dd if=$hib of=/dev/vda bs=1M conv=notrunc status=none
+dd if=$dirty of=/dev/vda bs=1M conv=notrunc status=none
 expect_ro "buffered writes not yet on the disk are seen" /dev/vda
 exec 3<&-
 
 # 6. machine policy: another device's contents changed behind its back
 echo machine >$G/policy
-fixture fat32-clean /dev/vdb
-fixture ntfs-clean /dev/vda
+fixture fat12-clean /dev/vdb
 cp $FX/swap-clean.img /tmp/c4.img
 ls=$(losetup -f --show /tmp/c4.img)
 mount -t vfat /dev/vdb $MNT 2>/dev/null && umount $MNT
-dd if=$FX/swap-S1SUSPEND-4096.img of=/tmp/c4.img bs=1M conv=notrunc status=none
+dd if=$FX/swap-S1SUSPEND-4096.img of=/tmp/c4.img bs=4096 count=1 conv=notrunc status=none
 mount -t vfat /dev/vdb $MNT 2>/dev/null
 ktap_check "machine: a swap area that became hibernated behind its loop device is seen" is_mounted_ro $MNT
 umount $MNT 2>/dev/null

@@ -6,6 +6,8 @@
 # The refusal line gives the reason, the remedy and the override, and no
 # informational evidence.
 . "$(dirname "$0")/guard_lib.sh"
+# refusal_has PATTERN: last_refusal matches PATTERN (grep); shows it if not.
+refusal_has() { grep -q -- "$1" $G/last_refusal || { cat $G/last_refusal; false; }; }
 
 ktap_plan 10
 modprobe snapguard
@@ -18,9 +20,8 @@ FX=$FIXTURES
 # --- the refusal line
 fixture ntfs-hiberfil-HIBR /dev/vda
 mount -t ntfs3 /dev/vda $MNT 2>/dev/null; umount $MNT 2>/dev/null
-line=$(cat $G/last_refusal)
 ktap_check "the refusal line has the reason, remedy and override" \
-	grep -q "^refused read-write mount of vda (ntfs3): ntfs hibernated: hiberfil_live at 0x[0-9a-f]*: .*; remedy: .*; override: echo vda > $G/allow_once$" $G/last_refusal
+	refusal_has "^refused read-write mount of vda (ntfs3): ntfs hibernated: hiberfil_live at 0x[0-9a-f]*: .*; remedy: .*; override: echo vda > $G/allow_once$"
 ktap_check "... and no informational evidence" sh -c "! grep -q 'info at\|: clean' $G/last_refusal"
 
 # --- a device that does not exist (its major exists)

@@ -6,6 +6,8 @@
 # a hibernated NTFS volume's hiberfil.sys header (its offset is the one the
 # guard itself reports for the intact volume).
 . "$(dirname "$0")/guard_lib.sh"
+# refusal_has PATTERN: last_refusal matches PATTERN (grep); shows it if not.
+refusal_has() { grep -q -- "$1" $G/last_refusal || { cat $G/last_refusal; false; }; }
 
 ktap_plan 7
 modprobe snapguard
@@ -30,8 +32,9 @@ ktap_check "an I/O error on the hiberfil.sys header refuses read-write" is_mount
 ktap_check "... and read-only still works" grep -q " $MNT ntfs3 ro" /proc/mounts
 umount $MNT 2>/dev/null
 ktap_check "the refusal says it cannot read the device, where, and what to do" \
-	grep -q "refused read-write mount of ${dm#/dev/} (ntfs3): cannot read ${dm#/dev/} at byte $off (+[0-9]*): EIO.*remedy: check the device" $G/last_refusal
+	refusal_has "refused read-write mount of ${dm#/dev/} (ntfs3): cannot read ${dm#/dev/} at byte $off (+[0-9]*): EIO.*remedy: check the device"
 dmsetup remove sgreaderr
+losetup -d $lo
 
 # policy=machine: a device that cannot be read is a device not checked
 echo machine >$G/policy
@@ -42,12 +45,11 @@ mount -t vfat /dev/vdb $MNT 2>/dev/null
 ktap_check "machine: an unreadable other device refuses read-write (scan incomplete)" is_mounted_ro $MNT
 umount $MNT 2>/dev/null
 ktap_check "the refusal names it and the way out" \
-	grep -q "${dm#/dev/} not checked: read error at byte 0x0 (EIO).*remedy: .*policy=volume" $G/last_refusal
+	refusal_has "${dm#/dev/} not checked: read error at byte 0x0 (EIO).*remedy: .*policy=volume"
 dmsetup remove sgerr
 mount -t vfat /dev/vdb $MNT 2>/dev/null
 ktap_check "read-write again once it is gone" is_mounted_rw $MNT
 umount $MNT
 echo volume >$G/policy
-losetup -d $lo
 rm -f /tmp/re.img
 ktap_finish
