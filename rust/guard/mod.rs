@@ -466,6 +466,12 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result<P
     Err(EROFS)
 }
 
+/// Whether an open failed because there is no medium (or no device).
+fn no_medium(e: Error) -> bool {
+    let no_medium = -(kernel::bindings::ENOMEDIUM as c_int);
+    e == ENXIO || e == ENODEV || e.to_errno() == no_medium
+}
+
 /// A block device found by the machine scan.
 struct Found {
     dev: DevT,
@@ -513,6 +519,9 @@ fn machine_scan(target: &BdevFile, target_dev: DevT, prober: &mut Prober, reason
         }
         let file = match BdevFile::open_read(f.dev) {
             Ok(file) => file,
+            // No medium (an empty drive), or gone since the walk: nothing
+            // there to hold evidence.
+            Err(e) if no_medium(e) => continue,
             Err(e) => {
                 unchecked += 1;
                 NOT_CHECKED.fetch_add(1, Ordering::Relaxed);
