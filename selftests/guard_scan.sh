@@ -34,7 +34,7 @@ mount -t vfat /dev/vdb $MNT 2>/dev/null
 ktap_check "evidence on block device number $n is found: read-only" is_mounted_ro $MNT
 umount $MNT 2>/dev/null
 ktap_check "the refusal names it" refusal_has "sleeping OS on vdc255"
-wipefs -q -a /dev/vdc
+wipefs -q -a /dev/vdc >/dev/null 2>&1
 blockdev --rereadpt /dev/vdc
 mount -t vfat /dev/vdb $MNT 2>/dev/null
 ktap_check "read-write again without the partitions" is_mounted_rw $MNT

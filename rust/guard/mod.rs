@@ -512,7 +512,7 @@ fn machine_scan(target: &BdevFile, target_dev: DevT, prober: &mut Prober, reason
         if let Some(h) = bdev::io_held_by(f.dev) {
             let mut hl = Text::<32>::new();
             dm_label(h, &mut hl);
-            unchecked += 1;
+            unchecked = unchecked.saturating_add(1);
             NOT_CHECKED.fetch_add(1, Ordering::Relaxed);
             reasons.add(REMEDY_SCAN, format_args!("{name} not checked: device-mapper device {hl} is suspended"));
             continue;
@@ -523,7 +523,7 @@ fn machine_scan(target: &BdevFile, target_dev: DevT, prober: &mut Prober, reason
             // there to hold evidence.
             Err(e) if no_medium(e) => continue,
             Err(e) => {
-                unchecked += 1;
+                unchecked = unchecked.saturating_add(1);
                 NOT_CHECKED.fetch_add(1, Ordering::Relaxed);
                 reasons.add(REMEDY_SCAN, format_args!("{name} not checked: cannot open it ({e:?})"));
                 continue;
@@ -533,7 +533,7 @@ fn machine_scan(target: &BdevFile, target_dev: DevT, prober: &mut Prober, reason
         let sm = match prober.probe(&file).outcome {
             Ok(sm) => sm,
             Err(rf) => {
-                unchecked += 1;
+                unchecked = unchecked.saturating_add(1);
                 PROBE_ERRORS.fetch_add(1, Ordering::Relaxed);
                 NOT_CHECKED.fetch_add(1, Ordering::Relaxed);
                 reasons.add(REMEDY_SCAN, format_args!("{name} not checked: read error at byte {:#x} ({:?})", rf.offset, rf.err));
