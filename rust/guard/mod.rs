@@ -323,9 +323,18 @@ pub(crate) fn check_remount(fc: *mut sys::fs_context, dev: DevT, fs: &CStr) -> R
 struct Reasons {
     text: Text<768>,
     remedy: &'static str,
+    /// Whether any reason is evidence (not only devices not checked).
+    evidence: bool,
 }
 
 impl Reasons {
+    /// Adds evidence found on a device.
+    fn evidence(&mut self, remedy: &'static str, args: core::fmt::Arguments<'_>) {
+        self.evidence = true;
+        self.add(remedy, args);
+    }
+
+    /// Adds a device that could not be checked.
     fn add(&mut self, remedy: &'static str, args: core::fmt::Arguments<'_>) {
         let sep = if self.text.is_empty() { "" } else { "; " };
         let _ = write!(self.text, "{sep}{args}");
@@ -357,7 +366,7 @@ fn dm_label(dev: DevT, buf: &mut Text<32>) {
 fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result<Pass> {
     CHECKED.fetch_add(1, Ordering::Relaxed);
     let fs = fs.to_str().unwrap_or("?");
-    let mut reasons = KBox::new(Reasons { text: Text::new(), remedy: "" }, GFP_KERNEL)?;
+    let mut reasons = KBox::new(Reasons { text: Text::new(), remedy: "", evidence: false }, GFP_KERNEL)?;
     let mut prober = Prober::new()?;
     let mut name = Text::<32>::new();
     let mut digest = None;
@@ -395,7 +404,7 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result<P
                         Verdict::Clean | Verdict::Unsupported => false,
                     };
                     if refuse {
-                        reasons.add(own.remedy, format_args!("{} {}: {}", own.fs, own.verdict.as_str(), own.text));
+                        reasons.evidence(own.remedy, format_args!("{} {}: {}", own.fs, own.verdict.as_str(), own.text));
                     }
                 }
                 Err(rf) => {
@@ -457,7 +466,8 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result<P
     pr_warn!("{}\n", s.last_refusal.as_str());
     drop(s);
     let mut msg = KBox::new(Text::<256>::new(), GFP_KERNEL)?;
-    let _ = write!(msg, "snapguard: {name} may belong to a hibernated OS; see dmesg\0");
+    let why = if reasons.evidence { "may belong to a hibernated OS" } else { "could not be checked" };
+    let _ = write!(msg, "snapguard: {name} {why}; see dmesg\0");
     if let Ok(c) = CStr::from_bytes_with_nul(msg.as_str().as_bytes()) {
         // SAFETY: `fc` is the live context of this mount; `c` is
         // NUL-terminated and copied by the log.
@@ -543,7 +553,7 @@ fn machine_scan(target: &BdevFile, target_dev: DevT, prober: &mut Prober, reason
         // This device's verdict is known here: `sm` (and whether it is
         // this system's own active swap).
         if sm.sleeping_os && !file.is_active_swap() {
-            reasons.add(sm.remedy, format_args!("sleeping OS on {name}: {} {}", sm.fs, sm.text));
+            reasons.evidence(sm.remedy, format_args!("sleeping OS on {name}: {} {}", sm.fs, sm.text));
         }
     }
     if unchecked > 0 {
