@@ -138,3 +138,8 @@ impl Prober {
         }
     }
 }
+
+/// Probes the device behind `file` once; a failed read is its error.
+pub(crate) fn probe(file: &BdevFile) -> Result<Summary> {
+    Prober::new()?.probe(file).outcome.map_err(|f| f.err)
+}

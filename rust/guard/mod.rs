@@ -10,6 +10,7 @@
 
 pub(crate) mod evidence;
 pub(crate) mod fshook;
+pub(crate) mod protect;
 
 use crate::kbind::bdev::{self, BdevFile, DevT};
 use crate::kbind::sys;
@@ -215,6 +216,9 @@ fn store_allow_once(input: &[u8]) -> Result {
     let diskseq = file.diskseq();
     let mut name = Text::<32>::new();
     let _ = name.write_str(text);
+    // A mount cannot be read-write on a device that is read-only at the
+    // block layer: allowing it lifts snapguard's protection too.
+    protect::user_override(dev)?;
     let mut s = SHARED.lock();
     // A new entry for the same device replaces the old one (same identity
     // or a newer one), unless a mount is using the old one right now.
@@ -234,22 +238,36 @@ fn store_allow_once(input: &[u8]) -> Result {
 }
 
 /// The files in `/sys/kernel/snapguard/guard/`.
-pub(crate) static GUARD_KNOBS: [Knob; 6] = [
+pub(crate) static GUARD_KNOBS: [Knob; 8] = [
     Knob { name: c"mode", show: show_mode, store: Some(store_mode) },
     Knob { name: c"policy", show: show_policy, store: Some(store_policy) },
     Knob { name: c"unclean", show: show_unclean, store: Some(store_unclean) },
     Knob { name: c"allow_once", show: show_allow_once, store: Some(store_allow_once) },
     Knob { name: c"stats", show: show_stats, store: None },
     Knob { name: c"last_refusal", show: show_last_refusal, store: None },
+    Knob { name: c"protect", show: protect::show_protect, store: Some(protect::store_protect) },
+    Knob { name: c"unprotect", show: protect::show_unprotect, store: Some(protect::store_unprotect) },
 ];
+
+/// Whether the guard enforces (`mode` is `enforce`): block-layer
+/// protection ([`protect`]) marks devices only then.
+pub(crate) fn enforcing() -> bool {
+    MODE.get() == 0
+}
 
 /// Sets up the guard's shared state. Call once, before the hooks.
 pub(crate) fn init() {
     // SAFETY: called once, at module init, before any other use.
     unsafe { SHARED.init() };
+    protect::init();
 }
 
 // ---------------------------------------------------------------- checks
+
+/// Whether read-write mounts are checked at all (`mode` is not `off`).
+pub(crate) fn guarding() -> bool {
+    MODE.get() != MODE_OFF
+}
 
 /// A read-write mount that may go on.
 ///
@@ -266,6 +284,13 @@ pub(crate) struct Pass {
 }
 
 impl Pass {
+    /// Whether `bdev` is the device that was checked and is held open;
+    /// also true when none is held (audit mode let through a device that
+    /// could not be opened: there is nothing to compare with).
+    pub(crate) fn is(&self, bdev: *const sys::block_device) -> bool {
+        self._file.as_ref().is_none_or(|f| f.is(bdev))
+    }
+
     /// The file system's `get_tree` or `reconfigure` returned `ret`.
     pub(crate) fn done(mut self, ret: c_int) {
         if let Some(t) = self.ticket.take() {
@@ -385,6 +410,7 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result<P
         }
     };
     if let Some(f) = file.as_ref() {
+        protect::refresh(f, dev);
         let mut nb = [0u8; 32];
         let _ = name.write_str(f.name(&mut nb));
         diskseq = f.diskseq();
@@ -552,6 +578,7 @@ fn machine_scan(target: &BdevFile, target_dev: DevT, prober: &mut Prober, reason
         };
         // This device's verdict is known here: `sm` (and whether it is
         // this system's own active swap).
+        protect::note(&file, f.dev, &sm);
         if sm.sleeping_os && !file.is_active_swap() {
             reasons.evidence(sm.remedy, format_args!("sleeping OS on {name}: {} {}", sm.fs, sm.text));
         }
