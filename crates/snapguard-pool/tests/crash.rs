@@ -114,9 +114,9 @@ fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng) {
                 },
             ]),
             8 => {
-                if let Ok(Some((k, _))) = pool.bg_next(id) {
-                    let _ = pool.break_sharing(id, k);
-                    pool.bg_advance(id, k)
+                if let Ok(Some(item)) = pool.bg_next(id) {
+                    let _ = pool.break_sharing(id, item.vext);
+                    pool.bg_advance(&item)
                 } else {
                     Ok(())
                 }
@@ -207,11 +207,7 @@ fn crash_run(seed: u64, cache: usize, meta_blocks: u64, txns: usize) -> Outcome 
                             img[*nr as usize] = **d;
                         }
                     }
-                    let dev = MemDevice {
-                        blocks: img,
-                        writes: 0,
-                        flushes: 0,
-                    };
+                    let dev = MemDevice::from_blocks(img);
                     let mut pool = Pool::open(dev, &mut slots2).expect("open after crash");
                     check_clean(&mut pool);
                     let st = state(&mut pool);

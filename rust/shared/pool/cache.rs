@@ -14,10 +14,12 @@ use super::{Error, MetaDevice, BLOCK_SIZE};
 pub(crate) const SLOT_WORK: usize = 0;
 /// Slot of the last committed superblock image.
 pub(crate) const SLOT_COM: usize = 1;
-/// Slot holding the table of pending sharing breaks.
+/// First of the slots holding the table of pending sharing breaks.
 pub(crate) const SLOT_PENDING: usize = 2;
+/// Slots of the pending-break table.
+pub(crate) const PENDING_SLOTS: usize = 4;
 /// Number of pinned slots.
-pub(crate) const RESERVED: usize = 3;
+pub(crate) const RESERVED: usize = SLOT_PENDING + PENDING_SLOTS;
 
 const F_VALID: u8 = 1;
 const F_DIRTY: u8 = 2;
@@ -75,6 +77,9 @@ pub(crate) struct Cache<'a> {
     /// Counters for statistics.
     pub(crate) reads: u64,
     pub(crate) writes: u64,
+    /// Number of buffer modifications (tells whether an operation changed
+    /// anything before it failed).
+    pub(crate) mods: u64,
 }
 
 fn hash(nr: u64) -> u64 {
@@ -99,6 +104,7 @@ impl<'a> Cache<'a> {
             dirty_head: 0,
             reads: 0,
             writes: 0,
+            mods: 0,
         })
     }
 
@@ -269,6 +275,7 @@ impl<'a> Cache<'a> {
             }
         };
         self.mark_dirty(idx);
+        self.mods = self.mods.wrapping_add(1);
         Ok(idx)
     }
 
@@ -292,6 +299,7 @@ impl<'a> Cache<'a> {
 
     /// Write access to a slot's buffer; marks a cached block dirty.
     pub(crate) fn buf_mut(&mut self, idx: usize) -> Result<&mut [u8; BLOCK_SIZE], Error> {
+        self.mods = self.mods.wrapping_add(1);
         if idx >= RESERVED {
             self.mark_dirty(idx);
         }

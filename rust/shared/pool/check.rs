@@ -236,7 +236,7 @@ fn walk<D: MetaDevice>(
         if key >= f.limit {
             let nz = if f.kind == Kind::Dir && f.level == 0 {
                 let r = rec_decode(b, idx)?;
-                r.size | r.root | r.bg_cursor | r.bg_done != 0
+                r.size | r.root | r.bg_cursor | r.bg_done | r.uid != 0
             } else {
                 v != 0
             };
@@ -267,11 +267,15 @@ fn walk<D: MetaDevice>(
             (Kind::Dir, 0) => {
                 let r = rec_decode(b, idx)?;
                 if r.size == 0 {
-                    if (r.root | r.bg_cursor | r.bg_done) != 0 && w.first {
+                    if (r.root | r.bg_cursor | r.bg_done | r.uid) != 0 && w.first {
                         rep.add(ProblemKind::BadRecord, f.ptr, idx as u64, 0, 0);
                     }
                     None
-                } else if r.size > MAX_VOLUME_EXTENTS || r.bg_cursor > r.size {
+                } else if r.size > MAX_VOLUME_EXTENTS
+                    || r.bg_cursor > r.size
+                    || r.uid == 0
+                    || r.uid >= p.work.next_uid
+                {
                     if w.first {
                         rep.add(ProblemKind::BadRecord, f.ptr, idx as u64, r.size, 0);
                     }

@@ -4,7 +4,7 @@ use super::block::{
     header, rd_u32, rd_u64, set_header, verify, wr_u32, wr_u64, Header, HDR, PAYLOAD, TAG_DINT,
     TAG_DLEAF, TAG_DSM, TAG_MSM, TAG_SB, TAG_VINT, TAG_VLEAF,
 };
-use super::{Error, BLOCK_SIZE, FORMAT_VERSION, MAX_DATA_EXTENTS, MAX_VOLUMES_LIMIT};
+use super::{Error, BLOCK_SIZE, FORMAT_VERSION, MAX_DATA_EXTENTS, MAX_VOLUMES_LIMIT, META_RESERVE};
 
 /// Entries of an internal node (8-byte child block numbers).
 pub(crate) const INT_ENTRIES: u64 = (PAYLOAD / 8) as u64;
@@ -15,7 +15,7 @@ pub(crate) const DLEAF_ENTRIES: u64 = (PAYLOAD / REC_SIZE) as u64;
 /// Entries of a space map block (u32 reference counts).
 pub(crate) const SM_ENTRIES: u64 = (PAYLOAD / 4) as u64;
 /// Size of a volume record.
-pub(crate) const REC_SIZE: usize = 32;
+pub(crate) const REC_SIZE: usize = 48;
 /// Deepest tree (levels) of any table.
 pub(crate) const MAX_DEPTH: usize = 6;
 
@@ -141,6 +141,8 @@ pub(crate) struct Geometry {
     pub(crate) dsm_blocks: u64,
     pub(crate) first_dyn: u64,
     pub(crate) dir_depth: u8,
+    /// Metadata blocks only space-freeing operations may use.
+    pub(crate) meta_reserve: u64,
 }
 
 impl Geometry {
@@ -171,6 +173,7 @@ impl Geometry {
             return Err(Error::NoMetadataSpace);
         }
         let dir_depth = Kind::Dir.depth_for(u64::from(max_volumes))?;
+        let meta_reserve = META_RESERVE.min(meta_blocks.saturating_sub(first_dyn) / 4);
         Ok(Geometry {
             extent_shift,
             data_extents,
@@ -180,6 +183,7 @@ impl Geometry {
             dsm_blocks,
             first_dyn,
             dir_depth,
+            meta_reserve,
         })
     }
 
@@ -240,6 +244,8 @@ pub(crate) struct SbVars {
     pub(crate) data_hint: u64,
     pub(crate) meta_hint: u64,
     pub(crate) volumes: u64,
+    /// Identity given to the next volume created (never reused).
+    pub(crate) next_uid: u64,
 }
 
 /// Writes the whole superblock image (header, geometry, variables); the
@@ -272,7 +278,8 @@ pub(crate) fn encode_sb(b: &mut [u8; BLOCK_SIZE], g: &Geometry, v: &SbVars) -> R
     wr_u64(b, 120, v.data_hint)?;
     wr_u64(b, 128, v.meta_hint)?;
     wr_u64(b, 136, v.volumes)?;
-    let mut off = 144;
+    wr_u64(b, 144, v.next_uid)?;
+    let mut off = 152;
     while off < SEL_OFF {
         wr_u64(b, off, 0)?;
         off = off.saturating_add(8);
@@ -315,6 +322,7 @@ pub(crate) fn decode_sb(
         data_hint: rd_u64(b, 120)?,
         meta_hint: rd_u64(b, 128)?,
         volumes: rd_u64(b, 136)?,
+        next_uid: rd_u64(b, 144)?,
     };
     if h.gen == 0
         || h.gen >= u64::MAX / 2
@@ -323,6 +331,8 @@ pub(crate) fn decode_sb(
         || v.data_free > g.data_extents
         || v.meta_free > g.meta_blocks.saturating_sub(g.first_dyn)
         || v.volumes > u64::from(g.max_volumes)
+        || v.next_uid == 0
+        || v.next_uid >= u64::MAX / 2
     {
         return Err(Error::Corrupt);
     }

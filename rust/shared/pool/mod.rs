@@ -47,9 +47,9 @@ use geom::{decode_sb, encode_sb, Geometry, SbVars};
 /// Size of a metadata block.
 pub const BLOCK_SIZE: usize = 4096;
 /// On-disk format version written by this code.
-pub const FORMAT_VERSION: u32 = 1;
-/// Smallest cache arena accepted (slots, including 3 pinned ones).
-pub const MIN_CACHE_SLOTS: usize = 24;
+pub const FORMAT_VERSION: u32 = 2;
+/// Smallest cache arena accepted (slots, including the pinned ones).
+pub const MIN_CACHE_SLOTS: usize = 28;
 /// Smallest extent size (bytes).
 pub const MIN_EXTENT_SIZE: u64 = 4096;
 /// Largest extent size (bytes).
@@ -66,8 +66,20 @@ pub const DEFAULT_MAX_VOLUMES: u32 = 1 << 16;
 pub const MAX_VOLUMES_LIMIT: u32 = 1 << 24;
 /// Largest number of operations in one consistency group.
 pub const MAX_GROUP_OPS: usize = 64;
-/// Largest number of prepared, not yet completed sharing breaks.
-pub const MAX_PENDING_BREAKS: usize = BLOCK_SIZE / 32;
+/// Largest number of prepared, not yet completed sharing breaks (the
+/// table fills 4 pinned cache slots).
+pub const MAX_PENDING_BREAKS: usize = cache::PENDING_SLOTS * (BLOCK_SIZE / PENDING_ENTRY);
+/// Largest number of pending breaks of one volume: half the table, so one
+/// busy volume (e.g. a background copy plus its writes) cannot starve the
+/// others.
+pub const MAX_PENDING_PER_VOLUME: usize = MAX_PENDING_BREAKS / 2;
+/// Size of one pending-break table entry.
+pub(crate) const PENDING_ENTRY: usize = 48;
+/// Metadata blocks kept back for operations that free space
+/// ([`Pool::delete_volume`], [`Pool::discard`], [`Pool::bg_reset`]): the
+/// reserve is `min(META_RESERVE, dynamic blocks / 4)`. Ordinary operations
+/// fail with [`Error::NoMetadataSpace`] rather than dip into it.
+pub const META_RESERVE: u64 = 64;
 
 /// Errors; each maps to one kernel errno ([`Error::to_errno`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +208,26 @@ pub struct BreakPlan {
     /// The physical extent to copy to; equal to `old` when the extent was
     /// not shared (nothing to do: write in place).
     pub new: u64,
+    /// Identity of the volume ([`VolumeInfo::uid`]).
+    pub uid: u64,
+    /// Identifies this break among all breaks of this open pool (0 when
+    /// `new == old`).
+    pub token: u64,
+}
+
+/// The next step of a background copy ([`Pool::bg_next`]), tied to the
+/// identity of the volume: [`Pool::bg_advance`] refuses it once the volume
+/// was deleted (even if re-created under the same id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BgItem {
+    /// The volume.
+    pub volume: u32,
+    /// Identity of the volume ([`VolumeInfo::uid`]).
+    pub uid: u64,
+    /// The shared virtual extent to un-share.
+    pub vext: u64,
+    /// The physical extent it maps to now.
+    pub pext: u64,
 }
 
 /// A volume as listed by [`Pool::volume`] and [`Pool::next_volume`].
@@ -209,6 +241,9 @@ pub struct VolumeInfo {
     pub bg_cursor: u64,
     /// Extents un-shared by the background copy so far.
     pub bg_done: u64,
+    /// Identity, unique over the pool's life: a volume deleted and created
+    /// again under the same id gets a new one.
+    pub uid: u64,
 }
 
 /// Background copy progress ([`Pool::bg_progress`]).
@@ -231,12 +266,19 @@ pub struct PoolStats {
     pub extent_size: u64,
     /// Data extents.
     pub data_extents: u64,
-    /// Free data extents (open transaction).
+    /// Allocatable data extents: free in the open transaction and in the
+    /// last commit (extents freed by the open transaction become
+    /// allocatable at its commit; pending breaks' extents are in use).
     pub data_free: u64,
     /// Metadata blocks.
     pub meta_blocks: u64,
-    /// Free metadata blocks (open transaction).
+    /// Metadata blocks allocatable by ordinary operations: not counting
+    /// blocks freed by the open transaction (allocatable after its
+    /// commit), blocks reserved for completing pending breaks, nor the
+    /// reserve.
     pub meta_free: u64,
+    /// Metadata blocks reserved for space-freeing operations ([`META_RESERVE`]).
+    pub meta_reserve: u64,
     /// Metadata blocks of the fixed area (superblocks and space maps).
     pub meta_fixed: u64,
     /// Volumes.
@@ -245,6 +287,10 @@ pub struct PoolStats {
     pub max_volumes: u32,
     /// Prepared, not completed sharing breaks.
     pub pending_breaks: usize,
+    /// The pool failed (metadata I/O error or corruption during a change):
+    /// it serves lookups of the last commit and refuses every change until
+    /// reopened.
+    pub failed: bool,
     /// Dirty blocks in the cache.
     pub dirty_blocks: usize,
     /// Blocks read from the device since open.
@@ -299,6 +345,8 @@ pub struct Pool<'a, D: MetaDevice> {
     /// Metadata blocks reserved for completing pending breaks.
     meta_reserved: u64,
     npending: usize,
+    /// Token of the next prepared break.
+    next_token: u64,
     dirty: bool,
     failed: bool,
 }
@@ -334,6 +382,7 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
                 data_hint: 0,
                 meta_hint: geo.first_dyn,
                 volumes: 0,
+                next_uid: 1,
             };
             {
                 let b = cache.buf_mut(SLOT_WORK)?;
@@ -355,9 +404,9 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         let mut best: Option<(Geometry, SbVars, usize)> = None;
         for (nr, slot) in [(0u64, SLOT_WORK), (1u64, SLOT_COM)] {
             let b = cache.buf_mut(slot)?;
-            if dev.read_block(nr, b).is_err() {
-                continue;
-            }
+            // An unreadable superblock must not make us fall back to the
+            // older one silently.
+            dev.read_block(nr, b)?;
             if let Ok((g, v)) = decode_sb(b, nr, dev_blocks) {
                 let better = match &best {
                     Some((_, bv, _)) => v.gen > bv.gen,
@@ -374,7 +423,9 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         } else {
             cache.copy(SLOT_COM, SLOT_WORK)?;
         }
-        cache.buf_mut(SLOT_PENDING)?.fill(0);
+        for i in 0..cache::PENDING_SLOTS {
+            cache.buf_mut(SLOT_PENDING.saturating_add(i))?.fill(0);
+        }
         let mut work = vars;
         if work.data_hint >= geo.data_extents {
             work.data_hint = 0;
@@ -392,6 +443,7 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
             pend_data_free: 0,
             meta_reserved: 0,
             npending: 0,
+            next_token: vars.gen.saturating_mul(1 << 32).saturating_add(1),
             dirty: false,
             failed: false,
         })
@@ -413,6 +465,16 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         &self.dev
     }
 
+    /// The metadata device, mutably (e.g. to inject faults in tests).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.dev
+    }
+
+    /// On-disk format version of the open pool.
+    pub fn format_version(&self) -> u32 {
+        FORMAT_VERSION
+    }
+
     /// Generation of the open transaction (last commit + 1).
     fn gen(&self) -> u64 {
         self.com.gen.saturating_add(1)
@@ -424,13 +486,15 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
             generation: self.com.gen,
             extent_size: 1u64 << self.geo.extent_shift,
             data_extents: self.geo.data_extents,
-            data_free: self.work.data_free,
+            data_free: self.data_avail(),
             meta_blocks: self.geo.meta_blocks,
-            meta_free: self.work.meta_free,
+            meta_free: self.meta_avail_normal(),
+            meta_reserve: self.geo.meta_reserve,
             meta_fixed: self.geo.first_dyn,
             volumes: self.work.volumes,
             max_volumes: self.geo.max_volumes,
             pending_breaks: self.npending,
+            failed: self.failed,
             dirty_blocks: self.cache.dirty_count(),
             blocks_read: self.cache.reads,
             blocks_written: self.cache.writes,
@@ -442,7 +506,13 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         self.dirty
     }
 
-    fn check_usable(&self) -> Result<(), Error> {
+    /// Whether the pool failed (see [`PoolStats::failed`]).
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Refuses changes once the pool failed.
+    fn check_writable(&self) -> Result<(), Error> {
         if self.failed {
             Err(Error::Io)
         } else {
@@ -450,49 +520,101 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         }
     }
 
-    /// Runs a mutation; an error once it has started aborts the open
-    /// transaction (see the module documentation).
-    fn mutate<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
-        self.dirty = true;
-        let r = f(self);
-        if r.is_err() {
-            self.abort();
-        }
-        r
+    /// In-memory state that an operation changes besides cached blocks.
+    fn state_mark(&self) -> (u64, SbVars, u64, u64, u64, usize) {
+        (
+            self.cache.mods,
+            self.work,
+            self.pend_meta_free,
+            self.pend_data_free,
+            self.meta_reserved,
+            self.npending,
+        )
     }
 
-    /// Drops the open transaction: the pool returns to the last committed
-    /// state. Pending breaks are forgotten (their plans become invalid).
-    pub fn abort(&mut self) {
+    /// Runs a mutation. If it fails before changing anything, only the
+    /// operation fails. If it fails after changing something (an I/O error
+    /// or corruption met half way), the open transaction is dropped and
+    /// the pool enters the failed state: lookups answer the last commit,
+    /// every change returns [`Error::Io`] until the pool is reopened.
+    /// `dirty`: the change needs a commit (a prepared break alone does
+    /// not: its extent is committed as free anyway).
+    fn mutate<T>(
+        &mut self,
+        dirty: bool,
+        f: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mark = self.state_mark();
+        match f(self) {
+            Ok(v) => {
+                if dirty {
+                    self.dirty = true;
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                if self.state_mark() != mark {
+                    self.fail();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Enters the failed state (see [`Pool::mutate`]).
+    fn fail(&mut self) {
+        self.failed = true;
+        self.reset_to_committed();
+        // Keep pending breaks' extents allocated in memory so that nothing
+        // could hand them out (nothing allocates while failed anyway).
+        let _ = self.pending_set_rc(1);
+    }
+
+    /// Returns to the last committed state; pending breaks stay known but
+    /// become stale (their completion only frees their extent).
+    fn reset_to_committed(&mut self) {
         self.cache.invalidate();
         let _ = self.cache.copy(SLOT_COM, SLOT_WORK);
-        if let Ok(b) = self.cache.buf_mut(SLOT_PENDING) {
-            b.fill(0);
-        }
         self.work = self.com;
         self.pend_meta_free = 0;
         self.pend_data_free = 0;
         self.meta_reserved = 0;
-        self.npending = 0;
         self.dirty = false;
+        for i in 0..self.npending {
+            let _ = self.pending_mark_stale(i);
+        }
+    }
+
+    /// Drops the open transaction: the pool returns to the last committed
+    /// state. Pending breaks stay allocated but become stale:
+    /// [`Pool::complete_break`] then frees their extent and returns
+    /// [`Error::Busy`] (the caller redoes the write from a new lookup), so
+    /// an extent being copied to is never handed out again. An I/O error
+    /// while restoring them puts the pool in the failed state.
+    pub fn abort(&mut self) {
+        self.reset_to_committed();
+        if self.pending_set_rc(1).is_err() {
+            self.fail();
+        }
     }
 
     /// Commits the open transaction: writes every new block, flushes,
     /// writes the superblock, flushes. When this returns `Ok` the
     /// transaction survives a crash. Extents of pending breaks are not
-    /// part of the commit (they are free on disk until completed).
+    /// part of the commit (they are free on disk until completed). A
+    /// commit with no change (pending breaks do not count) does no I/O.
     ///
-    /// An I/O error leaves the pool failed: every later call returns
-    /// [`Error::Io`]; reopen the device to continue from whichever
-    /// transaction reached the disk.
+    /// An error leaves the pool failed (see [`PoolStats::failed`]); the
+    /// transaction may or may not have reached the disk: reopen the device
+    /// to continue from whichever did.
     pub fn commit(&mut self) -> Result<(), Error> {
-        self.check_usable()?;
+        self.check_writable()?;
         if !self.dirty {
             return Ok(());
         }
         let r = self.commit_inner();
         if r.is_err() {
-            self.failed = true;
+            self.fail();
         }
         r
     }
@@ -518,11 +640,8 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         self.pend_meta_free = 0;
         self.pend_data_free = 0;
         self.dirty = false;
-        if self.npending > 0 {
-            self.dirty = true;
-            self.pending_set_rc(1)?;
-        }
-        Ok(())
+        // Back in use in memory; this alone needs no commit.
+        self.pending_set_rc(1)
     }
 
     /// Checks the whole pool (open transaction state; run it right after
@@ -533,7 +652,6 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
     /// needs one). Corruption is reported in the result, not as an error;
     /// errors are [`Error::Io`] and [`Error::Invalid`] (scratch too small).
     pub fn check(&mut self, scratch: &mut [u32]) -> Result<CheckReport, Error> {
-        self.check_usable()?;
         check::run(self, scratch)
     }
 

@@ -50,6 +50,8 @@ pub(crate) struct VolRec {
     pub(crate) root: u64,
     pub(crate) bg_cursor: u64,
     pub(crate) bg_done: u64,
+    /// Identity: unique over the pool's life (a re-created id gets a new one).
+    pub(crate) uid: u64,
 }
 
 pub(crate) fn rec_decode(b: &[u8], idx: usize) -> Result<VolRec, Error> {
@@ -59,6 +61,7 @@ pub(crate) fn rec_decode(b: &[u8], idx: usize) -> Result<VolRec, Error> {
         root: rd_u64(b, off.saturating_add(8))?,
         bg_cursor: rd_u64(b, off.saturating_add(16))?,
         bg_done: rd_u64(b, off.saturating_add(24))?,
+        uid: rd_u64(b, off.saturating_add(32))?,
     })
 }
 
@@ -67,7 +70,9 @@ pub(crate) fn rec_encode(b: &mut [u8], idx: usize, r: &VolRec) -> Result<(), Err
     wr_u64(b, off, r.size)?;
     wr_u64(b, off.saturating_add(8), r.root)?;
     wr_u64(b, off.saturating_add(16), r.bg_cursor)?;
-    wr_u64(b, off.saturating_add(24), r.bg_done)
+    wr_u64(b, off.saturating_add(24), r.bg_done)?;
+    wr_u64(b, off.saturating_add(32), r.uid)?;
+    wr_u64(b, off.saturating_add(40), 0)
 }
 
 /// Reads entry `idx` of a node: a child pointer, a mapping value

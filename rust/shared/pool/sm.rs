@@ -154,12 +154,19 @@ impl<D: MetaDevice> Pool<'_, D> {
         Ok(nv)
     }
 
-    /// Metadata blocks allocatable now (not counting reservations).
+    /// Metadata blocks allocatable now by space-freeing operations (not
+    /// counting blocks reserved for pending breaks).
     pub(crate) fn meta_avail(&self) -> u64 {
         self.work
             .meta_free
             .saturating_sub(self.pend_meta_free)
             .saturating_sub(self.meta_reserved)
+    }
+
+    /// Metadata blocks allocatable now by ordinary operations (also not
+    /// counting the reserve).
+    pub(crate) fn meta_avail_normal(&self) -> u64 {
+        self.meta_avail().saturating_sub(self.geo.meta_reserve)
     }
 
     /// Data extents allocatable now.
