@@ -449,6 +449,31 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         })
     }
 
+    /// Reads the superblocks of `dev` and returns the format version of the
+    /// newest one with a valid checksum and magic, whatever that version
+    /// (to tell a pool of another version from a corrupt one).
+    pub fn probe_version(dev: &mut D, buf: &mut [u8; BLOCK_SIZE]) -> Option<u32> {
+        let mut best: Option<(u64, u32)> = None;
+        for nr in 0..2u64 {
+            if dev.read_block(nr, buf).is_err() {
+                continue;
+            }
+            let Ok(h) = block::verify(buf, nr) else {
+                continue;
+            };
+            if h.tag != block::TAG_SB || block::rd_u64(buf, 24).ok() != Some(geom::SB_MAGIC) {
+                continue;
+            }
+            let Ok(v) = block::rd_u32(buf, 32) else {
+                continue;
+            };
+            if best.map(|(g, _)| h.gen > g).unwrap_or(true) {
+                best = Some((h.gen, v));
+            }
+        }
+        best.map(|(_, v)| v)
+    }
+
     /// Closes the pool without committing and returns the device.
     pub fn into_device(self) -> D {
         self.dev

@@ -7,7 +7,9 @@
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use snapguard_pool::host::{slots, FileDevice};
-use snapguard_pool::{Error, FormatParams, Mapping, Pool, PoolStats, DEFAULT_MAX_VOLUMES};
+use snapguard_pool::{
+    Error, FormatParams, Mapping, Pool, PoolStats, BLOCK_SIZE, DEFAULT_MAX_VOLUMES, FORMAT_VERSION,
+};
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
@@ -212,6 +214,7 @@ struct JsonProblem {
 #[derive(Serialize)]
 struct JsonCheck {
     clean: bool,
+    format_version: u32,
     errors: u64,
     problems: Vec<JsonProblem>,
     generation: u64,
@@ -225,9 +228,15 @@ struct JsonCheck {
 fn check(path: &Path, json: bool) -> Result<u8, Fail> {
     let dev = open_file(path, false)?;
     let mut arena = slots(CACHE_SLOTS);
-    let mut pool = Pool::open(dev, &mut arena).map_err(|e| match e {
-        Error::Corrupt => Fail::Corrupt("no valid superblock".into()),
-        e => Fail::from_pool("open", e),
+    let mut probe = open_file(path, false)?;
+    let mut buf = [0u8; BLOCK_SIZE];
+    let found = Pool::probe_version(&mut probe, &mut buf);
+    let mut pool = Pool::open(dev, &mut arena).map_err(|e| match (e, found) {
+        (Error::Corrupt, Some(v)) if v != FORMAT_VERSION => Fail::Corrupt(format!(
+            "format version {v} found; this snapguard reads format version {FORMAT_VERSION} only"
+        )),
+        (Error::Corrupt, _) => Fail::Corrupt("no valid superblock".into()),
+        (e, _) => Fail::from_pool("open", e),
     })?;
     let st = pool.stats();
     // Reference counters for every metadata block and up to 64 Mi data
@@ -255,6 +264,7 @@ fn check(path: &Path, json: bool) -> Result<u8, Fail> {
     if json {
         let j = JsonCheck {
             clean: rep.is_clean(),
+            format_version: pool.format_version(),
             errors: rep.errors,
             problems,
             generation: st.generation,
@@ -276,8 +286,9 @@ fn check(path: &Path, json: bool) -> Result<u8, Fail> {
             println!("... {} more problems", rep.errors - problems.len() as u64);
         }
         println!(
-            "{}: generation {}, {} volumes, {} nodes, {} mapped entries, metadata {}/{} blocks, data {}/{} extents: {}",
+            "{}: format version {}, generation {}, {} volumes, {} nodes, {} mapped entries, metadata {}/{} blocks, data {}/{} extents: {}",
             path.display(),
+            pool.format_version(),
             st.generation,
             rep.volumes,
             rep.nodes,

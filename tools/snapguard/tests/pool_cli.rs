@@ -231,3 +231,37 @@ fn corrupt_space_map(img: &mut [u8], fixed: u64) {
     }
     assert!(n > 0);
 }
+
+#[test]
+fn check_names_the_format_version() {
+    let p = image("version");
+    format_image(&p);
+    let o = run(&["pool", "check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "format version {}",
+            snapguard_pool::FORMAT_VERSION
+        )),
+        "{}",
+        text(&o)
+    );
+    // A pool of another version (here: 1, whose layout this code does not
+    // read) is named as such, not as corrupt garbage.
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    for nr in 0..2u64 {
+        let mut b = vec![0u8; BLOCK_SIZE];
+        f.read_exact_at(&mut b, nr * BLOCK_SIZE as u64).unwrap();
+        if b[24..32] != *b"SGPOOLMD" {
+            continue;
+        }
+        b[32..36].copy_from_slice(&1u32.to_le_bytes());
+        let c = snapguard_pool::crc32c(&b[4..]);
+        b[..4].copy_from_slice(&c.to_le_bytes());
+        f.write_all_at(&b, nr * BLOCK_SIZE as u64).unwrap();
+    }
+    let o = run(&["pool", "check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("format version 1 found"), "{}", text(&o));
+    let _ = std::fs::remove_file(&p);
+}
