@@ -2,7 +2,7 @@
 
 use super::block::{
     header, rd_u32, rd_u64, set_header, verify, wr_u32, wr_u64, Header, HDR, PAYLOAD, TAG_DINT,
-    TAG_DLEAF, TAG_DSM, TAG_MSM, TAG_SB, TAG_VINT, TAG_VLEAF,
+    TAG_DLEAF, TAG_DSM, TAG_MSM, TAG_SB, TAG_SIDX, TAG_VINT, TAG_VLEAF,
 };
 use super::{Error, BLOCK_SIZE, FORMAT_VERSION, MAX_DATA_EXTENTS, MAX_VOLUMES_LIMIT, META_RESERVE};
 
@@ -23,8 +23,11 @@ pub(crate) const MAX_DEPTH: usize = 6;
 pub(crate) const SB_MAGIC: u64 = u64::from_le_bytes(*b"SGPOOLMD");
 /// Offset of the space map slot selector bitmap in the superblock.
 pub(crate) const SEL_OFF: usize = 256;
-/// Number of selector bits available.
+/// Number of selector bits available in the superblock: one per space map
+/// index block.
 pub(crate) const SEL_BITS: u64 = ((BLOCK_SIZE - SEL_OFF) * 8) as u64;
+/// Space map blocks described by one index block (2 bits each).
+pub(crate) const IDX_ENTRIES: u64 = (PAYLOAD * 4) as u64;
 /// Blocks before the metadata space map region (the superblock pair).
 pub(crate) const SB_BLOCKS: u64 = 2;
 /// Minimum number of dynamically allocated metadata blocks.
@@ -139,6 +142,8 @@ pub(crate) struct Geometry {
     pub(crate) max_volumes: u32,
     pub(crate) msm_blocks: u64,
     pub(crate) dsm_blocks: u64,
+    /// Space map index blocks (logical; each has two copies).
+    pub(crate) idx_blocks: u64,
     pub(crate) first_dyn: u64,
     pub(crate) dir_depth: u8,
     /// Metadata blocks only space-freeing operations may use.
@@ -162,11 +167,13 @@ impl Geometry {
         }
         let msm_blocks = meta_blocks.div_ceil(SM_ENTRIES);
         let dsm_blocks = data_extents.div_ceil(SM_ENTRIES);
-        if msm_blocks.saturating_add(dsm_blocks) > SEL_BITS {
+        let idx_blocks = msm_blocks.saturating_add(dsm_blocks).div_ceil(IDX_ENTRIES);
+        if idx_blocks > SEL_BITS {
             return Err(Error::Invalid);
         }
         let first_dyn = SB_BLOCKS
-            .checked_add(msm_blocks.checked_mul(2).ok_or(Error::Invalid)?)
+            .checked_add(idx_blocks.checked_mul(2).ok_or(Error::Invalid)?)
+            .and_then(|v| v.checked_add(msm_blocks.checked_mul(2)?))
             .and_then(|v| v.checked_add(dsm_blocks.checked_mul(2)?))
             .ok_or(Error::Invalid)?;
         if meta_blocks < first_dyn.saturating_add(MIN_DYN_BLOCKS) {
@@ -181,6 +188,7 @@ impl Geometry {
             max_volumes,
             msm_blocks,
             dsm_blocks,
+            idx_blocks,
             first_dyn,
             dir_depth,
             meta_reserve,
@@ -202,19 +210,37 @@ impl Geometry {
         }
     }
 
-    /// Selector bit of logical space map block `j`.
-    pub(crate) fn sel_bit(&self, kind: SmKind, j: u64) -> u64 {
+    /// Index entry (over both maps) of logical space map block `j`: index
+    /// block `entry / IDX_ENTRIES`, entry `entry % IDX_ENTRIES`.
+    pub(crate) fn sm_entry(&self, kind: SmKind, j: u64) -> u64 {
         match kind {
             SmKind::Meta => j,
             SmKind::Data => self.msm_blocks.saturating_add(j),
         }
     }
 
+    /// Physical location of copy `sel` of index block `k`.
+    pub(crate) fn idx_phys(&self, k: u64, sel: u8) -> Result<u64, Error> {
+        if k >= self.idx_blocks || sel > 1 {
+            return Err(Error::Corrupt);
+        }
+        Ok(SB_BLOCKS
+            .saturating_add(k.saturating_mul(2))
+            .saturating_add(u64::from(sel)))
+    }
+
+    /// Count of entry `idx` of a space map block that was never written.
+    pub(crate) fn sm_implicit(&self, kind: SmKind, idx: u64) -> u32 {
+        // The fixed area (superblocks, index, space maps) is in use.
+        u32::from(kind == SmKind::Meta && idx < self.first_dyn)
+    }
+
     /// Physical location of copy `sel` of logical space map block `j`.
     pub(crate) fn sm_phys(&self, kind: SmKind, j: u64, sel: u8) -> Result<u64, Error> {
+        let msm_base = SB_BLOCKS.saturating_add(self.idx_blocks.saturating_mul(2));
         let base = match kind {
-            SmKind::Meta => SB_BLOCKS,
-            SmKind::Data => SB_BLOCKS.saturating_add(self.msm_blocks.saturating_mul(2)),
+            SmKind::Meta => msm_base,
+            SmKind::Data => msm_base.saturating_add(self.msm_blocks.saturating_mul(2)),
         };
         let nblocks = match kind {
             SmKind::Meta => self.msm_blocks,
@@ -279,7 +305,8 @@ pub(crate) fn encode_sb(b: &mut [u8; BLOCK_SIZE], g: &Geometry, v: &SbVars) -> R
     wr_u64(b, 128, v.meta_hint)?;
     wr_u64(b, 136, v.volumes)?;
     wr_u64(b, 144, v.next_uid)?;
-    let mut off = 152;
+    wr_u64(b, 152, g.idx_blocks)?;
+    let mut off = 160;
     while off < SEL_OFF {
         wr_u64(b, off, 0)?;
         off = off.saturating_add(8);
@@ -311,6 +338,7 @@ pub(crate) fn decode_sb(
         || rd_u64(b, 72)? != g.msm_blocks
         || rd_u64(b, 80)? != g.dsm_blocks
         || rd_u64(b, 88)? != g.first_dyn
+        || rd_u64(b, 152)? != g.idx_blocks
     {
         return Err(Error::Corrupt);
     }
@@ -338,6 +366,35 @@ pub(crate) fn decode_sb(
     }
     Ok((g, v))
 }
+
+/// Reads entry `e` of a space map index block: (selector, initialised).
+pub(crate) fn idx_get(b: &[u8; BLOCK_SIZE], e: u64) -> Result<(u8, bool), Error> {
+    if e >= IDX_ENTRIES {
+        return Err(Error::Corrupt);
+    }
+    let byte = b
+        .get(HDR.saturating_add((e / 4) as usize))
+        .ok_or(Error::Corrupt)?;
+    let v = (byte >> ((e % 4).saturating_mul(2))) & 3;
+    Ok((v & 1, v & 2 != 0))
+}
+
+/// Sets entry `e` of a space map index block.
+pub(crate) fn idx_set(b: &mut [u8; BLOCK_SIZE], e: u64, sel: u8, init: bool) -> Result<(), Error> {
+    if e >= IDX_ENTRIES {
+        return Err(Error::Invalid);
+    }
+    let byte = b
+        .get_mut(HDR.saturating_add((e / 4) as usize))
+        .ok_or(Error::Invalid)?;
+    let sh = (e % 4).saturating_mul(2);
+    let v = (sel & 1) | if init { 2 } else { 0 };
+    *byte = (*byte & !(3 << sh)) | (v << sh);
+    Ok(())
+}
+
+/// Index block tag.
+pub(crate) const IDX_TAG: u16 = TAG_SIDX;
 
 /// Reads selector bit `bit` of a superblock image.
 pub(crate) fn sel_get(b: &[u8; BLOCK_SIZE], bit: u64) -> Result<u8, Error> {

@@ -693,6 +693,57 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
     }
 }
 
+/// Largest number of data extents a pool with `meta_blocks` metadata
+/// blocks can address (0: none), limited by the space map index
+/// (superblock bits times index entries) and by the fixed area (two copies
+/// of the space maps, 8 bytes per data extent) fitting the metadata device.
+pub fn max_data_extents(meta_blocks: u64) -> u64 {
+    let fits = |d: u64| geom::Geometry::new(12, d, meta_blocks, 1).is_ok();
+    if !fits(1) {
+        return 0;
+    }
+    let (mut lo, mut hi) = (1u64, MAX_DATA_EXTENTS);
+    if fits(hi) {
+        return hi;
+    }
+    // Invariant: fits(lo) and !fits(hi); at most 64 rounds.
+    while hi.saturating_sub(lo) > 1 {
+        let mid = lo.saturating_add(hi.saturating_sub(lo) / 2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Smallest number of metadata blocks that can hold a pool of
+/// `data_extents` (`None`: beyond the index limit): the fixed area plus a
+/// minimal dynamic area. Usable pools need more (tree nodes: about one
+/// 4 KiB block per 678 mapped extents).
+pub fn min_meta_blocks(data_extents: u64) -> Option<u64> {
+    let dsm = data_extents.div_ceil(geom::SM_ENTRIES);
+    // Meta space map blocks depend on the total; iterate to a fixed point.
+    let mut m = 0u64;
+    let mut rounds = 0u32;
+    while rounds < 8 {
+        rounds = rounds.saturating_add(1);
+        let msm = m.div_ceil(geom::SM_ENTRIES);
+        let idx = msm.saturating_add(dsm).div_ceil(geom::IDX_ENTRIES);
+        let want = 2u64
+            .saturating_add(idx.saturating_mul(2))
+            .saturating_add(msm.saturating_mul(2))
+            .saturating_add(dsm.saturating_mul(2))
+            .saturating_add(geom::MIN_DYN_BLOCKS);
+        if want <= m {
+            break;
+        }
+        m = want;
+    }
+    geom::Geometry::new(12, data_extents, m, 1).ok().map(|_| m)
+}
+
 /// Number of slots the cache arena needs to keep `blocks` metadata blocks
 /// cached (adds the pinned slots).
 pub const fn cache_slots_for(blocks: usize) -> usize {

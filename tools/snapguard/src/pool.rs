@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use snapguard_pool::host::{slots, FileDevice};
 use snapguard_pool::{
-    Error, FormatParams, Mapping, Pool, PoolStats, BLOCK_SIZE, DEFAULT_MAX_VOLUMES, FORMAT_VERSION,
+    max_data_extents, min_meta_blocks, Error, FormatParams, Mapping, MetaDevice, Pool, PoolStats,
+    BLOCK_SIZE, DEFAULT_MAX_VOLUMES, FORMAT_VERSION, MAX_EXTENT_SIZE, MIN_EXTENT_SIZE,
 };
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write as _};
@@ -188,7 +189,13 @@ fn format(
     let mut p = FormatParams::new(data_extents);
     p.extent_size = extent_size;
     p.max_volumes = max_volumes;
-    let pool = Pool::format(dev, &mut arena, p).map_err(|e| Fail::Other(format!("format: {e}")))?;
+    let meta_blocks = dev.nr_blocks();
+    let pool = Pool::format(dev, &mut arena, p).map_err(|e| {
+        Fail::Other(format!(
+            "format: {e}{}",
+            size_hint(meta_blocks, extent_size, data_extents, data_size)
+        ))
+    })?;
     let st = pool.stats();
     println!(
         "formatted {}: extent size {}, {} data extents, {} metadata blocks ({} fixed), {} volumes max",
@@ -200,6 +207,55 @@ fn format(
         st.max_volumes
     );
     Ok(0)
+}
+
+/// Says why a pool of `data_extents` does not fit and what would: the
+/// limit for this metadata device, the smallest extent size that fits the
+/// data size, the metadata size the extent count needs.
+fn size_hint(
+    meta_blocks: u64,
+    extent_size: u64,
+    data_extents: u64,
+    data_size: Option<u64>,
+) -> String {
+    let max = max_data_extents(meta_blocks);
+    if data_extents <= max {
+        return String::new();
+    }
+    let bs = BLOCK_SIZE as u64;
+    let mut out = format!(
+        "\n{data_extents} data extents do not fit: a metadata device of {} bytes holds at most {max} data extents ({} bytes at extent size {extent_size})",
+        meta_blocks * bs,
+        u128::from(max) * u128::from(extent_size),
+    );
+    if let Some(bytes) = data_size {
+        let mut es = extent_size.max(MIN_EXTENT_SIZE);
+        while es <= MAX_EXTENT_SIZE && bytes / es > max {
+            es *= 2;
+        }
+        if es <= MAX_EXTENT_SIZE {
+            out += &format!("; --extent-size {} fits", human(es));
+        }
+    }
+    match min_meta_blocks(data_extents) {
+        Some(m) => {
+            out += &format!(
+                "; or a metadata device of at least {} bytes (space maps: 8 bytes per data extent, plus trees: about 6 bytes per mapped extent)",
+                m * bs
+            )
+        }
+        None => out += "; this many extents is beyond the format's limit at any metadata size",
+    }
+    out
+}
+
+fn human(n: u64) -> String {
+    for (s, sh) in [("g", 30), ("m", 20), ("k", 10)] {
+        if n >= 1 << sh && n % (1 << sh) == 0 {
+            return format!("{}{s}", n >> sh);
+        }
+    }
+    n.to_string()
 }
 
 #[derive(Serialize)]

@@ -265,3 +265,27 @@ fn check_names_the_format_version() {
     assert!(text(&o).contains("format version 1 found"), "{}", text(&o));
     let _ = std::fs::remove_file(&p);
 }
+
+#[test]
+fn format_too_large_names_limit_and_fitting_extent_size() {
+    let p = image("toolarge");
+    // 4 MiB of metadata cannot hold the space maps of 1 TiB in 4 KiB
+    // extents (2^28 extents, 2 GiB of space maps).
+    let o = run(&[
+        "pool",
+        "format",
+        p.to_str().unwrap(),
+        "--meta-size",
+        "4m",
+        "--data-size",
+        "1t",
+        "--extent-size",
+        "4k",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("holds at most"), "{t}");
+    assert!(t.contains("--extent-size 4m fits"), "{t}");
+    assert!(t.contains("or a metadata device of at least"), "{t}");
+    let _ = std::fs::remove_file(&p);
+}
