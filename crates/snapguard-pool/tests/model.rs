@@ -72,6 +72,14 @@ enum Op {
     BgStep {
         id: u32,
     },
+    Resize {
+        id: u32,
+        size: u64,
+    },
+    Grow {
+        data: u64,
+        meta: u64,
+    },
     Commit,
     Reopen,
     Abort,
@@ -207,6 +215,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (id(), vext(), len()).prop_map(|(id, vext, len)| Op::Discard { id, vext, len }),
         1 => proptest::collection::vec(group_op(), 0..5).prop_map(|ops| Op::Group { ops }),
         1 => id().prop_map(|id| Op::BgStep { id }),
+        1 => (id(), size()).prop_map(|(id, size)| Op::Resize { id, size }),
+        1 => (0u64..200, 0u64..40).prop_map(|(data, meta)| Op::Grow { data, meta }),
         2 => Just(Op::Commit),
         1 => Just(Op::Reopen),
         1 => Just(Op::Abort),
@@ -257,6 +267,13 @@ struct Run<'s> {
     io_hit: bool,
     /// Generation of the last commit.
     gen: u64,
+    /// Data extents and metadata blocks of the last commit, and the
+    /// capacities.
+    com_data: u64,
+    meta: u64,
+    com_meta: u64,
+    data_cap: u64,
+    meta_cap: u64,
 }
 
 impl<'s> Run<'s> {
@@ -584,9 +601,43 @@ impl<'s> Run<'s> {
                     }
                 }
             }
+            Op::Resize { id, size } => {
+                let expect = if size == 0 || size > MAX_VOLUME_EXTENTS || id >= MAXV {
+                    Err(Error::Invalid)
+                } else if !self.model.vols.contains_key(&id) {
+                    Err(Error::NotFound)
+                } else {
+                    Ok(())
+                };
+                let r = self.pool().resize_volume(id, size);
+                if self.acc(r, expect, "resize").is_some() {
+                    let v = self.model.vols.get_mut(&id).unwrap();
+                    if size < v.size {
+                        v.map.retain(|k, _| *k < size);
+                        v.bg_cursor = v.bg_cursor.min(size);
+                        self.stale(id, size, u64::MAX);
+                    }
+                    self.model.vols.get_mut(&id).unwrap().size = size;
+                }
+            }
+            Op::Grow { data, meta } => {
+                let (nd, nm) = (self.data + data, self.meta + meta);
+                let expect = if nd > self.data_cap || nm > self.meta_cap {
+                    Err(Error::Invalid)
+                } else {
+                    Ok(())
+                };
+                let r = self.pool().grow(nd, nm);
+                if self.acc(r, expect, "grow").is_some() {
+                    self.data = nd;
+                    self.meta = nm;
+                }
+            }
             Op::Commit => {
                 let r = self.pool().commit();
                 if self.io(r).is_some() {
+                    self.com_data = self.data;
+                    self.com_meta = self.meta;
                     self.committed = self.model.clone();
                     self.gen = self.pool().stats().generation;
                     self.check();
@@ -604,6 +655,8 @@ impl<'s> Run<'s> {
                     self.io_hit = true;
                 }
                 self.model = self.committed.clone();
+                self.data = self.com_data;
+                self.meta = self.com_meta;
                 for (_, st) in self.pending.iter_mut() {
                     *st = true;
                 }
@@ -650,11 +703,15 @@ impl<'s> Run<'s> {
         if gen == self.gen + 1 {
             // A commit that failed after its superblock reached the disk.
             self.committed = self.model.clone();
+            self.com_data = self.data;
+            self.com_meta = self.meta;
         } else {
             assert_eq!(gen, self.gen);
         }
         self.gen = gen;
         self.model = self.committed.clone();
+        self.data = self.com_data;
+        self.meta = self.com_meta;
         self.pending.clear();
     }
 
@@ -674,12 +731,17 @@ impl<'s> Run<'s> {
             assert_eq!(self.pool().commit(), Err(Error::Io));
             assert!(self.pool().stats().failed);
             let model = self.model.clone();
+            let (d, m) = (self.data, self.meta);
             self.model = self.committed.clone();
+            self.data = self.com_data;
+            self.meta = self.com_meta;
             for (_, st) in self.pending.iter_mut() {
                 *st = true;
             }
             self.compare();
             self.model = model;
+            self.data = d;
+            self.meta = m;
             self.reopen();
             self.check();
         } else {
@@ -747,6 +809,7 @@ impl<'s> Run<'s> {
         }
         let st = pool.stats();
         assert_eq!(st.data_free, self.data - used);
+        assert_eq!((st.data_extents, st.meta_blocks), (self.data, self.meta));
         assert_eq!(st.volumes, model.vols.len() as u64);
         assert_eq!(st.pending_breaks, self.pending.len());
     }
@@ -758,10 +821,16 @@ impl<'s> Run<'s> {
 /// (reopens excluded).
 fn run_opts(ops: &[Op], cache: usize, meta: u64, data: u64, fail_at: Option<u64>) -> Vec<u64> {
     let mut s = slots(cache);
+    // Formatted smaller than the devices, with room to grow.
+    let (data_cap, meta_cap) = (data + 300, meta);
+    let (data, meta) = (data - data / 4, meta - meta / 8);
     let mut p = FormatParams::new(data);
     p.max_volumes = MAXV;
     p.extent_size = 4096;
-    let mut pool = Pool::format(MemDevice::new(meta), &mut s, p).unwrap();
+    p.meta_blocks = meta;
+    p.data_capacity = data_cap;
+    p.meta_capacity = meta_cap;
+    let mut pool = Pool::format(MemDevice::new(meta_cap), &mut s, p).unwrap();
     pool.device_mut().fail_at = fail_at;
     let gen = pool.stats().generation;
     let mut r = Run {
@@ -773,6 +842,11 @@ fn run_opts(ops: &[Op], cache: usize, meta: u64, data: u64, fail_at: Option<u64>
         data,
         io_hit: false,
         gen,
+        com_data: data,
+        meta,
+        com_meta: meta,
+        data_cap,
+        meta_cap,
     };
     let mut ios = vec![];
     for op in ops.iter().chain([Op::Commit, Op::Reopen].iter()) {
@@ -863,7 +937,7 @@ fn model_io_errors() {
             },
         ]);
         ops.extend(
-            proptest::collection::vec(op(), 20..30)
+            proptest::collection::vec(op(), 12..20)
                 .new_tree(&mut runner)
                 .unwrap()
                 .current(),

@@ -137,8 +137,12 @@ impl Kind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
     pub(crate) extent_shift: u32,
+    /// Current sizes (grow up to the capacities).
     pub(crate) data_extents: u64,
     pub(crate) meta_blocks: u64,
+    /// Capacities: the fixed area is laid out for them.
+    pub(crate) data_cap: u64,
+    pub(crate) meta_cap: u64,
     pub(crate) max_volumes: u32,
     pub(crate) msm_blocks: u64,
     pub(crate) dsm_blocks: u64,
@@ -157,16 +161,38 @@ impl Geometry {
         meta_blocks: u64,
         max_volumes: u32,
     ) -> Result<Self, Error> {
+        Self::with_caps(
+            extent_shift,
+            data_extents,
+            meta_blocks,
+            max_volumes,
+            data_extents,
+            meta_blocks,
+        )
+    }
+
+    /// Geometry whose fixed area is laid out for growth up to `data_cap`
+    /// data extents and `meta_cap` metadata blocks.
+    pub(crate) fn with_caps(
+        extent_shift: u32,
+        data_extents: u64,
+        meta_blocks: u64,
+        max_volumes: u32,
+        data_cap: u64,
+        meta_cap: u64,
+    ) -> Result<Self, Error> {
         if !(12..=30).contains(&extent_shift)
             || data_extents == 0
-            || data_extents > MAX_DATA_EXTENTS
+            || data_cap < data_extents
+            || data_cap > MAX_DATA_EXTENTS
+            || meta_cap < meta_blocks
             || max_volumes == 0
             || max_volumes > MAX_VOLUMES_LIMIT
         {
             return Err(Error::Invalid);
         }
-        let msm_blocks = meta_blocks.div_ceil(SM_ENTRIES);
-        let dsm_blocks = data_extents.div_ceil(SM_ENTRIES);
+        let msm_blocks = meta_cap.div_ceil(SM_ENTRIES);
+        let dsm_blocks = data_cap.div_ceil(SM_ENTRIES);
         let idx_blocks = msm_blocks.saturating_add(dsm_blocks).div_ceil(IDX_ENTRIES);
         if idx_blocks > SEL_BITS {
             return Err(Error::Invalid);
@@ -185,6 +211,8 @@ impl Geometry {
             extent_shift,
             data_extents,
             meta_blocks,
+            data_cap,
+            meta_cap,
             max_volumes,
             msm_blocks,
             dsm_blocks,
@@ -193,6 +221,14 @@ impl Geometry {
             dir_depth,
             meta_reserve,
         })
+    }
+
+    /// Grows the current sizes (within the capacities, checked by the
+    /// caller) and updates what depends on them.
+    pub(crate) fn set_sizes(&mut self, data_extents: u64, meta_blocks: u64) {
+        self.data_extents = data_extents;
+        self.meta_blocks = meta_blocks;
+        self.meta_reserve = META_RESERVE.min(meta_blocks.saturating_sub(self.first_dyn) / 4);
     }
 
     /// Entries of a space map.
@@ -306,7 +342,9 @@ pub(crate) fn encode_sb(b: &mut [u8; BLOCK_SIZE], g: &Geometry, v: &SbVars) -> R
     wr_u64(b, 136, v.volumes)?;
     wr_u64(b, 144, v.next_uid)?;
     wr_u64(b, 152, g.idx_blocks)?;
-    let mut off = 160;
+    wr_u64(b, 160, g.data_cap)?;
+    wr_u64(b, 168, g.meta_cap)?;
+    let mut off = 176;
     while off < SEL_OFF {
         wr_u64(b, off, 0)?;
         off = off.saturating_add(8);
@@ -327,11 +365,13 @@ pub(crate) fn decode_sb(
     if rd_u32(b, 32)? != FORMAT_VERSION || rd_u32(b, 40)? != BLOCK_SIZE as u32 {
         return Err(Error::Corrupt);
     }
-    let g = Geometry::new(
+    let g = Geometry::with_caps(
         rd_u32(b, 44)?,
         rd_u64(b, 48)?,
         rd_u64(b, 56)?,
         rd_u32(b, 64)?,
+        rd_u64(b, 160)?,
+        rd_u64(b, 168)?,
     )
     .map_err(|_| Error::Corrupt)?;
     if g.meta_blocks > dev_blocks

@@ -163,6 +163,13 @@ pub struct FormatParams {
     pub data_extents: u64,
     /// Metadata blocks to use; 0 means the whole metadata device.
     pub meta_blocks: u64,
+    /// Largest number of data extents [`Pool::grow`] may reach later (0:
+    /// `data_extents`). The fixed area reserves 8 bytes per extent of
+    /// capacity (written only when used).
+    pub data_capacity: u64,
+    /// Largest number of metadata blocks [`Pool::grow`] may reach later
+    /// (0: the metadata blocks used now).
+    pub meta_capacity: u64,
     /// Volume ids are `0..max_volumes`.
     pub max_volumes: u32,
 }
@@ -175,6 +182,8 @@ impl FormatParams {
             extent_size: DEFAULT_EXTENT_SIZE,
             data_extents,
             meta_blocks: 0,
+            data_capacity: 0,
+            meta_capacity: 0,
             max_volumes: DEFAULT_MAX_VOLUMES,
         }
     }
@@ -272,6 +281,10 @@ pub struct PoolStats {
     pub data_free: u64,
     /// Metadata blocks.
     pub meta_blocks: u64,
+    /// Largest data extents [`Pool::grow`] may reach.
+    pub data_capacity: u64,
+    /// Largest metadata blocks [`Pool::grow`] may reach.
+    pub meta_capacity: u64,
     /// Metadata blocks allocatable by ordinary operations: not counting
     /// blocks freed by the open transaction (allocatable after its
     /// commit), blocks reserved for completing pending breaks, nor the
@@ -279,6 +292,8 @@ pub struct PoolStats {
     pub meta_free: u64,
     /// Metadata blocks reserved for space-freeing operations ([`META_RESERVE`]).
     pub meta_reserve: u64,
+    /// Metadata blocks reserved for completing the pending breaks.
+    pub meta_break_reserved: u64,
     /// Metadata blocks of the fixed area (superblocks and space maps).
     pub meta_fixed: u64,
     /// Volumes.
@@ -333,7 +348,10 @@ pub enum GroupOp {
 pub struct Pool<'a, D: MetaDevice> {
     dev: D,
     cache: Cache<'a>,
+    /// Geometry of the open transaction (sizes grow with [`Pool::grow`]).
     geo: Geometry,
+    /// Geometry of the last commit.
+    com_geo: Geometry,
     /// Open transaction.
     work: SbVars,
     /// Last commit.
@@ -370,7 +388,24 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         if meta_blocks > dev_blocks {
             return Err(Error::Invalid);
         }
-        let geo = Geometry::new(shift, p.data_extents, meta_blocks, p.max_volumes)?;
+        let data_cap = if p.data_capacity == 0 {
+            p.data_extents
+        } else {
+            p.data_capacity
+        };
+        let meta_cap = if p.meta_capacity == 0 {
+            meta_blocks
+        } else {
+            p.meta_capacity
+        };
+        let geo = Geometry::with_caps(
+            shift,
+            p.data_extents,
+            meta_blocks,
+            p.max_volumes,
+            data_cap,
+            meta_cap,
+        )?;
         {
             let mut cache = Cache::new(&mut *slots)?;
             sm::format_maps(&mut cache, &mut dev, &geo)?;
@@ -437,6 +472,7 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
             dev,
             cache,
             geo,
+            com_geo: geo,
             work,
             com: vars,
             pend_meta_free: 0,
@@ -511,10 +547,13 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
             generation: self.com.gen,
             extent_size: 1u64 << self.geo.extent_shift,
             data_extents: self.geo.data_extents,
+            data_capacity: self.geo.data_cap,
+            meta_capacity: self.geo.meta_cap,
             data_free: self.data_avail(),
             meta_blocks: self.geo.meta_blocks,
             meta_free: self.meta_avail_normal(),
             meta_reserve: self.geo.meta_reserve,
+            meta_break_reserved: self.meta_reserved,
             meta_fixed: self.geo.first_dyn,
             volumes: self.work.volumes,
             max_volumes: self.geo.max_volumes,
@@ -546,10 +585,11 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
     }
 
     /// In-memory state that an operation changes besides cached blocks.
-    fn state_mark(&self) -> (u64, SbVars, u64, u64, u64, usize) {
+    fn state_mark(&self) -> (u64, SbVars, Geometry, u64, u64, u64, usize) {
         (
             self.cache.mods,
             self.work,
+            self.geo,
             self.pend_meta_free,
             self.pend_data_free,
             self.meta_reserved,
@@ -601,6 +641,7 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         self.cache.invalidate();
         let _ = self.cache.copy(SLOT_COM, SLOT_WORK);
         self.work = self.com;
+        self.geo = self.com_geo;
         self.pend_meta_free = 0;
         self.pend_data_free = 0;
         self.meta_reserved = 0;
@@ -662,6 +703,7 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         self.cache.copy(SLOT_WORK, SLOT_COM)?;
         self.work = vars;
         self.com = vars;
+        self.com_geo = self.geo;
         self.pend_meta_free = 0;
         self.pend_data_free = 0;
         self.dirty = false;

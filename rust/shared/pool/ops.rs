@@ -699,6 +699,102 @@ impl<D: MetaDevice> Pool<'_, D> {
         Ok(())
     }
 
+    /// Grows the pool to `data_extents` data extents and `meta_blocks`
+    /// metadata blocks (after the kernel reloaded its table with larger
+    /// devices), in the open transaction: the new space is usable at once
+    /// and durable with the next commit. Sizes may not shrink nor exceed
+    /// the capacities chosen at format time ([`FormatParams`]); the
+    /// metadata device must hold `meta_blocks`. O(1): the new space map
+    /// entries are implicit zeros.
+    pub fn grow(&mut self, data_extents: u64, meta_blocks: u64) -> Result<(), Error> {
+        self.check_writable()?;
+        let g = self.geo;
+        if data_extents < g.data_extents
+            || data_extents > g.data_cap
+            || meta_blocks < g.meta_blocks
+            || meta_blocks > g.meta_cap
+            || meta_blocks > self.dev.nr_blocks()
+        {
+            return Err(Error::Invalid);
+        }
+        if data_extents == g.data_extents && meta_blocks == g.meta_blocks {
+            return Ok(());
+        }
+        self.mutate(true, |p| {
+            let dd = data_extents.saturating_sub(p.geo.data_extents);
+            let dm = meta_blocks.saturating_sub(p.geo.meta_blocks);
+            p.geo.set_sizes(data_extents, meta_blocks);
+            p.work.data_free = p.work.data_free.saturating_add(dd);
+            p.work.meta_free = p.work.meta_free.saturating_add(dm);
+            Ok(())
+        })
+    }
+
+    /// Resizes volume `id` to `size` extents. Growing adds levels on top of
+    /// the table when the new size needs them (O(levels)); shrinking unmaps
+    /// the tail like [`Pool::discard`] (it frees space, so it may use the
+    /// metadata reserve), removes the levels no longer needed and clamps
+    /// the background-copy cursor.
+    pub fn resize_volume(&mut self, id: u32, size: u64) -> Result<(), Error> {
+        self.check_writable()?;
+        if size == 0 || size > MAX_VOLUME_EXTENTS {
+            return Err(Error::Invalid);
+        }
+        let rec = self.rec_req(id)?;
+        let d0 = Kind::Vol.depth_for(rec.size)?;
+        let d1 = Kind::Vol.depth_for(size)?;
+        let dir = u64::from(self.geo.dir_depth);
+        if size == rec.size {
+            return Ok(());
+        }
+        if size > rec.size {
+            self.need_meta(u64::from(d1.saturating_sub(d0)).saturating_add(dir))?;
+            return self.mutate(true, |p| {
+                let mut rec = rec;
+                if rec.root != 0 {
+                    let mut level = d0;
+                    while level < d1 {
+                        let nb = p.shadow(0, Kind::Vol, level)?;
+                        p.node_set(nb, Kind::Vol, level, 0, rec.root)?;
+                        rec.root = nb;
+                        level = level.saturating_add(1);
+                    }
+                }
+                rec.size = size;
+                p.rec_put(id, Some(&rec))
+            });
+        }
+        let len = rec.size.saturating_sub(size);
+        let need = Kind::Vol
+            .path_nodes(d0, size, len)?
+            .min(u64::from(d0).saturating_mul(2))
+            .saturating_add(dir);
+        self.need_meta_freeing(need)?;
+        self.mutate(true, |p| {
+            p.pending_invalidate(id, size, u64::MAX)?;
+            if rec.root != 0 {
+                p.discard_inner(id, rec, size, rec.size)?;
+            }
+            let mut rec = p.rec_req(id)?;
+            let mut level = d0;
+            while level > d1 {
+                let top = level.saturating_sub(1);
+                if rec.root != 0 {
+                    let c = p.node_entry(rec.root, Kind::Vol, top, 0)?;
+                    if c != 0 {
+                        p.inc(SmKind::Meta, c)?;
+                    }
+                    p.dec_tree(rec.root, Kind::Vol, top)?;
+                    rec.root = c;
+                }
+                level = top;
+            }
+            rec.size = size;
+            rec.bg_cursor = rec.bg_cursor.min(size);
+            p.rec_put(id, Some(&rec))
+        })
+    }
+
     /// Volume `id`.
     pub fn volume(&mut self, id: u32) -> Result<VolumeInfo, Error> {
         let r = self.rec_req(id)?;
