@@ -502,3 +502,38 @@ fn io_error_mid_operation_fails_pool() {
     }
     assert!(failed > 0 && op_only > 0, "{failed} {op_only}");
 }
+
+/// Issue 10: discard frees interior nodes that become empty; a copy from
+/// an unmapped source frees the leaves it empties.
+#[test]
+fn unmapping_leaves_no_empty_nodes() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(512), &mut s, params(1000)).unwrap();
+    // Three levels: leaves of 678, level-1 nodes of 678 * 509 extents.
+    pool.create_volume(1, 2_000_000).unwrap();
+    pool.provision(1, 0).unwrap();
+    pool.provision(1, 400_000).unwrap();
+    pool.commit().unwrap();
+    // Counts include the directory's two nodes.
+    assert_eq!(clean(&mut pool).nodes, 2 + 5);
+    pool.discard(1, 0, 1).unwrap();
+    pool.commit().unwrap();
+    // Root, one level-1 node, one leaf.
+    assert_eq!(clean(&mut pool).nodes, 2 + 3);
+    // A copy of unmapped extents over the last mapping empties the table.
+    pool.create_volume(2, 2_000_000).unwrap();
+    pool.copy_range(2, 399_990, 1, 399_990, 20).unwrap();
+    pool.commit().unwrap();
+    assert_eq!(clean(&mut pool).nodes, 2);
+    // Discarding a whole subtree inside a range empties its parent too.
+    for v in [0u64, 700, 1400, 345_200] {
+        pool.provision(1, v).unwrap();
+    }
+    pool.snapshot(1, 3).unwrap();
+    pool.discard(1, 0, 345_102).unwrap();
+    pool.commit().unwrap();
+    let r = clean(&mut pool);
+    // Volume 3 keeps the shared table (root, 2 level-1, 4 leaves); volume
+    // 1 has its own root, shares the second level-1 node.
+    assert_eq!(r.nodes, 2 + 8, "{r:?}");
+}

@@ -36,6 +36,8 @@ pub enum ProblemKind {
     FreeCount,
     /// The superblock's volume counter is wrong.
     VolumeCount,
+    /// A volume table node without any entry (unmapping must free it).
+    EmptyNode,
 }
 
 /// One problem found by the checker.
@@ -190,6 +192,19 @@ fn visit<D: MetaDevice>(
     }
     if first_visit && w.first {
         rep.nodes = rep.nodes.saturating_add(1);
+        if f.kind == Kind::Vol {
+            let b = p.cache.buf(i)?;
+            let mut empty = true;
+            for idx in 0..f.kind.entries(f.level) as usize {
+                if entry(b, f.kind, f.level, idx)? != 0 {
+                    empty = false;
+                    break;
+                }
+            }
+            if empty {
+                rep.add(ProblemKind::EmptyNode, f.ptr, 0, u64::from(f.level), 0);
+            }
+        }
     }
     Ok(first_visit)
 }

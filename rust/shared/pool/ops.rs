@@ -2,7 +2,7 @@
 
 use super::block::{rd_u16, rd_u32, rd_u64, wr_u16, wr_u32, wr_u64};
 use super::cache::SLOT_PENDING;
-use super::geom::{Kind, SmKind};
+use super::geom::{Kind, SmKind, MAX_DEPTH};
 use super::read::{self, Cached, VolRec};
 use super::{
     BgItem, BgProgress, BreakPlan, Error, GroupOp, Mapping, MetaDevice, Pool, VolumeInfo,
@@ -248,6 +248,11 @@ impl<D: MetaDevice> Pool<'_, D> {
         let mut drec = self.rec_req(dst)?;
         let orig_root = drec.root;
         self.pending_invalidate(dst, b, b.saturating_add(len))?;
+        let depth = Kind::Vol.depth_for(drec.size)?;
+        let leaf_n = Kind::Vol.leaf_entries();
+        // A destination key whose leaf got an unmapping: pruned when the
+        // copy leaves that leaf (once per leaf, not per extent).
+        let mut unmapped: Option<u64> = None;
         let backwards = src == dst && b > a;
         for n in 0..len {
             let i = if backwards {
@@ -256,6 +261,12 @@ impl<D: MetaDevice> Pool<'_, D> {
                 n
             };
             let (sa, db) = (a.saturating_add(i), b.saturating_add(i));
+            if let Some(k) = unmapped {
+                if k / leaf_n != db / leaf_n {
+                    self.prune_path(&mut drec, depth, k)?;
+                    unmapped = None;
+                }
+            }
             let sr = if src == dst { drec } else { srec };
             let v = self.raw(&sr, sa)?;
             let cur = self.raw(&drec, db)?;
@@ -269,6 +280,12 @@ impl<D: MetaDevice> Pool<'_, D> {
             if old != 0 {
                 self.dec(SmKind::Data, old.saturating_sub(1))?;
             }
+            if v == 0 {
+                unmapped = Some(db);
+            }
+        }
+        if let Some(k) = unmapped {
+            self.prune_path(&mut drec, depth, k)?;
         }
         if drec.root != orig_root {
             self.rec_put(dst, Some(&drec))?;
@@ -656,6 +673,8 @@ impl<D: MetaDevice> Pool<'_, D> {
                     rec.root = root;
                     self.node_set(parent, Kind::Vol, level, idx, 0)?;
                     self.dec_tree(child, Kind::Vol, level.saturating_sub(1))?;
+                    // The parent may now be empty: free it (and up).
+                    self.prune_path(&mut rec, depth, pos)?;
                     pos = ce;
                     continue 'outer;
                 }
@@ -669,7 +688,64 @@ impl<D: MetaDevice> Pool<'_, D> {
         Ok(())
     }
 
-    /// Unmaps `[pos, e)` within one leaf; frees the leaf if it empties.
+    /// Whether every entry of node `ptr` is zero.
+    fn node_empty(&mut self, ptr: u64, level: u8) -> Result<bool, Error> {
+        let i = self.node_slot(ptr, Kind::Vol, level)?;
+        let b = self.cache.buf(i)?;
+        let n = Kind::Vol.entries(level) as usize;
+        for idx in 0..n {
+            if read::entry(b, Kind::Vol, level, idx)? != 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Frees the nodes on the path to `key` that became empty, bottom up
+    /// (a leaf whose last mapping went, then a parent whose last child
+    /// went, ...), so that unmapping never leaves empty nodes behind. The
+    /// path was shadowed by the caller in this operation: this allocates
+    /// nothing.
+    fn prune_path(&mut self, rec: &mut VolRec, depth: u8, key: u64) -> Result<(), Error> {
+        let top = depth.checked_sub(1).ok_or(Error::Invalid)?;
+        let mut path = [0u64; MAX_DEPTH];
+        let mut ptr = rec.root;
+        let mut level = top;
+        loop {
+            *path.get_mut(usize::from(level)).ok_or(Error::Corrupt)? = ptr;
+            if ptr == 0 || level == 0 {
+                break;
+            }
+            ptr = self.node_entry(ptr, Kind::Vol, level, Kind::Vol.index(level, key)?)?;
+            level = level.saturating_sub(1);
+        }
+        let mut l = 0u8;
+        while l <= top {
+            let n = *path.get(usize::from(l)).ok_or(Error::Corrupt)?;
+            if n != 0 {
+                if !self.node_empty(n, l)? {
+                    break;
+                }
+                if l == top {
+                    self.dec_tree(n, Kind::Vol, top)?;
+                    rec.root = 0;
+                    break;
+                }
+                let up = l.saturating_add(1);
+                let (root, parent) = self.path_mut(rec.root, Kind::Vol, depth, key, up)?;
+                rec.root = root;
+                self.node_set(parent, Kind::Vol, up, Kind::Vol.index(up, key)?, 0)?;
+                self.dec_tree(n, Kind::Vol, l)?;
+                // The parent may have been shadowed just now.
+                *path.get_mut(usize::from(up)).ok_or(Error::Corrupt)? = parent;
+            }
+            l = l.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Unmaps `[pos, e)` within one leaf; frees the leaf (and parents) if
+    /// they empty.
     fn discard_leaf(&mut self, rec: &mut VolRec, depth: u8, pos: u64, e: u64) -> Result<(), Error> {
         let (root, leaf) = self.path_mut(rec.root, Kind::Vol, depth, pos, 0)?;
         rec.root = root;
@@ -681,22 +757,7 @@ impl<D: MetaDevice> Pool<'_, D> {
                 self.dec(SmKind::Data, old.saturating_sub(1))?;
             }
         }
-        let n = Kind::Vol.leaf_entries() as usize;
-        for idx in 0..n {
-            if self.node_entry(leaf, Kind::Vol, 0, idx)? != 0 {
-                return Ok(());
-            }
-        }
-        if depth == 1 {
-            self.dec_tree(leaf, Kind::Vol, 0)?;
-            rec.root = 0;
-        } else {
-            let (root, parent) = self.path_mut(rec.root, Kind::Vol, depth, pos, 1)?;
-            rec.root = root;
-            self.node_set(parent, Kind::Vol, 1, Kind::Vol.index(1, pos)?, 0)?;
-            self.dec_tree(leaf, Kind::Vol, 0)?;
-        }
-        Ok(())
+        self.prune_path(rec, depth, pos)
     }
 
     /// Grows the pool to `data_extents` data extents and `meta_blocks`
