@@ -262,7 +262,7 @@ impl<D: MetaDevice> Pool<'_, D> {
             };
             let (sa, db) = (a.saturating_add(i), b.saturating_add(i));
             if let Some(k) = unmapped {
-                if k / leaf_n != db / leaf_n {
+                if k.checked_div(leaf_n) != db.checked_div(leaf_n) {
                     self.prune_path(&mut drec, depth, k)?;
                     unmapped = None;
                 }
