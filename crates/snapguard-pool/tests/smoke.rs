@@ -537,3 +537,24 @@ fn unmapping_leaves_no_empty_nodes() {
     // 1 has its own root, shares the second level-1 node.
     assert_eq!(r.nodes, 2 + 8, "{r:?}");
 }
+
+/// Issue 10: `lookup_cached` hits count as recent use, so the map path's
+/// hot blocks stay cached while other lookups stream through the cache.
+#[test]
+fn lookup_cached_hits_keep_blocks_cached() {
+    let mut s = slots(MIN_CACHE_SLOTS);
+    let mut pool = Pool::format(MemDevice::new(1024), &mut s, params(1000)).unwrap();
+    pool.create_volume(0, 300 * 678).unwrap();
+    for i in 0..300u64 {
+        pool.provision(0, i * 678).unwrap();
+    }
+    pool.commit().unwrap();
+    pool.lookup(0, 0).unwrap();
+    for i in 1..300u64 {
+        assert!(
+            pool.lookup_cached(0, 0).is_ok(),
+            "hot extent evicted after {i} other lookups"
+        );
+        pool.lookup(0, i * 678).unwrap();
+    }
+}

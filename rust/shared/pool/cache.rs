@@ -9,6 +9,7 @@
 
 use super::block::{seal, verify};
 use super::{Error, MetaDevice, BLOCK_SIZE};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Slot of the working (open transaction) superblock image.
 pub(crate) const SLOT_WORK: usize = 0;
@@ -32,7 +33,6 @@ const F_LISTED: u8 = 8;
 /// The all-zero bit pattern is a valid empty slot, so the kernel may back
 /// the arena with zeroed `vmalloc` memory; userspace uses
 /// [`CacheSlot::new`] (e.g. `(0..n).map(|_| CacheSlot::new()).collect()`).
-#[derive(Clone)]
 pub struct CacheSlot {
     data: [u8; BLOCK_SIZE],
     nr: u64,
@@ -43,22 +43,38 @@ pub struct CacheSlot {
     /// Next slot on the dirty list, plus one.
     dnext: u32,
     flags: u8,
+    /// Referenced by a reader ([`Cache::touch_shared`]): the only field
+    /// written under the read side, atomically; CLOCK treats it like
+    /// `F_REF`.
+    seen: AtomicBool,
+}
+
+impl Clone for CacheSlot {
+    fn clone(&self) -> Self {
+        CacheSlot {
+            data: self.data,
+            nr: self.nr,
+            next: self.next,
+            head: self.head,
+            dnext: self.dnext,
+            flags: self.flags,
+            seen: AtomicBool::new(self.seen.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl CacheSlot {
     /// An empty slot.
-    pub const EMPTY: CacheSlot = CacheSlot {
-        data: [0; BLOCK_SIZE],
-        nr: 0,
-        next: 0,
-        head: 0,
-        dnext: 0,
-        flags: 0,
-    };
-
-    /// An empty slot.
     pub const fn new() -> Self {
-        Self::EMPTY
+        CacheSlot {
+            data: [0; BLOCK_SIZE],
+            nr: 0,
+            next: 0,
+            head: 0,
+            dnext: 0,
+            flags: 0,
+            seen: AtomicBool::new(false),
+        }
     }
 }
 
@@ -97,6 +113,7 @@ impl<'a> Cache<'a> {
             s.head = 0;
             s.dnext = 0;
             s.flags = 0;
+            *s.seen.get_mut() = false;
         }
         Ok(Cache {
             slots,
@@ -168,6 +185,7 @@ impl<'a> Cache<'a> {
         if let Some(s) = self.slots.get_mut(idx) {
             s.flags &= F_LISTED;
             s.next = 0;
+            *s.seen.get_mut() = false;
         }
     }
 
@@ -177,7 +195,9 @@ impl<'a> Cache<'a> {
         if let Some(s) = self.slots.get_mut(idx) {
             s.nr = nr;
             s.next = head;
-            s.flags = F_VALID | F_REF | (s.flags & F_LISTED);
+            // Inserted unreferenced: a block read once (a streaming
+            // lookup) is the first to go; a second use references it.
+            s.flags = F_VALID | (s.flags & F_LISTED);
         }
         if let Some(bs) = self.slots.get_mut(b) {
             bs.head = idx.saturating_add(1) as u32;
@@ -218,8 +238,9 @@ impl<'a> Cache<'a> {
             if s.flags & F_VALID == 0 {
                 return Ok(idx);
             }
-            if s.flags & F_REF != 0 {
+            if s.flags & F_REF != 0 || *s.seen.get_mut() {
                 s.flags &= !F_REF;
+                *s.seen.get_mut() = false;
                 continue;
             }
             self.write_slot(dev, idx)?;
@@ -289,6 +310,17 @@ impl<'a> Cache<'a> {
             s.flags |= F_LISTED;
             s.dnext = head;
             self.dirty_head = idx.saturating_add(1) as u32;
+        }
+    }
+
+    /// Marks slot `idx` recently used from the read side (`&self`): one
+    /// relaxed atomic store, skipped when already set, so concurrent
+    /// readers neither race nor keep bouncing the cache line.
+    pub(crate) fn touch_shared(&self, idx: usize) {
+        if let Some(s) = self.slots.get(idx) {
+            if !s.seen.load(Ordering::Relaxed) {
+                s.seen.store(true, Ordering::Relaxed);
+            }
         }
     }
 

@@ -304,7 +304,9 @@ impl<D: MetaDevice> Pool<'_, D> {
     /// Looks up `vext` of volume `id` from the cache only: never does I/O,
     /// returns [`Error::WouldBlock`] if a needed block is not cached (the
     /// caller then defers to a context that may call [`Pool::lookup`]).
-    /// Does not update the cache's recency information.
+    /// Blocks it finds count as recently used: the only write is a relaxed
+    /// atomic flag per block, so any number of readers may run this
+    /// concurrently (e.g. under the read side of a lock).
     pub fn lookup_cached(&self, id: u32, vext: u64) -> Result<Mapping, Error> {
         let gen = self.gen();
         let mut s = Cached { cache: &self.cache };

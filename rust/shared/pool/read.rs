@@ -39,7 +39,10 @@ pub(crate) struct Cached<'p, 'a> {
 
 impl Src for Cached<'_, '_> {
     fn load(&mut self, nr: u64) -> Result<usize, Error> {
-        self.cache.find(nr).ok_or(Error::WouldBlock)
+        let i = self.cache.find(nr).ok_or(Error::WouldBlock)?;
+        // A hit counts as recent use (an atomic flag, the only write).
+        self.cache.touch_shared(i);
+        Ok(i)
     }
     fn buf(&self, idx: usize) -> Result<&[u8; BLOCK_SIZE], Error> {
         self.cache.buf(idx)
