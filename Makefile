@@ -10,6 +10,13 @@
 #   make fuzz       run the fuzz targets (FUZZ_SECONDS per target)
 #   make bench      run the userspace benchmarks
 #   make modules_install   install snapguard.ko into KDIR's module dir
+#   make check-debug  the selftests on the debug kernel flavor (KASAN,
+#                   lockdep, UBSAN, kmemleak...); fails on any splat; not CI
+#   make check-all-kernels the module build and selftests on every supported
+#                   kernel series (tools/kernel/series.sh); not run by CI
+#
+# KERNEL_SERIES=7.2 (or any supported series) selects the project-managed
+# kernel's series; the default is set in tools/kernel/series.sh.
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
@@ -23,9 +30,14 @@ BENCH_CYCLES ?= 20
 BENCH_ROUNDS ?= 5
 
 KDIR_CMD = $(if $(KDIR),echo $(KDIR),tools/kernel-build.sh)
+ifneq ($(KERNEL_SERIES),)
+export KERNEL_SERIES
+endif
+SUPPORTED_SERIES := $(shell tools/kernel/series.sh --print supported)
 
 .PHONY: all module module-clippy kernel setup check test-host lint selftests \
-	run demo fuzz bench bench-host bench-mount modules_install clean
+	run demo fuzz bench bench-host bench-mount modules_install clean \
+	check-all-kernels check-debug
 
 all: module
 
@@ -54,6 +66,30 @@ selftests: module
 	@kdir=$$($(KDIR_CMD)) && tools/vm.py test --kdir $$kdir
 
 check: setup lint test-host module-clippy module selftests
+
+# Every supported kernel series, one after the other: the project-managed
+# kernel of each (built and cached on first use), a clean module build
+# against it (warnings are errors, clippy too) and the guest selftests.
+check-all-kernels: setup
+	@set -e; for s in $(SUPPORTED_SERIES); do \
+	  echo "=== kernel series $$s"; \
+	  KERNEL_SERIES=$$s tools/setup-host.sh >/dev/null; \
+	  kdir=$$(KERNEL_SERIES=$$s tools/kernel-build.sh); \
+	  $(MAKE) -C $$kdir M=$(CURDIR) clean >/dev/null; \
+	  $(MAKE) KDIR=$$kdir module-clippy module selftests 2>&1 | tee /tmp/sg-check-$$s.log | tail -n 3; \
+	  grep -q '^[0-9]* passed, 0 failed' /tmp/sg-check-$$s.log || { echo "=== $$s failed"; exit 1; }; \
+	  $(MAKE) -C $$kdir M=$(CURDIR) clean >/dev/null; \
+	done; echo "=== all supported series passed: $(SUPPORTED_SERIES)"
+
+# The debug kernel flavor (tools/kernel/debug.config): every selftest, and
+# the runner fails on any KASAN/lockdep/UBSAN/kmemleak report, BUG or
+# WARNING. Run it before resolving anything that touches kernel code.
+check-debug: setup
+	@kdir=$$(SNAPGUARD_KFLAVOR=debug tools/kernel-build.sh) && \
+	  $(MAKE) -C $$kdir M=$(CURDIR) clean >/dev/null && \
+	  $(MAKE) -C $$kdir M=$(CURDIR) modules && \
+	  tools/vm.py test --kdir $$kdir --debug; rc=$$?; \
+	  $(MAKE) -C $$kdir M=$(CURDIR) clean >/dev/null; exit $$rc
 
 run: module
 	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir $(if $(CMD),--cmd "$(CMD)")

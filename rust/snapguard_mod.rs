@@ -16,6 +16,8 @@ mod guard;
 mod kbind;
 /// The `/sys/kernel/snapguard/` tree.
 mod knobs;
+/// The device-mapper targets `snapguard-pool` and `snapguard`.
+mod target;
 
 use guard::fshook;
 use kbind::{sys, text};
@@ -27,6 +29,10 @@ pub mod hibernate;
 /// Snapshot pool metadata core shared with userspace.
 #[path = "shared/pool/mod.rs"]
 pub mod pool;
+
+/// Table, message and status lines of the targets, shared with userspace.
+#[path = "shared/dmtarget/mod.rs"]
+pub mod dmtarget;
 
 /// The module version (`MODULE_VERSION`, set in `Kbuild`), also shown in
 /// `/sys/kernel/snapguard/version`.
@@ -45,7 +51,9 @@ module! {
 }
 
 struct SnapGuard {
-    // Dropped in declaration order: unhook first, then remove the knobs.
+    // Dropped in declaration order: unregister the targets, unhook, then
+    // remove the knobs.
+    _targets: target::Targets,
     _hooks: fshook::Hooks,
     _knobs: knobs::Knobs,
 }
@@ -55,6 +63,7 @@ impl kernel::Module for SnapGuard {
         guard::init();
         let knobs = knobs::Knobs::new()?;
         let (hooks, hooked) = fshook::Hooks::install()?;
+        let targets = target::Targets::register()?;
         let mut types = text::Text::<64>::new();
         for ((name, _), on) in fshook::GUARDED.iter().zip(hooked) {
             if on {
@@ -62,7 +71,7 @@ impl kernel::Module for SnapGuard {
             }
         }
         pr_info!("version {} loaded, guarding:{}\n", version(), types.as_str());
-        Ok(SnapGuard { _hooks: hooks, _knobs: knobs })
+        Ok(SnapGuard { _targets: targets, _hooks: hooks, _knobs: knobs })
     }
 }
 

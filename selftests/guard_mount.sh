@@ -19,6 +19,31 @@ types_for() {
 	exfat) echo exfat ;;
 	esac
 }
+# Mount options a fixture needs (a DOS 1.x floppy has no BPB).
+opts_for() { case $1 in *-dos1x) echo ,dos1xfloppy ;; esac; }
+# Drivers that cannot mount a fixture on these 512-byte-sector loop
+# devices, even read-only, although the guard reads it: with the primary
+# boot sector damaged, fs/ntfs gives up, and ntfs3 reaches the backup boot
+# sector only on a device with 4096-byte logical blocks (see
+# guard_recognition.sh, which mounts them there).
+unmountable() { # NAME TYPE
+	case $1:$2 in
+	ntfs-backup-*:* | ntfs-4k-backup-*:*) return 0 ;;
+	esac
+	return 1
+}
+# ro_by_driver TYPE DEV: the clean volume on DEV came out read-only although
+# snapguard did not refuse it; true when the driver does the same with the
+# guard off (Linux 7.3's `ntfs` mounts read-only by itself when hiberfil.sys
+# has a non-zero header without "hibr", e.g. a spent "wake" one).
+ro_by_driver() {
+	is_mounted_ro $MNT || return 1
+	umount $MNT
+	echo off >$G/mode
+	mount -t $1 $2 $MNT 2>/dev/null
+	echo enforce >$G/mode
+	is_mounted_ro $MNT
+}
 n=0
 while IFS=$'\t' read -r name fs verdict _ _; do
 	per=3
@@ -39,11 +64,16 @@ while IFS=$'\t' read -r name fs verdict _ kinds; do
 		what="$t $name ($verdict${kinds:+: $kinds})"
 		dev=$(losetup -f --show $img)
 		dmesg_mark
-		out=$(mount -t $t $dev $MNT 2>&1)
+		out=$(mount -t $t -o rw$(opts_for $name) $dev $MNT 2>&1)
 		refused=$(dmesg_since | grep -c "snapguard: refused read-write mount of ${dev#/dev/} ($t): .*remedy: .*override: echo ${dev#/dev/} > $G/allow_once")
 		case $verdict in
 		clean|unsupported)
-			if is_mounted_rw $MNT; then ktap_ok "$what: mounts read-write"
+			if unmountable $name $t; then
+				if grep -q " $MNT " /proc/mounts; then ktap_fail "$what: $t was not expected to mount it"
+				else ktap_ok "$what: not refused ($t itself cannot mount it)"; fi
+			elif is_mounted_rw $MNT; then ktap_ok "$what: mounts read-write"
+			elif ro_by_driver $t $dev; then
+				ktap_ok "$what: read-only by the driver's own choice, as without snapguard"
 			else ktap_fail "$what: should mount read-write"; printf '%s\n' "$out" | sed 's/^/# /'; fi
 			ktap_check "$what: no refusal logged" test "$refused" = 0
 			umount $MNT 2>/dev/null
@@ -51,8 +81,9 @@ while IFS=$'\t' read -r name fs verdict _ kinds; do
 		*)
 			if is_mounted_ro $MNT; then
 				ktap_ok "$what: falls back to read-only"
-			elif [ "$verdict" = corrupt ] && ! grep -q " $MNT " /proc/mounts; then
-				# The driver itself also rejects what our parser calls corrupt.
+			elif { [ "$verdict" = corrupt ] || unmountable $name $t; } && ! grep -q " $MNT " /proc/mounts; then
+				# The driver itself also rejects what our parser calls
+				# corrupt, or cannot find the volume the guard read.
 				ktap_ok "$what: refused read-write (the driver refuses read-only too)"
 			else
 				ktap_fail "$what: not read-only"

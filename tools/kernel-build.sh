@@ -3,6 +3,12 @@
 # git tree, keyed by kernel version + config inputs + toolchain versions.
 # Prints the build directory (usable as KDIR) on its last line.
 # A second run with the same inputs does nothing.
+#
+# KERNEL_SERIES picks the series (tools/kernel/series.sh). SNAPGUARD_KFLAVOR
+# picks the flavor: empty for the test kernel, "debug" for the same kernel
+# plus tools/kernel/debug.config (KASAN, lockdep, UBSAN, kmemleak, fault
+# injection: `make check-debug`). The flavors share the tarball and the
+# unpacked source tree; each has its own output directory.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -22,10 +28,18 @@ fi
 [ -n "$tarball" ] || { echo "kernel-build: no linux-source-$SERIES tarball in $CACHE" >&2; exit 1; }
 version=$(basename "$tarball" .tar.xz); version=${version#linux-source-"$SERIES"-}
 
-key=$( { echo "$SERIES $version"; cat "$here/kernel/snapguard.config" "$repo/selftests/config";
+FLAVOR="${SNAPGUARD_KFLAVOR:-}"
+fragments=("$here/kernel/snapguard.config" "$repo/selftests/config")
+case "$FLAVOR" in
+"") ;;
+debug) fragments+=("$here/kernel/debug.config") ;;
+*) echo "kernel-build: unknown flavor '$FLAVOR' (known: debug)" >&2; exit 2 ;;
+esac
+
+key=$( { echo "$SERIES $version${FLAVOR:+ $FLAVOR}"; cat "${fragments[@]}";
          rustc --version; bindgen --version; gcc --version | head -n1; } | sha256sum | cut -c1-16)
 src="$CACHE/src-$version"
-out="$CACHE/kbuild-$version-$key"
+out="$CACHE/kbuild-$version${FLAVOR:+-$FLAVOR}-$key"
 
 if [ -f "$out/.snapguard-built" ]; then
   echo "$out"; exit 0
@@ -44,15 +58,14 @@ kmake() { make -C "$src" O="$out" LLVM= CC=gcc -j"$jobs" "$@"; }
 start=$(date +%s)
 kmake -s defconfig >&2
 kmake -s kvm_guest.config >&2
-"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" \
-  "$here/kernel/snapguard.config" "$repo/selftests/config" >&2
+"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "${fragments[@]}" >&2
 kmake -s olddefconfig >&2
 # Refuse a config that silently lost what the tests need.
 missing=0
 while IFS= read -r line; do
   case "$line" in CONFIG_*=[ym]) ;; *) continue ;; esac
   grep -qx "$line" "$out/.config" || { echo "kernel-build: $line did not stick" >&2; missing=1; }
-done < "$repo/selftests/config"
+done < <(cat "${fragments[@]:1}")
 [ $missing -eq 0 ] || { echo "kernel-build: run 'make -C $src O=$out rustavailable'" >&2; exit 1; }
 kmake -s bzImage modules >&2
 # Install the kernel's own modules into a staging dir for the guest.

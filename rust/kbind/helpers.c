@@ -16,6 +16,14 @@ void snapguard_sysfs_attr_init(struct attribute *attr)
 	sysfs_attr_init(attr);
 }
 
+void snapguard_kobj_attr_set_ops(struct kobj_attribute *a,
+	ssize_t (*show)(struct kobject *, struct kobj_attribute *, char *),
+	ssize_t (*store)(struct kobject *, struct kobj_attribute *, const char *, size_t))
+{
+	a->show = show;
+	a->store = store;
+}
+
 struct kobject *snapguard_kernel_kobj(void)
 {
 	return kernel_kobj;
@@ -134,4 +142,31 @@ void snapguard_class_iter_free(struct class_dev_iter *iter)
 {
 	class_dev_iter_exit(iter);
 	kfree(iter);
+}
+
+/* device-mapper targets and bios */
+
+sector_t snapguard_dm_target_offset(struct dm_target *ti, sector_t sector)
+{
+	return dm_target_offset(ti, sector);
+}
+
+sector_t snapguard_bio_sector(struct bio *bio)
+{
+	return bio->bi_iter.bi_sector;
+}
+
+void snapguard_bio_set_sector(struct bio *bio, sector_t sector)
+{
+	bio->bi_iter.bi_sector = sector;
+}
+
+void snapguard_bio_set_dev(struct bio *bio, struct block_device *bdev)
+{
+	bio_set_dev(bio, bdev);
+}
+
+dev_t snapguard_bdev_devt(struct block_device *bdev)
+{
+	return bdev->bd_dev;
 }

@@ -22,6 +22,14 @@ extern const char snapguard_version[];
 
 /* sysfs */
 void snapguard_sysfs_attr_init(struct attribute *attr);
+/*
+ * Kernel series difference (7.3): kobj_attribute's show/store became
+ * unions with const-taking variants; set them by name from C, where both
+ * layouts accept the same code.
+ */
+void snapguard_kobj_attr_set_ops(struct kobj_attribute *a,
+	ssize_t (*show)(struct kobject *, struct kobj_attribute *, char *),
+	ssize_t (*store)(struct kobject *, struct kobj_attribute *, const char *, size_t));
 struct kobject *snapguard_kernel_kobj(void);
 
 /* modules and RCU */
@@ -48,5 +56,12 @@ void snapguard_fput(struct file *f);
 struct class_dev_iter *snapguard_class_iter_new(const struct class *class);
 struct device *snapguard_class_iter_next(struct class_dev_iter *iter);
 void snapguard_class_iter_free(struct class_dev_iter *iter);
+
+/* device-mapper targets and bios */
+sector_t snapguard_dm_target_offset(struct dm_target *ti, sector_t sector);
+sector_t snapguard_bio_sector(struct bio *bio);
+void snapguard_bio_set_sector(struct bio *bio, sector_t sector);
+void snapguard_bio_set_dev(struct bio *bio, struct block_device *bdev);
+dev_t snapguard_bdev_devt(struct block_device *bdev);
 
 #endif

@@ -78,6 +78,9 @@ unsafe extern "C" fn show_tramp(
     }
 }
 
+/// The type of [`store_tramp`].
+type StoreFn = unsafe extern "C" fn(*mut sys::kobject, *mut sys::kobj_attribute, *const c_char, usize) -> isize;
+
 /// sysfs `store` trampoline for every [`Slot`].
 ///
 /// # Safety
@@ -135,10 +138,10 @@ impl Dir {
             let mut attr = sys::kobj_attribute::default();
             attr.attr.name = knob.name.as_char_ptr();
             attr.attr.mode = if knob.store.is_some() { 0o644 } else { 0o444 };
-            attr.show = Some(show_tramp);
-            if knob.store.is_some() {
-                attr.store = Some(store_tramp);
-            }
+            let store: Option<StoreFn> = if knob.store.is_some() { Some(store_tramp) } else { None };
+            // SAFETY: `attr` is a local, exclusively borrowed attribute; the
+            // helper only stores the two function pointers into it.
+            unsafe { sys::snapguard_kobj_attr_set_ops(&mut attr, Some(show_tramp), store) };
             dir.slots.push(Slot { attr, knob }, GFP_KERNEL)?;
         }
         for slot in dir.slots.iter_mut() {

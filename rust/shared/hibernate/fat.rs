@@ -35,20 +35,36 @@ pub(super) fn is_exfat(head: &[u8]) -> bool {
     has(head, 3, b"EXFAT   ")
 }
 
-/// Whether the boot sector has a FAT BIOS parameter block: a jump, a
-/// power-of-two sector size and cluster size, reserved sectors, FATs and a
-/// valid media byte (the checks of `fat_read_bpb`).
+/// Whether the boot sector has a FAT BIOS parameter block that
+/// `fat_read_bpb` (fs/fat/inode.c) accepts: a power-of-two sector size of
+/// 512-4096 and cluster size, reserved sectors, FATs, a valid media byte
+/// and a FAT length. Like the kernel, no jump instruction is required
+/// (DOS 1.x and some formatters leave those bytes zero).
 pub(super) fn looks_fat(head: &[u8]) -> bool {
-    let jump = (byte(head, 0) == 0xEB && byte(head, 2) == 0x90) || byte(head, 0) == 0xE9;
     let bps = le16(head, 11);
     let spc = byte(head, 13);
     let media = byte(head, 21);
-    jump && (512..=4096).contains(&bps)
+    (512..=4096).contains(&bps)
         && bps.is_power_of_two()
         && spc.is_power_of_two()
         && le16(head, 14) != 0
         && byte(head, 16) != 0
         && (media == 0xF0 || media >= 0xF8)
+        && (le16(head, 22) != 0 || le32(head, 36) != 0)
+}
+
+/// Device sizes (in 512-byte sectors) of the DOS 1.x floppies that vfat's
+/// `dos1xfloppy` option mounts without a BPB (`floppy_defaults` in
+/// fs/fat/inode.c): 160, 180, 320 and 360 KiB.
+const DOS1X_SECTORS: [u64; 4] = [320, 360, 640, 720];
+
+/// Whether the volume is a DOS 1.x floppy as `fat_read_static_bpb` takes
+/// it: a jump instruction, an all-zero BPB (bytes 11-27) and a known
+/// floppy size.
+pub(super) fn looks_dos1x(head: &[u8], dev_len: u64) -> bool {
+    let jump = (byte(head, 0) == 0xEB && byte(head, 2) == 0x90) || byte(head, 0) == 0xE9;
+    let zero = head.get(11..28).is_some_and(|z| z.iter().all(|&b| b == 0));
+    jump && zero && dev_len % 512 == 0 && DOS1X_SECTORS.contains(&(dev_len / 512))
 }
 
 /// Probes a volume that `looks_fat`.

@@ -547,5 +547,20 @@ fn probe_inner<R: ReadAt + ?Sized>(ctx: &mut Ctx<'_, R>, scratch: &mut [u8]) -> 
     if fat::looks_fat(head) {
         return fat::probe_fat(ctx, head);
     }
-    swap::probe(ctx, head)
+    if fat::looks_dos1x(head, ctx.len) {
+        ctx.rep.fs = FsKind::Fat12;
+        ctx.note(
+            EvidenceKind::Info,
+            0,
+            format_args!("DOS 1.x floppy without a BPB (vfat mounts it with -o dos1xfloppy, reading no dirty state): nothing to check"),
+        );
+        return Ok(());
+    }
+    swap::probe(ctx, head)?;
+    if ctx.rep.fs == FsKind::Unknown {
+        // ntfs3 mounts a volume whose primary boot sector is damaged from
+        // the backup one at the end of the device.
+        return ntfs::probe_backup(ctx, rest);
+    }
+    Ok(())
 }

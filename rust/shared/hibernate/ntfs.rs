@@ -65,6 +65,8 @@ struct Geo {
     total_clusters: u64,
     rec_size: usize,
     idx_size: usize,
+    /// First cluster of `$MFT`.
+    mft_lcn: u64,
 }
 
 /// The scratch buffers, carved out of the caller's scratch area.
@@ -109,61 +111,124 @@ fn record_size(raw: u8, cluster: u64) -> Option<u64> {
     }
 }
 
-fn geometry(head: &[u8], dev_len: u64) -> Result<Geo, (u64, &'static str)> {
-    let bps = u64::from(le16(head, 0x0B));
-    if !(256..=4096).contains(&bps) || !bps.is_power_of_two() {
+/// The fields of an NTFS boot sector that a driver accepts.
+struct Boot {
+    bps: u64,
+    cluster: u64,
+    sectors: u64,
+    mft_lcn: u64,
+    rec: u64,
+    idx: u64,
+}
+
+/// Checks an NTFS boot sector as the kernel's drivers do before they
+/// mount: `ntfs_init_from_boot` (fs/ntfs3/super.c) and
+/// `is_boot_sector_ntfs` + `parse_ntfs_boot_sector` (fs/ntfs/super.c of
+/// 7.3). A boot sector either driver accepts passes; neither needs the
+/// 0x55AA end marker. When the primary boot sector fails these checks,
+/// ntfs3 mounts from the backup one (see [`probe`]).
+fn boot_fields(b: &[u8]) -> Result<Boot, (u64, &'static str)> {
+    if !is_ntfs(b) {
+        return Err((3, "NTFS boot sector: no NTFS OEM id"));
+    }
+    // ntfs3: >= 512; fs/ntfs: 256-4096; both: a power of two.
+    let bps = u64::from(le16(b, 0x0B));
+    if bps < 256 || !bps.is_power_of_two() {
         return Err((0x0B, "NTFS boot sector: bad bytes per sector"));
     }
-    let raw = byte(head, 0x0D);
-    let spc = if raw <= 0x80 {
-        u64::from(raw)
-    } else {
-        let shift = 256 - u32::from(raw);
-        if shift > 20 {
-            0
-        } else {
-            1u64 << shift
-        }
+    // 0x00-0x80 count sectors, 0xF4-0xFF mean 2^(256-v); the rest is
+    // invalid for both drivers.
+    let raw = byte(b, 0x0D);
+    let spc = match raw {
+        0..=0x80 => u64::from(raw),
+        0xF4..=0xFF => 1u64 << (256 - u32::from(raw)),
+        _ => 0,
     };
-    if spc == 0 || !spc.is_power_of_two() {
+    if !spc.is_power_of_two() {
         return Err((0x0D, "NTFS boot sector: bad sectors per cluster"));
     }
-    let Some(cluster) = NonZeroU64::new(bps * spc) else {
-        return Err((0x0D, "NTFS boot sector: bad sectors per cluster"));
-    };
-    if cluster.get() > MAX_CLUSTER {
-        return Err((0x0D, "NTFS boot sector: cluster larger than 2 MiB"));
-    }
-    if le16(head, 510) != 0xAA55 {
-        return Err((510, "NTFS boot sector: no 0x55AA end marker"));
-    }
-    let vol_bytes = le64(head, 0x28)
-        .checked_mul(bps)
-        .ok_or((0x28, "NTFS boot sector: volume size overflows"))?;
-    if vol_bytes > dev_len {
-        return Err((0x28, "NTFS volume is larger than the device (truncated)"));
-    }
-    let total_clusters = vol_bytes / cluster;
-    if le64(head, 0x30) >= total_clusters || le64(head, 0x38) >= total_clusters {
+    // bps <= 32768 and spc <= 4096: never saturates.
+    let cluster = bps.saturating_mul(spc);
+    let sectors = le64(b, 0x28);
+    let mft_lcn = le64(b, 0x30);
+    let inside = |lcn: u64| lcn.checked_mul(spc).is_some_and(|s| s < sectors);
+    if !inside(mft_lcn) || !inside(le64(b, 0x38)) {
         return Err((
             0x30,
             "NTFS boot sector: $MFT or $MFTMirr cluster outside the volume",
         ));
     }
-    let rec = record_size(byte(head, 0x40), cluster.get()).unwrap_or(0);
+    let rec = record_size(byte(b, 0x40), cluster).unwrap_or(0);
     if !(512..=MAX_RECORD as u64).contains(&rec) || !rec.is_power_of_two() {
-        return Err((0x40, "NTFS boot sector: unsupported MFT record size"));
+        return Err((0x40, "NTFS boot sector: bad MFT record size"));
     }
-    let idx = record_size(byte(head, 0x44), cluster.get()).unwrap_or(0);
-    if !(512..=MAX_INDEX_BLOCK as u64).contains(&idx) || !idx.is_power_of_two() {
+    let idx = record_size(byte(b, 0x44), cluster).unwrap_or(0);
+    if idx < 512 || !idx.is_power_of_two() {
+        return Err((0x44, "NTFS boot sector: bad index block size"));
+    }
+    Ok(Boot {
+        bps,
+        cluster,
+        sectors,
+        mft_lcn,
+        rec,
+        idx,
+    })
+}
+
+/// The geometry of a boot sector the drivers accept, within what
+/// snapguard reads and the device holds.
+fn geometry(f: &Boot, dev_len: u64) -> Result<Geo, (u64, &'static str)> {
+    let Some(cluster) = NonZeroU64::new(f.cluster) else {
+        return Err((0x0D, "NTFS boot sector: bad sectors per cluster"));
+    };
+    if cluster.get() > MAX_CLUSTER {
+        return Err((0x0D, "NTFS boot sector: cluster larger than 2 MiB"));
+    }
+    if f.idx > MAX_INDEX_BLOCK as u64 {
         return Err((0x44, "NTFS boot sector: unsupported index block size"));
+    }
+    let vol_bytes = f
+        .sectors
+        .checked_mul(f.bps)
+        .ok_or((0x28, "NTFS boot sector: volume size overflows"))?;
+    if vol_bytes > dev_len {
+        return Err((0x28, "NTFS volume is larger than the device (truncated)"));
     }
     Ok(Geo {
         cluster,
-        total_clusters,
-        rec_size: usize::try_from(rec).unwrap_or(MAX_RECORD),
-        idx_size: usize::try_from(idx).unwrap_or(MAX_INDEX_BLOCK),
+        total_clusters: vol_bytes / cluster,
+        rec_size: usize::try_from(f.rec).unwrap_or(MAX_RECORD),
+        idx_size: usize::try_from(f.idx).unwrap_or(MAX_INDEX_BLOCK),
+        mft_lcn: f.mft_lcn,
     })
+}
+
+/// Where the backup boot sector may be, counted back from the end of the
+/// device: the last 512 bytes (what ntfs3 reads, whatever the device's
+/// sector size; mkntfs and Windows put it there with 512-byte sectors),
+/// and the start of the last 4 KiB sector (where mkntfs and Windows put it
+/// with 4096-byte sectors).
+const BACKUP_FROM_END: [u64; 2] = [512, 4096];
+
+/// Looks for a backup boot sector the drivers accept; reads into `buf`
+/// (at least 512 bytes). Returns its fields and device offset.
+fn find_backup<R: ReadAt + ?Sized>(
+    ctx: &mut Ctx<'_, R>,
+    buf: &mut [u8],
+) -> Res<Option<(Boot, u64)>> {
+    let sec = buf.get_mut(..BLOCK).ok_or(Halt::Malformed)?;
+    for back in BACKUP_FROM_END {
+        // Not the primary itself, and not inside the head read first.
+        let Some(off) = ctx.len.checked_sub(back).filter(|&o| o >= 4096) else {
+            continue;
+        };
+        ctx.read(off, sec)?;
+        if let Ok(f) = boot_fields(sec) {
+            return Ok(Some((f, off)));
+        }
+    }
+    Ok(None)
 }
 
 /// Why a multi-sector protected record failed its fixups.
@@ -594,28 +659,76 @@ fn place<'b>(p: Place, base: &'b [u8], ext: &'b [u8]) -> Option<&'b [u8]> {
     }
 }
 
-/// Probes an NTFS volume whose boot sector is in `head`.
+/// Probes a volume whose primary boot sector, in `head`, says NTFS: from
+/// the primary boot sector if the drivers accept it, else (as ntfs3 does)
+/// from a valid backup boot sector.
 pub(super) fn probe<R: ReadAt + ?Sized>(
     ctx: &mut Ctx<'_, R>,
     head: &[u8],
     rest: &mut [u8],
 ) -> Res<()> {
-    let geo = match geometry(head, ctx.len) {
+    let mut b = carve(rest).ok_or(Halt::Malformed)?;
+    let boot = match boot_fields(head) {
+        Ok(f) => f,
+        Err((off, what)) => match find_backup(ctx, b.page)? {
+            Some((f, at)) => {
+                note_backup(ctx, at, what);
+                f
+            }
+            None => {
+                return Err(ctx.malformed(
+                    off,
+                    format_args!("{what}; no valid backup boot sector at the end of the device"),
+                ))
+            }
+        },
+    };
+    probe_volume(ctx, &boot, &mut b)
+}
+
+/// Probes a volume whose primary boot sector is nothing snapguard knows:
+/// ntfs3 mounts it from a valid NTFS backup boot sector (and rewrites the
+/// primary). Leaves the report untouched when there is none.
+pub(super) fn probe_backup<R: ReadAt + ?Sized>(ctx: &mut Ctx<'_, R>, rest: &mut [u8]) -> Res<()> {
+    let mut b = carve(rest).ok_or(Halt::Malformed)?;
+    let Some((boot, at)) = find_backup(ctx, b.page)? else {
+        return Ok(());
+    };
+    ctx.rep.fs = super::FsKind::Ntfs;
+    note_backup(ctx, at, "no NTFS OEM id");
+    probe_volume(ctx, &boot, &mut b)
+}
+
+fn note_backup<R: ReadAt + ?Sized>(ctx: &mut Ctx<'_, R>, at: u64, why: &str) {
+    let why = why.strip_prefix("NTFS boot sector: ").unwrap_or(why);
+    ctx.note(
+        EvidenceKind::Info,
+        at,
+        format_args!("backup boot sector used, primary has {why} (ntfs3 mounts from the backup, rewriting the primary)"),
+    );
+}
+
+/// The checks of an NTFS volume with boot sector fields `boot`.
+fn probe_volume<R: ReadAt + ?Sized>(
+    ctx: &mut Ctx<'_, R>,
+    boot: &Boot,
+    b: &mut Bufs<'_>,
+) -> Res<()> {
+    let geo = match geometry(boot, ctx.len) {
         Ok(g) => g,
         Err((off, what)) => return Err(ctx.malformed(off, format_args!("{what}"))),
     };
-    let mut b = carve(rest).ok_or(Halt::Malformed)?;
     // Record 0 ($MFT) is read straight from the boot sector's cluster.
-    let mft_off = le64(head, 0x30).saturating_mul(geo.cluster.get());
+    let mft_off = geo.mft_lcn.saturating_mul(geo.cluster.get());
     let mft0 = b.mft0.get_mut(..geo.rec_size).ok_or(Halt::Malformed)?;
     ctx.read(mft_off, mft0)?;
     check_record(ctx, mft0, 0, mft_off)?;
     let steps: [Step; 3] = [Step::Volume, Step::LogFile, Step::Hiberfil];
     for step in steps {
         let r = match step {
-            Step::Volume => check_volume(ctx, &geo, &mut b),
-            Step::LogFile => check_logfile(ctx, &geo, &mut b),
-            Step::Hiberfil => check_hiberfil(ctx, &geo, &mut b),
+            Step::Volume => check_volume(ctx, &geo, b),
+            Step::LogFile => check_logfile(ctx, &geo, b),
+            Step::Hiberfil => check_hiberfil(ctx, &geo, b),
         };
         match r {
             // One unparseable structure does not hide the others' evidence.

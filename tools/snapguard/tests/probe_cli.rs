@@ -14,6 +14,9 @@ const NAMES: &[&str] = &[
     "swap-S1SUSPEND-4096",
     "ntfs-truncated",
     "garbage",
+    "ntfs-backup-hiberfil",
+    "ntfs-4k-backup-hiberfil",
+    "fat32-dirty-nojump",
 ];
 
 fn fixtures() -> &'static Path {
@@ -58,11 +61,11 @@ fn json_lines(o: &Output) -> Vec<serde_json::Value> {
 
 #[test]
 fn json_fields_per_volume() {
-    let paths: Vec<PathBuf> = NAMES.iter().map(|n| img(n)).collect();
+    let paths: Vec<PathBuf> = NAMES[..8].iter().map(|n| img(n)).collect();
     let o = snapguard(&["probe", "--json"], &paths);
     assert_eq!(o.status.code(), Some(1));
     let lines = json_lines(&o);
-    assert_eq!(lines.len(), NAMES.len());
+    assert_eq!(lines.len(), paths.len());
     let want = [
         ("ntfs", "clean"),
         ("ntfs", "hibernated"),
@@ -144,5 +147,42 @@ fn human_output_has_verdict_evidence_and_remedy() {
     assert!(
         text.contains("logfile_unclean") && text.contains("chkdsk"),
         "{text}"
+    );
+}
+
+/// A volume whose primary boot sector is damaged is read through its
+/// backup boot sector (as ntfs3 mounts it), which the evidence names with
+/// its offset: the last 512 bytes, or the last 4 KiB sector (mkntfs -s
+/// 4096). A FAT boot sector without a jump instruction is FAT.
+#[test]
+fn damaged_boot_sectors_are_recognised() {
+    let names = [
+        "ntfs-backup-hiberfil",
+        "ntfs-4k-backup-hiberfil",
+        "fat32-dirty-nojump",
+    ];
+    let paths: Vec<PathBuf> = names.iter().map(|n| img(n)).collect();
+    let o = snapguard(&["probe", "--json"], &paths);
+    assert_eq!(o.status.code(), Some(1));
+    let lines = json_lines(&o);
+    for (j, (path, back)) in lines.iter().zip(paths.iter().zip([512u64, 4096])).take(2) {
+        assert_eq!(
+            (j["fs"].as_str(), j["verdict"].as_str()),
+            (Some("ntfs"), Some("hibernated")),
+            "{j}"
+        );
+        let size = std::fs::metadata(path).unwrap().len();
+        let ev = j["evidence"].as_array().unwrap();
+        assert!(
+            ev.iter().any(|e| e["kind"] == "info"
+                && e["offset"] == size - back
+                && e["detail"].as_str().unwrap().contains("backup boot sector")),
+            "{j}"
+        );
+        assert!(ev.iter().any(|e| e["kind"] == "hiberfil_live"), "{j}");
+    }
+    assert_eq!(
+        (lines[2]["fs"].as_str(), lines[2]["verdict"].as_str()),
+        (Some("fat32"), Some("unclean"))
     );
 }

@@ -1,0 +1,617 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A small safe abstraction over device-mapper target types.
+//!
+//! A target is a Rust type implementing [`Target`]; [`Registration::new`]
+//! registers a `struct target_type` whose C callbacks (constructor,
+//! destructor, `map`, `status`, `message`) dispatch to it. The constructor
+//! gets the table arguments as byte strings and opens the devices it needs
+//! through [`Ctr::get_device`]; the framework keeps those devices and puts
+//! them only after the target object is dropped, so a target never sees a
+//! device handle outlive its device.
+
+use crate::kbind::sys;
+use core::fmt;
+use core::marker::PhantomData;
+use core::pin::Pin;
+use kernel::ffi::{c_char, c_int, c_uint, c_void};
+use kernel::prelude::*;
+
+/// Most table or message arguments a target accepts (the snapguard tables
+/// need at most 10; a longer line is refused before any parsing).
+pub(crate) const MAX_ARGS: usize = 32;
+/// Most devices one target instance opens.
+pub(crate) const MAX_DEVS: usize = 4;
+
+/// `BLK_OPEN_READ` / `BLK_OPEN_WRITE` (cast macros bindgen cannot evaluate).
+const BLK_OPEN_READ: sys::blk_mode_t = 1;
+const BLK_OPEN_WRITE: sys::blk_mode_t = 2;
+
+/// `target_type` feature flags.
+pub(crate) mod features {
+    use crate::kbind::sys;
+    /// Only target in its table.
+    pub(crate) const SINGLETON: u32 = sys::DM_TARGET_SINGLETON;
+    /// The table is always opened read-write.
+    pub(crate) const ALWAYS_WRITEABLE: u32 = sys::DM_TARGET_ALWAYS_WRITEABLE;
+    /// The target type cannot be replaced by another in a table reload.
+    pub(crate) const IMMUTABLE: u32 = sys::DM_TARGET_IMMUTABLE;
+}
+
+/// A constructor failure: an errno and the fixed text that device-mapper
+/// logs as `<device>: <target>: <text> (<errno>)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CtrError {
+    /// The errno returned to device-mapper.
+    pub(crate) err: Error,
+    /// A static string (device-mapper keeps the pointer, not a copy).
+    pub(crate) msg: &'static CStr,
+}
+
+impl CtrError {
+    /// `EINVAL` with `msg`.
+    pub(crate) const fn inval(msg: &'static CStr) -> Self {
+        CtrError { err: EINVAL, msg }
+    }
+}
+
+/// What `map` did with a bio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MapResult {
+    /// The bio was remapped ([`Bio::remap`]); device-mapper submits it.
+    Remapped,
+    /// Fail the bio with an I/O error.
+    Kill,
+}
+
+impl MapResult {
+    fn to_c(self) -> c_int {
+        let v = match self {
+            MapResult::Remapped => sys::DM_MAPIO_REMAPPED,
+            MapResult::Kill => sys::DM_MAPIO_KILL,
+        };
+        c_int::try_from(v).unwrap_or(-(EIO.to_errno()))
+    }
+}
+
+/// Which status `dmsetup` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StatusType {
+    /// `dmsetup status`.
+    Info,
+    /// `dmsetup table`: the table line, so that it can be loaded again.
+    Table,
+    /// The IMA measurement line.
+    Ima,
+}
+
+/// A device opened by [`Ctr::get_device`]: an index into the instance's
+/// device list plus its number and name. Plain data: using it never
+/// touches the device itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dev {
+    idx: usize,
+    devt: u32,
+}
+
+impl Dev {
+    /// The device number.
+    pub(crate) fn devt(&self) -> u32 {
+        self.devt
+    }
+}
+
+/// The devices a target instance holds; put on drop, after the target.
+///
+/// # Invariants
+///
+/// `ti` is the `dm_target` these devices were got for, valid until this
+/// object is dropped (it is dropped in the constructor on failure or in
+/// the destructor). `devs[..n]` are devices got with `dm_get_device(ti)`
+/// and not put yet.
+pub(crate) struct Devices {
+    ti: *mut sys::dm_target,
+    devs: [*mut sys::dm_dev; MAX_DEVS],
+    n: usize,
+}
+
+impl Devices {
+    fn get(&self, d: Dev) -> Option<*mut sys::dm_dev> {
+        self.devs.get(..self.n)?.get(d.idx).copied()
+    }
+
+    /// The name device-mapper shows for `d` (`major:minor`), as `dmsetup
+    /// table` prints devices.
+    pub(crate) fn name(&self, d: Dev) -> &str {
+        let Some(dev) = self.get(d) else { return "?" };
+        // SAFETY: `dev` is a device we hold (invariant); its `name` is a
+        // NUL-terminated array that does not change while it is held.
+        let bytes: &[u8; 16] = unsafe { &(*dev).name };
+        let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        core::str::from_utf8(bytes.get(..len).unwrap_or(&[])).unwrap_or("?")
+    }
+}
+
+impl Drop for Devices {
+    fn drop(&mut self) {
+        for &d in self.devs.get(..self.n).unwrap_or(&[]) {
+            // SAFETY: `d` was got for `ti` and not put yet; `ti` is valid
+            // (invariants).
+            unsafe { sys::dm_put_device(self.ti, d) };
+        }
+    }
+}
+
+/// The constructor's view of its target: the table arguments and device
+/// opening.
+pub(crate) struct Ctr<'a> {
+    ti: *mut sys::dm_target,
+    words: &'a [&'a [u8]],
+    cwords: &'a [&'a CStr],
+    devs: Devices,
+}
+
+impl Ctr<'_> {
+    /// The table arguments after the target name.
+    pub(crate) fn args(&self) -> &[&[u8]] {
+        self.words
+    }
+
+    /// Length of the target in sectors.
+    pub(crate) fn len(&self) -> u64 {
+        // SAFETY: `ti` is valid during the constructor.
+        unsafe { (*self.ti).len }
+    }
+
+    /// Whether the table is being loaded read-write.
+    pub(crate) fn table_writable(&self) -> bool {
+        // SAFETY: `ti` and its table are valid during the constructor.
+        let mode = unsafe { sys::dm_table_get_mode((*self.ti).table) };
+        mode & BLK_OPEN_WRITE != 0
+    }
+
+    /// Opens the device named by argument `arg` (a path or `major:minor`)
+    /// for reading, and writing if `write`; on failure returns `msg`.
+    pub(crate) fn get_device(&mut self, arg: usize, write: bool, msg: &'static CStr) -> Result<Dev, CtrError> {
+        let path = self.cwords.get(arg).ok_or(CtrError::inval(msg))?;
+        if self.devs.n >= MAX_DEVS {
+            return Err(CtrError::inval(c"Too many devices"));
+        }
+        let mode = if write { BLK_OPEN_READ | BLK_OPEN_WRITE } else { BLK_OPEN_READ };
+        let mut dev: *mut sys::dm_dev = core::ptr::null_mut();
+        // SAFETY: `ti` is valid during the constructor, `path` is
+        // NUL-terminated and `dev` is a valid out pointer.
+        let ret = unsafe { sys::dm_get_device(self.ti, path.as_char_ptr(), mode, &mut dev) };
+        if ret != 0 || dev.is_null() {
+            let err = if ret < 0 { Error::from_errno(ret) } else { ENODEV };
+            return Err(CtrError { err, msg });
+        }
+        // SAFETY: `dev` was just got and holds its block device.
+        let devt = unsafe { sys::snapguard_bdev_devt((*dev).bdev) };
+        let idx = self.devs.n;
+        if let Some(slot) = self.devs.devs.get_mut(idx) {
+            *slot = dev;
+            self.devs.n = idx + 1;
+        }
+        Ok(Dev { idx, devt })
+    }
+
+    /// Synchronous I/O on device `d`, for the target being constructed.
+    pub(crate) fn block_io(&self, d: Dev) -> Option<BlockIo> {
+        let dev = self.devs.get(d)?;
+        // SAFETY: `dev` is a device this instance holds (invariant of
+        // `Devices`), so its `bdev` is valid.
+        let bdev = unsafe { (*dev).bdev };
+        // INVARIANT: the device is held until the instance's devices are
+        // put, which happens after the target (the only owner of the
+        // returned object) is dropped.
+        Some(BlockIo { bdev })
+    }
+
+    /// Asks device-mapper for `n` empty flush bios per flush.
+    pub(crate) fn set_num_flush_bios(&mut self, n: u32) {
+        // SAFETY: `ti` is valid during the constructor, which may set it.
+        unsafe { (*self.ti).num_flush_bios = n };
+    }
+}
+
+/// A buffer for [`BlockIo`]: `kmalloc` memory, which block I/O can map
+/// (unlike `vmalloc` or stack memory).
+pub(crate) struct IoBuf {
+    buf: KVec<u8>,
+}
+
+impl IoBuf {
+    /// A zeroed buffer of `len` bytes.
+    pub(crate) fn new(len: usize) -> Result<Self> {
+        Ok(IoBuf { buf: KVec::from_elem(0u8, len, GFP_KERNEL)? })
+    }
+
+    /// The bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The bytes, to fill.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+}
+
+/// Synchronous sector I/O on one of the devices a target instance holds
+/// ([`Ctr::block_io`]). It may sleep: use it from the constructor,
+/// destructor, status or message callbacks, never from `map`.
+///
+/// # Invariants
+///
+/// `bdev` is the block device of a `dm_dev` that the target instance
+/// owning this object holds; the framework puts that device only after
+/// the target, the only owner of this object, has been dropped.
+pub(crate) struct BlockIo {
+    bdev: *mut sys::block_device,
+}
+
+// SAFETY: block I/O on a held device may be issued from any thread.
+unsafe impl Send for BlockIo {}
+// SAFETY: every method only submits I/O; the block layer serialises
+// nothing through this object.
+unsafe impl Sync for BlockIo {}
+
+impl BlockIo {
+    /// Size of the device in 512-byte sectors.
+    pub(crate) fn nr_sectors(&self) -> u64 {
+        // SAFETY: `bdev` is valid (invariant).
+        unsafe { sys::snapguard_bdev_nr_bytes(self.bdev) >> 9 }
+    }
+
+    fn rw(&self, sector: u64, buf: *mut u8, len: usize, op: sys::req_op) -> Result {
+        let end = sector.checked_add((len as u64).div_ceil(512)).ok_or(EINVAL)?;
+        if len % 512 != 0 || end > self.nr_sectors() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `bdev` is valid (invariant); `buf` points at `len` bytes
+        // of `kmalloc` memory (an `IoBuf`) that the caller borrows for the
+        // duration of this synchronous call.
+        let ret = unsafe { sys::bdev_rw_virt(self.bdev, sector, buf.cast(), len, op) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes (a multiple of 512) at `sector`.
+    pub(crate) fn read(&self, sector: u64, buf: &mut IoBuf) -> Result {
+        let len = buf.buf.len();
+        self.rw(sector, buf.buf.as_mut_ptr(), len, sys::req_op_REQ_OP_READ)
+    }
+
+    /// Writes `buf` (a multiple of 512 bytes) at `sector`.
+    pub(crate) fn write(&self, sector: u64, buf: &mut IoBuf) -> Result {
+        let len = buf.buf.len();
+        self.rw(sector, buf.buf.as_mut_ptr(), len, sys::req_op_REQ_OP_WRITE)
+    }
+
+    /// Makes every completed write durable.
+    pub(crate) fn flush(&self) -> Result {
+        // SAFETY: `bdev` is valid (invariant).
+        let ret = unsafe { sys::blkdev_issue_flush(self.bdev) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+}
+
+/// A bio handed to [`Target::map`].
+pub(crate) struct Bio<'a> {
+    bio: *mut sys::bio,
+    ti: *mut sys::dm_target,
+    _p: PhantomData<&'a mut sys::bio>,
+}
+
+impl Bio<'_> {
+    /// First sector, relative to the start of the target.
+    pub(crate) fn target_sector(&self) -> u64 {
+        // SAFETY: `bio` and `ti` are valid during `map`.
+        unsafe { sys::snapguard_dm_target_offset(self.ti, sys::snapguard_bio_sector(self.bio)) }
+    }
+
+    /// Sends the bio to device `dev` at `sector`; then return
+    /// [`MapResult::Remapped`].
+    pub(crate) fn remap(&mut self, devs: &Devices, dev: Dev, sector: u64) -> Result {
+        let d = devs.get(dev).ok_or(EINVAL)?;
+        // SAFETY: `bio` is valid during `map`; `d` is a device the
+        // instance holds (so its `bdev` is alive).
+        unsafe {
+            sys::snapguard_bio_set_dev(self.bio, (*d).bdev);
+            sys::snapguard_bio_set_sector(self.bio, sector);
+        }
+        Ok(())
+    }
+}
+
+/// A status or message result buffer: writes are cut at its end and it is
+/// always NUL-terminated, as `DMEMIT` leaves it.
+pub(crate) struct Emit<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> Emit<'a> {
+    fn new(buf: &'a mut [u8]) -> Self {
+        if let Some(b) = buf.first_mut() {
+            *b = 0;
+        }
+        Emit { buf, len: 0 }
+    }
+
+    /// Whether anything was written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Write for Emit<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Keep one byte for the NUL.
+        let room = self.buf.len().saturating_sub(1).saturating_sub(self.len);
+        let take = s.len().min(room);
+        let end = self.len + take;
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..end), s.as_bytes().get(..take)) {
+            dst.copy_from_slice(src);
+            self.len = end;
+        }
+        if let Some(b) = self.buf.get_mut(self.len) {
+            *b = 0;
+        }
+        if take < s.len() {
+            Err(fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A device-mapper target implemented in Rust.
+pub(crate) trait Target: Send + Sync + Sized {
+    /// Target type name (the word in table lines).
+    const NAME: &'static CStr;
+    /// Version shown by `dmsetup targets`.
+    const VERSION: [u32; 3];
+    /// `features` flags ([`features`]).
+    const FEATURES: u32;
+
+    /// Builds an instance from its table line. Devices opened with
+    /// [`Ctr::get_device`] stay open until the instance is dropped.
+    fn ctr(ctr: &mut Ctr<'_>) -> Result<Pin<KBox<Self>>, CtrError>;
+
+    /// Maps one bio.
+    fn map(&self, devs: &Devices, bio: &mut Bio<'_>) -> MapResult;
+
+    /// Writes the status or table line.
+    fn status(&self, devs: &Devices, kind: StatusType, out: &mut Emit<'_>);
+
+    /// Handles `dmsetup message`; refused by default.
+    fn message(&self, _args: &[&[u8]], _out: &mut Emit<'_>) -> Result {
+        Err(EINVAL)
+    }
+}
+
+/// One constructed target: `ti->private`.
+struct Instance<T: Target> {
+    // Dropped in declaration order: the target first, then its devices.
+    target: Pin<KBox<T>>,
+    devs: Devices,
+}
+
+/// Collects up to [`MAX_ARGS`] C argument strings.
+///
+/// # Safety
+///
+/// `argv` must hold `argc` valid NUL-terminated strings that live for `'a`.
+unsafe fn collect_args<'a>(
+    argc: c_uint,
+    argv: *mut *mut c_char,
+    words: &mut [&'a [u8]; MAX_ARGS],
+    cwords: &mut [&'a CStr; MAX_ARGS],
+) -> Option<usize> {
+    let n = usize::try_from(argc).ok().filter(|&n| n <= MAX_ARGS)?;
+    for (i, (w, c)) in words.iter_mut().zip(cwords.iter_mut()).take(n).enumerate() {
+        // SAFETY: `i < argc`, so `argv[i]` is a valid string (caller).
+        let s = unsafe { CStr::from_char_ptr(*argv.add(i)) };
+        *c = s;
+        *w = s.to_bytes();
+    }
+    Some(n)
+}
+
+/// The `ctr` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper with a valid `ti` and `argc` strings in `argv`.
+unsafe extern "C" fn ctr_tramp<T: Target>(ti: *mut sys::dm_target, argc: c_uint, argv: *mut *mut c_char) -> c_int {
+    let mut words: [&[u8]; MAX_ARGS] = [&[]; MAX_ARGS];
+    let mut cwords: [&CStr; MAX_ARGS] = [c""; MAX_ARGS];
+    // SAFETY: device-mapper passes `argc` strings that live during `ctr`.
+    let n = unsafe { collect_args(argc, argv, &mut words, &mut cwords) };
+    let r = match n {
+        None => Err(CtrError::inval(c"Too many arguments")),
+        Some(n) => {
+            let mut ctr = Ctr {
+                ti,
+                words: words.get(..n).unwrap_or(&[]),
+                cwords: cwords.get(..n).unwrap_or(&[]),
+                devs: Devices { ti, devs: [core::ptr::null_mut(); MAX_DEVS], n: 0 },
+            };
+            T::ctr(&mut ctr).and_then(|target| {
+                KBox::new(Instance { target, devs: ctr.devs }, GFP_KERNEL).map_err(|_| CtrError {
+                    err: ENOMEM,
+                    msg: c"Cannot allocate memory",
+                })
+            })
+        }
+    };
+    match r {
+        Ok(inst) => {
+            // SAFETY: `ti` is valid; `private` is ours until `dtr`.
+            unsafe { (*ti).private = KBox::into_raw(inst).cast::<c_void>() };
+            0
+        }
+        Err(e) => {
+            // SAFETY: `ti` is valid; device-mapper only reads `error`, and
+            // `msg` is static.
+            unsafe { (*ti).error = e.msg.as_char_ptr().cast_mut() };
+            e.err.to_errno()
+        }
+    }
+}
+
+/// The instance of a constructed target.
+///
+/// # Safety
+///
+/// `ti` must be a target whose constructor ([`ctr_tramp::<T>`]) succeeded
+/// and whose destructor has not run.
+unsafe fn instance<'a, T: Target>(ti: *mut sys::dm_target) -> &'a Instance<T> {
+    // SAFETY: `private` is the `Instance<T>` the constructor stored (caller).
+    unsafe { &*(*ti).private.cast::<Instance<T>>() }
+}
+
+/// The `dtr` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper once for a target whose constructor succeeded.
+unsafe extern "C" fn dtr_tramp<T: Target>(ti: *mut sys::dm_target) {
+    // SAFETY: `private` holds the box from `ctr_tramp::<T>`; device-mapper
+    // calls no other callback of this target after `dtr`.
+    drop(unsafe { KBox::from_raw((*ti).private.cast::<Instance<T>>()) });
+}
+
+/// The `map` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target with a valid bio.
+unsafe extern "C" fn map_tramp<T: Target>(ti: *mut sys::dm_target, bio: *mut sys::bio) -> c_int {
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    let mut b = Bio { bio, ti, _p: PhantomData };
+    inst.target.map(&inst.devs, &mut b).to_c()
+}
+
+/// The `status` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target with `result` holding
+/// `maxlen` writable bytes.
+unsafe extern "C" fn status_tramp<T: Target>(
+    ti: *mut sys::dm_target,
+    kind: sys::status_type_t,
+    _flags: c_uint,
+    result: *mut c_char,
+    maxlen: c_uint,
+) {
+    if result.is_null() {
+        return;
+    }
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    let len = usize::try_from(maxlen).unwrap_or(0);
+    // SAFETY: device-mapper passes `maxlen` writable bytes at `result`.
+    let buf = unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), len) };
+    let kind = match kind {
+        sys::status_type_t_STATUSTYPE_INFO => StatusType::Info,
+        sys::status_type_t_STATUSTYPE_TABLE => StatusType::Table,
+        _ => StatusType::Ima,
+    };
+    inst.target.status(&inst.devs, kind, &mut Emit::new(buf));
+}
+
+/// The `message` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target with `argc` strings
+/// in `argv` and `maxlen` writable bytes at `result`.
+unsafe extern "C" fn message_tramp<T: Target>(
+    ti: *mut sys::dm_target,
+    argc: c_uint,
+    argv: *mut *mut c_char,
+    result: *mut c_char,
+    maxlen: c_uint,
+) -> c_int {
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    let mut words: [&[u8]; MAX_ARGS] = [&[]; MAX_ARGS];
+    let mut cwords: [&CStr; MAX_ARGS] = [c""; MAX_ARGS];
+    // SAFETY: device-mapper passes `argc` strings that live during the call.
+    let Some(n) = (unsafe { collect_args(argc, argv, &mut words, &mut cwords) }) else {
+        return EINVAL.to_errno();
+    };
+    let len = if result.is_null() { 0 } else { usize::try_from(maxlen).unwrap_or(0) };
+    let mut empty = [0u8; 0];
+    let buf = if len == 0 {
+        &mut empty[..]
+    } else {
+        // SAFETY: device-mapper passes `maxlen` writable bytes at `result`.
+        unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), len) }
+    };
+    let mut out = Emit::new(buf);
+    match inst.target.message(words.get(..n).unwrap_or(&[]), &mut out) {
+        // 1 tells device-mapper that `result` holds output.
+        Ok(()) => c_int::from(!out.is_empty()),
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// A registered target type; unregistered on drop.
+///
+/// # Invariants
+///
+/// `tt` is registered with device-mapper and is not moved (it is on the
+/// heap) or freed until it is unregistered.
+pub(crate) struct Registration {
+    tt: KBox<sys::target_type>,
+}
+
+// SAFETY: the registration only holds the `target_type`, which
+// device-mapper reads under its own lock; unregistering may happen from any
+// thread.
+unsafe impl Send for Registration {}
+// SAFETY: `&Registration` gives no access to anything.
+unsafe impl Sync for Registration {}
+
+impl Registration {
+    /// Registers target type `T`.
+    pub(crate) fn new<T: Target + 'static>() -> Result<Self> {
+        let mut tt = KBox::new(sys::target_type::default(), GFP_KERNEL)?;
+        tt.features = u64::from(T::FEATURES);
+        tt.name = T::NAME.as_char_ptr();
+        // SAFETY: plain accessor of `THIS_MODULE`.
+        tt.module = unsafe { sys::snapguard_this_module() };
+        tt.version = T::VERSION;
+        tt.ctr = Some(ctr_tramp::<T>);
+        tt.dtr = Some(dtr_tramp::<T>);
+        tt.map = Some(map_tramp::<T>);
+        tt.status = Some(status_tramp::<T>);
+        tt.message = Some(message_tramp::<T>);
+        // SAFETY: `tt` is fully initialised, lives on the heap and stays
+        // there until `drop` unregisters it.
+        let ret = unsafe { sys::dm_register_target(&mut *tt) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(Registration { tt })
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: `tt` is registered (invariant). Tables using the type hold
+        // a module reference, so none exists when the module unloads.
+        unsafe { sys::dm_unregister_target(&mut *self.tt) };
+    }
+}

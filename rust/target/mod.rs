@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The snapshot target pair: `snapguard-pool` (metadata device + data
+//! device) and `snapguard` (one volume of a pool). See
+//! `Documentation/snapshot-target.rst`.
+//!
+//! Table lines and messages are parsed by the shared `no_std` code
+//! (`rust/shared/dmtarget/`); this module is only the kernel glue. The
+//! pool opens or formats its metadata through the pool core
+//! (`rust/shared/pool/`) and answers status; executing messages and the
+//! volume target are not implemented yet: a valid volume table is refused
+//! with "Not implemented yet" after full validation.
+
+mod pool;
+mod volume;
+
+use crate::dmtarget::TableError;
+use crate::kbind::dm::{CtrError, Registration};
+use crate::kbind::text::Text;
+use core::fmt::Write;
+use kernel::prelude::*;
+
+/// Both target types, registered while this object lives.
+pub(crate) struct Targets {
+    // Dropped in declaration order: volumes depend on pools.
+    _volume: Registration,
+    _pool: Registration,
+}
+
+impl Targets {
+    /// Registers `snapguard-pool` and `snapguard`.
+    pub(crate) fn register() -> Result<Self> {
+        // SAFETY: called once, at module init, before the targets (the
+        // lock's only users) are registered.
+        unsafe { POOL_DEVICES.init() };
+        let pool = Registration::new::<pool::PoolTarget>()?;
+        let volume = Registration::new::<volume::VolumeTarget>()?;
+        Ok(Targets { _volume: volume, _pool: pool })
+    }
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: initialised in `Targets::register` before first use.
+    unsafe(uninit) static POOL_DEVICES: Mutex<KVec<u32>> = KVec::new();
+}
+
+/// The metadata and data devices of a live pool, claimed so that no other
+/// pool instance opens them: two in-core copies of one pool's metadata
+/// would overwrite each other's commits. This also refuses reloading a
+/// live pool's table (not implemented yet). Released on drop.
+pub(crate) struct DeviceClaim {
+    devs: [u32; 2],
+}
+
+impl DeviceClaim {
+    /// Claims `devs`, or fails if a live pool uses any of them.
+    pub(crate) fn take(devs: [u32; 2]) -> Result<Self, CtrError> {
+        let mut list = POOL_DEVICES.lock();
+        if devs.iter().any(|d| list.contains(d)) {
+            return Err(CtrError { err: EBUSY, msg: c"Device already used by a live pool" });
+        }
+        list.reserve(devs.len(), GFP_KERNEL)
+            .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        for d in devs {
+            // Cannot fail: reserved above.
+            let _ = list.push_within_capacity(d);
+        }
+        Ok(DeviceClaim { devs })
+    }
+}
+
+impl Drop for DeviceClaim {
+    fn drop(&mut self) {
+        let devs = self.devs;
+        POOL_DEVICES.lock().retain(|d| !devs.contains(d));
+    }
+}
+
+/// Logs a refused table line in detail (device-mapper itself logs only the
+/// short text) and returns the constructor error.
+fn refuse(target: &str, args: &[&[u8]], e: TableError) -> CtrError {
+    let mut t = Text::<256>::new();
+    let _ = write!(t, "{}", e);
+    if let Some(w) = e.arg().and_then(|i| args.get(i)) {
+        let _ = write!(t, " ('{}')", core::str::from_utf8(w).unwrap_or("<not UTF-8>"));
+    }
+    pr_err!("{}: {}\n", target, t.as_str());
+    CtrError::inval(e.message())
+}
+
+/// The error of a valid table whose target is not written yet.
+const NOT_IMPLEMENTED: CtrError = CtrError { err: EOPNOTSUPP, msg: c"Not implemented yet" };
