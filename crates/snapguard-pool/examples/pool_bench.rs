@@ -346,6 +346,45 @@ fn main() {
     });
     holds.time("delete emptied volume", || pool.delete_volume(20).unwrap());
     holds.time("commit after deletes", || pool.commit().unwrap());
+    // The same work in bounded steps (the kernel releases its lock
+    // between steps).
+    pool.create_volume(22, n).unwrap();
+    pool.create_volume(23, n).unwrap();
+    let mut done = 0;
+    while done < big {
+        done += holds.time("copy_range_step 4096", || {
+            pool.copy_range_step(1, done, 22, done, big - done, 4096)
+                .unwrap()
+        });
+    }
+    let mut done = 0;
+    while done < big {
+        done += holds.time("copy_range_step 4096", || {
+            pool.copy_range_step(1, big + done, 23, done, big - done, 4096)
+                .unwrap()
+        });
+    }
+    pool.commit().unwrap();
+    // Un-share volume 23's table first so that emptying it frees leaves.
+    for v in (0..big).step_by(678) {
+        pool.break_sharing(23, v).unwrap();
+    }
+    pool.commit().unwrap();
+    let mut done = 0;
+    while done < big {
+        done += holds.time("discard_step 64 leaves", || {
+            pool.discard_step(22, done, big - done, 64).unwrap()
+        });
+    }
+    let mut done = 0;
+    while done < n {
+        done += holds.time("discard_step 64 leaves", || {
+            pool.discard_step(23, done, n - done, 64).unwrap()
+        });
+    }
+    holds.time("delete emptied volume", || pool.delete_volume(23).unwrap());
+    holds.time("delete emptied volume", || pool.delete_volume(22).unwrap());
+    pool.commit().unwrap();
     // 100 snapshots, each with one extent un-shared.
     for i in 0..100u32 {
         holds.time("snapshot", || pool.snapshot(1, 300 + i).unwrap());
