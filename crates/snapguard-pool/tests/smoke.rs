@@ -575,7 +575,7 @@ fn pending_breaks_are_limited_per_volume() {
     for v in 0..MAX_PENDING_PER_VOLUME as u64 {
         plans.push(pool.prepare_break(2, v).unwrap());
     }
-    assert!(MAX_PENDING_PER_VOLUME >= 128);
+    const { assert!(MAX_PENDING_PER_VOLUME >= 128) };
     assert_eq!(
         pool.prepare_break(2, MAX_PENDING_PER_VOLUME as u64),
         Err(Error::Busy)
