@@ -8,6 +8,7 @@
 //! abstractions the guard and the target are written against.
 
 pub(crate) mod bdev;
+pub(crate) mod compat;
 pub(crate) mod dm;
 pub(crate) mod sys;
 pub(crate) mod sysfs;

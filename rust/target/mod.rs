@@ -89,4 +89,6 @@ fn refuse(target: &str, args: &[&[u8]], e: TableError) -> CtrError {
 }
 
 /// The error of a valid table whose target is not written yet.
-const NOT_IMPLEMENTED: CtrError = CtrError { err: EOPNOTSUPP, msg: c"Not implemented yet" };
+fn not_implemented() -> CtrError {
+    CtrError { err: crate::kbind::compat::eopnotsupp(), msg: c"Not implemented yet" }
+}

@@ -9,7 +9,7 @@
 //! pool's figures. Messages `create`, `delete` and `snapshot` change the
 //! metadata and commit; `set_transaction_id` is not implemented yet.
 
-use super::{refuse, DeviceClaim, NOT_IMPLEMENTED};
+use super::{not_implemented, refuse, DeviceClaim};
 use crate::dmtarget::{
     parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolMode, PoolStatus, POOL_TARGET,
 };
@@ -287,7 +287,7 @@ impl Target for PoolTarget {
         let _ = write!(t, "{}", m);
         if let Message::SetTransactionId { .. } = m {
             pr_warn!("{}: message '{}' is valid but not implemented yet\n", POOL_TARGET, t.as_str());
-            return Err(NOT_IMPLEMENTED.err);
+            return Err(not_implemented().err);
         }
         if self.config.features.read_only {
             pr_warn!("{}: message '{}' refused: the pool is read-only\n", POOL_TARGET, t.as_str());

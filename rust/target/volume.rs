@@ -2,7 +2,7 @@
 
 //! The `snapguard` (volume) target.
 
-use super::{refuse, NOT_IMPLEMENTED};
+use super::{not_implemented, refuse};
 use crate::dmtarget::{parse_volume_table, write_volume_table, VolumeStatus, VOLUME_TARGET};
 use crate::kbind::dm::{Bio, Ctr, CtrError, Dev, Devices, Emit, MapResult, StatusType, Target};
 use kernel::prelude::*;
@@ -21,7 +21,7 @@ impl VolumeTarget {
             VOLUME_TARGET,
             self.id
         );
-        Err(NOT_IMPLEMENTED)
+        Err(not_implemented())
     }
 }
 
