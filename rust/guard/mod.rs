@@ -174,6 +174,26 @@ fn parse_majmin(input: &[u8]) -> Option<Result<DevT>> {
     })
 }
 
+/// Resolves a knob's device argument, `sdb1`, `/dev/sdb1` or `8:17`, to a
+/// device number. Errors: `EINVAL` (malformed), `ENODEV` (no such device
+/// node). Shared by `allow_once`, `protect` and `unprotect`.
+pub(crate) fn resolve_device(input: &[u8]) -> Result<DevT> {
+    if input.is_empty() || input.len() > 64 || input.iter().any(|c| c.is_ascii_whitespace() || *c == 0) {
+        return Err(EINVAL);
+    }
+    if let Some(r) = parse_majmin(input) {
+        return r;
+    }
+    // A name or a path: resolve the path.
+    let mut path = [0u8; 80];
+    let prefix: &[u8] = if input.first() == Some(&b'/') { b"" } else { b"/dev/" };
+    let total = prefix.len() + input.len();
+    path.get_mut(..prefix.len()).ok_or(EINVAL)?.copy_from_slice(prefix);
+    path.get_mut(prefix.len()..total).ok_or(EINVAL)?.copy_from_slice(input);
+    let c = CStr::from_bytes_with_nul(path.get(..=total).ok_or(EINVAL)?).map_err(|_| EINVAL)?;
+    bdev::lookup(c).map_err(|_| ENODEV)
+}
+
 /// `allow_once`: `clear`, or a device (`sdb1`, `/dev/sdb1`, `8:17`) that
 /// must exist now. The entry records the device's identity now (disk
 /// sequence number and a probe's digest) and only lets the same contents
@@ -186,23 +206,8 @@ fn store_allow_once(input: &[u8]) -> Result {
         SHARED.lock().allow = [const { None }; MAX_ALLOW];
         return Ok(());
     }
-    if input.is_empty() || input.len() > 64 || input.iter().any(|c| c.is_ascii_whitespace() || *c == 0) {
-        return Err(EINVAL);
-    }
     let text = core::str::from_utf8(input).map_err(|_| EINVAL)?;
-    let dev = match parse_majmin(input) {
-        Some(r) => r?,
-        None => {
-            // A name (`sdb1`) or a path (`/dev/sdb1`): resolve the path.
-            let mut path = [0u8; 80];
-            let prefix: &[u8] = if input.first() == Some(&b'/') { b"" } else { b"/dev/" };
-            let total = prefix.len() + input.len();
-            path.get_mut(..prefix.len()).ok_or(EINVAL)?.copy_from_slice(prefix);
-            path.get_mut(prefix.len()..total).ok_or(EINVAL)?.copy_from_slice(input);
-            let c = CStr::from_bytes_with_nul(path.get(..=total).ok_or(EINVAL)?).map_err(|_| EINVAL)?;
-            bdev::lookup(c).map_err(|_| ENODEV)?
-        }
-    };
+    let dev = resolve_device(input)?;
     if bdev::io_held_by(dev).is_some() {
         return Err(EBUSY);
     }

@@ -276,30 +276,6 @@ pub(crate) fn user_override(dev: DevT) -> Result {
     Ok(())
 }
 
-/// Resolves `sdb1`, `/dev/sdb1` or `8:17` to a device number.
-fn resolve(input: &[u8]) -> Result<DevT> {
-    if input.is_empty() || input.len() > 64 || input.iter().any(|c| c.is_ascii_whitespace() || *c == 0) {
-        return Err(EINVAL);
-    }
-    if let Some(colon) = input.iter().position(|&c| c == b':') {
-        let num = |s: &[u8]| -> Option<u32> {
-            if s.is_empty() || s.len() > 7 || !s.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            s.iter().try_fold(0u32, |a, &d| a.checked_mul(10)?.checked_add(u32::from(d - b'0')))
-        };
-        let ma = num(input.get(..colon).ok_or(EINVAL)?).ok_or(EINVAL)?;
-        let mi = num(input.get(colon + 1..).ok_or(EINVAL)?).ok_or(EINVAL)?;
-        return bdev::mkdev(ma, mi).ok_or(EINVAL);
-    }
-    let mut path = [0u8; 80];
-    let prefix: &[u8] = if input.first() == Some(&b'/') { b"" } else { b"/dev/" };
-    let total = prefix.len() + input.len();
-    path.get_mut(..prefix.len()).ok_or(EINVAL)?.copy_from_slice(prefix);
-    path.get_mut(prefix.len()..total).ok_or(EINVAL)?.copy_from_slice(input);
-    let c = CStr::from_bytes_with_nul(path.get(..=total).ok_or(EINVAL)?).map_err(|_| EINVAL)?;
-    bdev::lookup(c).map_err(|_| ENODEV)
-}
 
 /// `protect` (read): one line per remembered device, `MAJ:MIN NAME
 /// protected|unprotected`.
@@ -319,7 +295,7 @@ pub(crate) fn show_protect(w: &mut dyn Write) -> Result {
 /// `protect` (write): probe this device now and protect it if it shows a
 /// sleeping OS (what the udev rule asks for a new or changed device).
 pub(crate) fn store_protect(input: &[u8]) -> Result {
-    probe_dev(resolve(input)?).map(drop)
+    probe_dev(super::resolve_device(input)?).map(drop)
 }
 
 /// `unprotect` (read): nothing to show; `protect` lists the state.
@@ -329,7 +305,7 @@ pub(crate) fn show_unprotect(_w: &mut dyn Write) -> Result {
 
 /// `unprotect` (write): lift the protection of this device.
 pub(crate) fn store_unprotect(input: &[u8]) -> Result {
-    user_override(resolve(input)?)
+    user_override(super::resolve_device(input)?)
 }
 
 /// The load-time scan, and on drop (module unload) the release of every
