@@ -133,3 +133,45 @@ def dm_devices():
             with open(f"/sys/block/{b}/dm/name") as f:
                 out.append(f.read().strip())
     return sorted(out)
+
+
+def _dm_ioctl(nr, name, flags=0, data=b"", target_count=0):
+    """One DM ioctl on device NAME with DATA after the header (raises
+    OSError with the kernel's errno)."""
+    size = _DM_SIZE + len(data)
+    buf = bytearray(max(size, 16384))
+    struct.pack_into("<3IIIIiII", buf, 0, 4, 0, 0, len(buf), _DM_SIZE, target_count, 0, flags, 0)
+    nm = name.encode()
+    buf[48:48 + len(nm)] = nm
+    buf[_DM_SIZE:size] = data
+    fd = os.open("/dev/mapper/control", os.O_RDWR)
+    try:
+        fcntl.ioctl(fd, (3 << 30) | (_DM_SIZE << 16) | (0xfd << 8) | nr, buf, True)
+    finally:
+        os.close(fd)
+
+
+def dm_create(name, line):
+    """What `dmsetup create NAME` does with a one-target table LINE
+    ("start length type params"): create, load, resume; removes the device
+    again if the load fails."""
+    start, length, ty, params = (line.split(None, 3) + [""])[:4]
+    p = params.encode() + b"\0"
+    p += b"\0" * (-len(p) % 8)
+    spec = struct.pack("<QQiI16s", int(start), int(length), 0, 0, ty.encode()) + p
+    _dm_ioctl(3, name)  # DM_DEV_CREATE
+    try:
+        _dm_ioctl(9, name, data=spec, target_count=1)  # DM_TABLE_LOAD
+        _dm_ioctl(6, name)  # DM_DEV_SUSPEND without the suspend flag: resume
+    except OSError:
+        _dm_ioctl(4, name)
+        raise
+
+
+def dm_message(name, msg):
+    """`dmsetup message NAME 0 MSG`."""
+    _dm_ioctl(14, name, data=struct.pack("<Q", 0) + msg.encode() + b"\0")  # DM_TARGET_MSG
+
+
+def dm_remove(name):
+    _dm_ioctl(4, name)  # DM_DEV_REMOVE
