@@ -28,6 +28,8 @@ from sg_fuzzlib import Tap, Kmsg, dm_read, dm_devices, show, seed, thorough
 SEED = seed()
 BIG = thorough()
 MULT = 20 if BIG else 1
+# dmsetup runs are slow under TCG: fewer of them in the thorough mode.
+MULT_DM = 8 if BIG else 1
 rng = random.Random(SEED)
 K = "/sys/kernel/snapguard"
 files = sorted(os.path.join(d, f) for d, _, fs in os.walk(K) for f in fs)
@@ -403,7 +405,7 @@ FIXED_TABLES = [
     f"0 {LEN} snapguard {POOL} 16777215", f"0 {LEN} snapguard {JUNK1} 0", f"0 {LEN} snapguard {META} 0",
     f"0 {LEN} snapguard-pool {JUNK1} {JUNK2} 128 0 5 a b c d e", f"0 {LEN} snapguard-pool \xff\xfe {DATA} 128 0",
 ]
-tables = FIXED_TABLES + [table_line() for _ in range(25 * MULT)]
+tables = FIXED_TABLES + [table_line() for _ in range(25 * MULT_DM)]
 bad_reject, bad_log, bad_left, nkernel, nuser = [], [], [], 0, 0
 slow = []
 for t in tables:
@@ -530,7 +532,7 @@ FIXED_MSGS = ["", " ", "create", "create 1 2", "snapshot 1 1", "snapshot 0", "de
               "create 16777216", "create 18446744073709551616", "set_transaction_id 0", "set_transaction_id 1 2",
               "set_transaction_id 18446744073709551616 0", "create " + "1" * 65536, "x" * 65536,
               "create 0", "create 0", "snapshot 0 0", "snapshot 0 65536", "snapshot 0 1", "delete 0", "delete 1"]
-msgs = FIXED_MSGS + [message() for _ in range(40 * MULT)]
+msgs = FIXED_MSGS + [message() for _ in range(40 * MULT_DM)]
 bad_model, bad_log, bad_change, nok, nref = [], [], [], 0, 0
 state = (dm_read("sgf"), dm_read("sgf", table=True))
 for m in msgs:

@@ -74,7 +74,7 @@ class Kmsg:
     def __init__(self):
         self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
         os.lseek(self.fd, 0, os.SEEK_END)
-        self.all = []
+        self.bad = []
 
     def new(self):
         out = []
@@ -87,12 +87,13 @@ class Kmsg:
                 continue
             msg = rec.split(b";", 1)[-1].split(b"\n", 1)[0]
             out.append(msg)
-        self.all.extend(out)
+        # Only complaints are kept: the log of a long run stays out of memory.
+        self.bad.extend(m for m in out if BAD.search(m))
         return out
 
     def complaints(self):
         self.new()
-        return [m for m in self.all if BAD.search(m)]
+        return self.bad
 
 
 # struct dm_ioctl (include/uapi/linux/dm-ioctl.h): 312 bytes.

@@ -100,7 +100,9 @@ if os.access(LEAK, os.W_OK):
 # ---------------------------------------------------------------- cycles
 def shrink():
     """Free what the caches only hold for reuse, so counts show live objects."""
-    sh("sync; echo 3 > /proc/sys/vm/drop_caches")
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3")
     for c in os.listdir("/sys/kernel/slab"):
         p = f"/sys/kernel/slab/{c}"
         if not os.path.islink(p):
@@ -112,14 +114,23 @@ def shrink():
 
 
 def counts():
-    shrink()
-    objs = {}
-    with open("/proc/slabinfo") as f:
-        for line in f.readlines()[2:]:
-            w = line.split()
-            objs[w[0]] = (int(w[1]), int(w[3]))
-    with open("/proc/meminfo") as f:
-        mem = {l.split(":")[0]: int(l.split()[1]) for l in f}
+    """Live objects per slab cache, and /proc/meminfo. Objects freed after
+    an RCU grace period (device-mapper's, maple nodes) need a moment; each
+    count is the least of three readings, so that a transient allocation
+    elsewhere does not count."""
+    objs, mem = {}, {}
+    for _ in range(3):
+        time.sleep(0.5)
+        shrink()
+        with open("/proc/slabinfo") as f:
+            for line in f.readlines()[2:]:
+                w = line.split()
+                n = int(w[1])
+                objs[w[0]] = (min(n, objs[w[0]][0]) if w[0] in objs else n, int(w[3]))
+        with open("/proc/meminfo") as f:
+            for l in f:
+                k, v = l.split(":")[0], int(l.split()[1])
+                mem[k] = min(v, mem.get(k, v))
     return objs, mem
 
 
