@@ -360,9 +360,11 @@ fn check_and_get_tree(
     pinned: &PinnedSource,
     fs_name: &CStr,
 ) -> c_int {
-    // Holds the checked device open until the file system has opened it.
+    // Holds the checked device open until the file system has opened it,
+    // and is told when the mount succeeded (dropped otherwise: see
+    // `super::Pass`).
     let checked = match super::check_new_mount(fc, pinned.as_cstr(), fs_name) {
-        Ok(pin) => pin,
+        Ok(pass) => pass,
         Err(e) if e == EROFS => return e.to_errno(),
         Err(e) => {
             let (ma, mi) = crate::kbind::bdev::dev_parts(pinned.dev());
@@ -378,8 +380,8 @@ fn check_and_get_tree(
     // The pinned name cannot lead elsewhere; this only states it.
     // SAFETY: `get_tree` succeeded, so `fc->root` pins the superblock.
     let opened = unsafe { sys::snapguard_fc_root_bdev(fc) };
-    if let Some(file) = &checked {
-        if !file.is(opened) {
+    if let Some(pass) = &checked {
+        if !pass.is(opened) {
             let (ma, mi) = crate::kbind::bdev::dev_parts(pinned.dev());
             pr_err!("the file system opened another device than the checked {}:{}: undoing the mount\n", ma, mi);
             // SAFETY: `fc->root` is set and its superblock locked, as
@@ -387,6 +389,9 @@ fn check_and_get_tree(
             unsafe { sys::snapguard_fc_drop_root(fc) };
             return EROFS.to_errno();
         }
+    }
+    if let Some(pass) = checked {
+        pass.done(0);
     }
     0
 }
@@ -403,21 +408,27 @@ unsafe extern "C" fn reconfigure_tramp(fc: *mut sys::fs_context) -> c_int {
     // SAFETY: `fc` is live; for a reconfiguration `fc->root` is set and
     // pins the superblock.
     let (flags, mask, sb) = unsafe { ((*fc).sb_flags, (*fc).sb_flags_mask, sys::snapguard_fc_sb(fc)) };
+    let mut pass = None;
     if !sb.is_null() && mask & SB_RDONLY != 0 && flags & SB_RDONLY == 0 {
         // SAFETY: `sb` is pinned by `fc->root`; its type name is static.
         let (sb_flags, dev, fs_name) =
             unsafe { ((*sb).s_flags as u32, (*sb).s_dev, CStr::from_char_ptr((*(*sb).s_type).name)) };
         if sb_flags & SB_RDONLY != 0 {
-            if let Err(e) = super::check_remount(fc, dev, fs_name) {
-                return e.to_errno();
+            match super::check_remount(fc, dev, fs_name) {
+                Ok(p) => pass = p,
+                Err(e) => return e.to_errno(),
             }
         }
     }
-    match ops.reconfigure {
+    let ret = match ops.reconfigure {
         // SAFETY: forwarding the VFS call to the file system.
         Some(reconf) => unsafe { reconf(fc) },
         None => 0,
+    };
+    if let Some(pass) = pass {
+        pass.done(ret);
     }
+    ret
 }
 
 /// Hooks guarded type `i` if it is registered and not hooked yet; returns

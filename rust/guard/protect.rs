@@ -22,8 +22,9 @@ use kernel::prelude::*;
 
 /// At most this many devices are remembered (marked or unprotected).
 const SLOTS: usize = 64;
-/// At most this many block devices are looked at by the load-time scan.
-const MAX_SCAN: usize = 256;
+/// At most this many block devices are looked at by the load-time scan
+/// (the machine scan's limit); a scan cut short says so.
+const MAX_SCAN: usize = 1 << 20;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -183,6 +184,11 @@ pub(crate) fn note(file: &BdevFile, dev: DevT, summary: &Summary) {
 
 /// Opens and probes `dev`, then applies the result.
 fn probe_dev(dev: DevT) -> Result<Outcome> {
+    // Never block on a device that cannot answer: device-mapper holds back
+    // the I/O of a suspended device (or of one stacked on it).
+    if bdev::io_held_by(dev).is_some() {
+        return Err(EBUSY);
+    }
     let file = BdevFile::open_read(dev)?;
     if file.size() == 0 {
         return Ok(Outcome::Nothing);
@@ -197,16 +203,40 @@ fn scan_all() -> usize {
     let mut devs: KVec<DevT> = KVec::new();
     // Collect first: probing opens devices, which must not happen inside
     // the class iteration.
+    let mut seen = 0usize;
+    let mut dropped = 0usize;
     let walk = bdev::for_each_block_device(MAX_SCAN, |d, st| {
-        if st.size > 0 {
-            let _ = devs.push(d, GFP_KERNEL);
+        seen += 1;
+        if st.size > 0 && devs.push(d, GFP_KERNEL).is_err() {
+            dropped += 1;
         }
         true
     });
     if walk.is_err() {
         return 0;
     }
-    devs.iter().filter(|d| matches!(probe_dev(**d), Ok(Outcome::Marked))).count()
+    let mut busy = 0usize;
+    let mut marked = 0usize;
+    for d in devs.iter() {
+        match probe_dev(*d) {
+            Ok(Outcome::Marked) => marked += 1,
+            Err(e) if e == EBUSY => busy += 1,
+            _ => {}
+        }
+    }
+    let at_limit = seen >= MAX_SCAN;
+    if dropped > 0 || busy > 0 || at_limit {
+        let missed = dropped.saturating_add(busy);
+        pr_warn!(
+            "load-time scan incomplete: {} device(s) not looked at (out of memory: {}, suspended: {}, limit {} reached: {}); the mount guard still checks each mount\n",
+            missed,
+            dropped,
+            busy,
+            MAX_SCAN,
+            at_limit
+        );
+    }
+    marked
 }
 
 /// The user lifts the protection of `dev` (the `unprotect` knob, or

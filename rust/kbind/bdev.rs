@@ -99,11 +99,6 @@ impl BdevFile {
         Ok(())
     }
 
-    /// The identity of the device's contents as seen from this system.
-    pub(crate) fn stamp(&self) -> Stamp {
-        stamp_of(self.bdev)
-    }
-
     /// Whether the device is in use as swap on this system.
     pub(crate) fn is_active_swap(&self) -> bool {
         // SAFETY: `bdev` is valid while the file is open (invariant).
@@ -115,10 +110,18 @@ impl BdevFile {
         bdev_name(self.bdev, buf)
     }
 
-    /// Calls `f` for every other block device on the system (disks and
-    /// partitions) with its number and content stamp. Stops early when `f`
-    /// returns false. The walk is bounded by `max` devices.
-    pub(crate) fn for_each_device(&self, max: usize, mut f: impl FnMut(DevT, Stamp) -> bool) -> Result {
+    /// The disk sequence number of the device's disk (changes when a
+    /// medium is changed or a loop device is attached to another file).
+    pub(crate) fn diskseq(&self) -> u64 {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { sys::snapguard_bdev_diskseq(self.bdev) }
+    }
+
+    /// Calls `f` for every block device on the system (disks and
+    /// partitions) with its number, size in bytes and name. Stops early
+    /// when `f` returns false. Returns whether the walk saw every device:
+    /// false if it stopped after `max` devices or because `f` said so.
+    pub(crate) fn for_each_device(&self, max: usize, mut f: impl FnMut(DevT, u64, &str) -> bool) -> Result<bool> {
         // SAFETY: `bdev` is valid (invariant); its class is the block class.
         let class = unsafe { sys::snapguard_bdev_class(self.bdev) };
         if class.is_null() {
@@ -129,25 +132,31 @@ impl BdevFile {
         if iter.is_null() {
             return Err(ENOMEM);
         }
-        for _ in 0..max {
+        let mut complete = false;
+        for seen in 0..=max {
             // SAFETY: `iter` was initialised above and not freed yet.
             let dev = unsafe { sys::snapguard_class_iter_next(iter) };
             if dev.is_null() {
+                complete = true;
                 break;
             }
+            if seen == max {
+                break;
+            }
+            let mut buf = [0u8; 32];
             // SAFETY: the iterator holds a reference on `dev` until the
             // next call, so `dev` and its embedded block device are valid.
-            let (devt, stamp) = unsafe {
+            let (devt, size, name) = unsafe {
                 let bdev = sys::snapguard_dev_to_bdev(dev);
-                (sys::snapguard_dev_devt(dev), stamp_of(bdev))
+                (sys::snapguard_dev_devt(dev), sys::snapguard_bdev_nr_bytes(bdev), bdev_name(bdev, &mut buf))
             };
-            if !f(devt, stamp) {
+            if !f(devt, size, name) {
                 break;
             }
         }
         // SAFETY: `iter` came from `snapguard_class_iter_new`.
         unsafe { sys::snapguard_class_iter_free(iter) };
-        Ok(())
+        Ok(complete)
     }
 }
 
@@ -158,14 +167,15 @@ impl Drop for BdevFile {
     }
 }
 
-/// What identifies a device's contents: if the stamp is unchanged since a
-/// probe, the probe's answer still holds (nothing on this system wrote to
-/// the device, and it is the same medium).
+/// A device's size, disk sequence number (which changes with the medium
+/// or a loop device's backing file) and write counters. Not proof that
+/// its contents are unchanged: they change in ways none of these see (see
+/// `Documentation/mount-guard.rst`, "No remembered answers").
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub(crate) struct Stamp {
-    /// Size in bytes (0: no medium, skipped).
+    /// Size in bytes (0: no medium).
     pub(crate) size: u64,
-    /// The disk sequence number (changes with the medium or loop backing).
+    /// The disk sequence number.
     pub(crate) diskseq: u64,
     /// Sectors and requests written or discarded through the device.
     pub(crate) writes: u64,
@@ -182,11 +192,65 @@ fn stamp_of(bdev: *mut sys::block_device) -> Stamp {
     }
 }
 
+impl BdevFile {
+    /// The device's [`Stamp`].
+    pub(crate) fn stamp(&self) -> Stamp {
+        stamp_of(self.bdev)
+    }
+}
+
 fn bdev_name(bdev: *mut sys::block_device, buf: &mut [u8; 32]) -> &str {
     // SAFETY: `bdev` is valid (callers hold it); `buf` has 32 bytes.
     let n = unsafe { sys::snapguard_bdev_name(bdev, buf.as_mut_ptr().cast(), buf.len()) };
     let n = usize::try_from(n).unwrap_or(0).min(buf.len() - 1);
     core::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("?")
+}
+
+/// Whether `dev` is a device-mapper device whose I/O is held back (it is
+/// suspended, or being suspended): a read of it would wait until it is
+/// resumed. False for every other device, and when snapguard was built
+/// without the kernel's `drivers/md/dm-core.h` (see `Kbuild`).
+fn dm_suspended(dev: DevT) -> bool {
+    // SAFETY: plain call; the helper takes and drops its own reference.
+    unsafe { sys::snapguard_dm_suspended(dev) }
+}
+
+/// Most devices [`io_held_by`] looks at (a stack of device-mapper devices
+/// and the devices under them).
+const HELD_BUDGET: usize = 64;
+
+/// The suspended device-mapper device that a read of `dev` would wait for:
+/// `dev` itself, or one under it (LVM on a suspended LUKS device, say).
+/// `None` if there is none, as far as a walk of at most [`HELD_BUDGET`]
+/// devices sees.
+pub(crate) fn io_held_by(dev: DevT) -> Option<DevT> {
+    let mut todo: [DevT; HELD_BUDGET] = [0; HELD_BUDGET];
+    let mut len = 1usize;
+    if let Some(t) = todo.get_mut(0) {
+        *t = dev;
+    }
+    let mut next = 0usize;
+    // Bounded: each round takes one entry; at most HELD_BUDGET are queued.
+    while next < len {
+        let d = *todo.get(next)?;
+        next += 1;
+        if dm_suspended(d) {
+            return Some(d);
+        }
+        let mut lower: [sys::dev_t; 16] = [0; 16];
+        // SAFETY: `lower` has room for 16 entries.
+        let n = unsafe { sys::snapguard_dm_lower(d, lower.as_mut_ptr(), 16) };
+        let n = usize::try_from(n).unwrap_or(0).min(lower.len());
+        for l in lower.iter().take(n) {
+            if len < HELD_BUDGET && !todo.get(..len).unwrap_or(&[]).contains(l) {
+                if let Some(t) = todo.get_mut(len) {
+                    *t = *l;
+                }
+                len += 1;
+            }
+        }
+    }
+    None
 }
 
 impl BdevFile {

@@ -264,3 +264,67 @@ bool snapguard_bdev_has_holder(struct block_device *bdev)
 {
 	return READ_ONCE(bdev->bd_holder) != NULL;
 }
+
+/*
+ * Whether @dev is a device-mapper device whose bios are held back: it is
+ * suspended (dmsetup suspend, cryptsetup luksSuspend, an internal suspend)
+ * or being suspended, so a read would wait until it is resumed. This is
+ * the test dm_submit_bio() makes (DMF_BLOCK_IO_FOR_SUSPEND) and
+ * dm_suspended_md() (DMF_SUSPENDED), neither of which is exported; the
+ * flags are in the kernel's private drivers/md/dm-core.h, which Kbuild
+ * puts on the include path when the kernel tree has it.
+ */
+#if IS_ENABLED(CONFIG_BLK_DEV_DM) && defined(SNAPGUARD_DM_CORE)
+#include "dm-core.h"
+
+bool snapguard_dm_suspended(dev_t dev)
+{
+	struct mapped_device *md = dm_get_md(dev);
+	bool r;
+
+	if (!md)
+		return false;
+	r = test_bit(DMF_BLOCK_IO_FOR_SUSPEND, &md->flags) ||
+	    test_bit(DMF_SUSPENDED, &md->flags);
+	dm_put(md);
+	return r;
+}
+
+/*
+ * The devices under device-mapper device @dev's live table, at most @max
+ * of them into @out. Returns how many there are (may exceed @max), or
+ * -ENODEV if @dev is not a device-mapper device.
+ */
+int snapguard_dm_lower(dev_t dev, dev_t *out, int max)
+{
+	struct mapped_device *md = dm_get_md(dev);
+	struct dm_dev_internal *dd;
+	struct dm_table *t;
+	int idx, n = 0;
+
+	if (!md)
+		return -ENODEV;
+	idx = srcu_read_lock(&md->io_barrier);
+	t = srcu_dereference(md->map, &md->io_barrier);
+	if (t) {
+		list_for_each_entry(dd, &t->devices, list) {
+			if (n < max)
+				out[n] = dd->dm_dev->bdev->bd_dev;
+			n++;
+		}
+	}
+	srcu_read_unlock(&md->io_barrier, idx);
+	dm_put(md);
+	return n;
+}
+#else
+bool snapguard_dm_suspended(dev_t dev)
+{
+	return false;
+}
+
+int snapguard_dm_lower(dev_t dev, dev_t *out, int max)
+{
+	return -ENODEV;
+}
+#endif

@@ -79,4 +79,8 @@ void snapguard_bdev_set_ro_flag(struct block_device *bdev, bool ro);
 const struct class *snapguard_block_class(void);
 bool snapguard_bdev_has_holder(struct block_device *bdev);
 
+/* device-mapper: is this device's I/O held back (suspended)? */
+bool snapguard_dm_suspended(dev_t dev);
+int snapguard_dm_lower(dev_t dev, dev_t *out, int max);
+
 #endif

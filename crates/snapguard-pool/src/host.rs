@@ -11,7 +11,9 @@ pub fn slots(n: usize) -> Vec<CacheSlot> {
     (0..n).map(|_| CacheSlot::new()).collect()
 }
 
-/// Metadata device in memory.
+/// Metadata device in memory, with fault injection: I/O number
+/// [`MemDevice::fail_at`] (reads, writes and flushes are numbered together
+/// from 0 in [`MemDevice::ios`]) fails with [`Error::Io`], once.
 #[derive(Clone, Debug)]
 pub struct MemDevice {
     /// The blocks.
@@ -20,16 +22,41 @@ pub struct MemDevice {
     pub writes: u64,
     /// Flushes done.
     pub flushes: u64,
+    /// I/Os attempted (reads, writes, flushes).
+    pub ios: u64,
+    /// Number of the I/O to fail.
+    pub fail_at: Option<u64>,
+    /// The injected fault happened.
+    pub fired: bool,
 }
 
 impl MemDevice {
     /// A zeroed device of `n` blocks.
     pub fn new(n: u64) -> Self {
+        Self::from_blocks(std::vec![[0u8; BLOCK_SIZE]; n as usize])
+    }
+
+    /// A device holding `blocks`.
+    pub fn from_blocks(blocks: Vec<[u8; BLOCK_SIZE]>) -> Self {
         MemDevice {
-            blocks: std::vec![[0u8; BLOCK_SIZE]; n as usize],
+            blocks,
             writes: 0,
             flushes: 0,
+            ios: 0,
+            fail_at: None,
+            fired: false,
         }
+    }
+
+    /// Counts an I/O; fails the one chosen by [`MemDevice::fail_at`].
+    fn io(&mut self) -> Result<(), Error> {
+        let n = self.ios;
+        self.ios += 1;
+        if self.fail_at == Some(n) {
+            self.fired = true;
+            return Err(Error::Io);
+        }
+        Ok(())
     }
 
     /// A device holding `image` (a multiple of the block size; a partial
@@ -51,22 +78,74 @@ impl MemDevice {
 
 impl MetaDevice for MemDevice {
     fn read_block(&mut self, nr: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), Error> {
+        self.io()?;
         let b = self.blocks.get(nr as usize).ok_or(Error::Io)?;
         buf.copy_from_slice(b);
         Ok(())
     }
     fn write_block(&mut self, nr: u64, buf: &[u8; BLOCK_SIZE]) -> Result<(), Error> {
+        self.io()?;
         let b = self.blocks.get_mut(nr as usize).ok_or(Error::Io)?;
         b.copy_from_slice(buf);
         self.writes += 1;
         Ok(())
     }
     fn flush(&mut self) -> Result<(), Error> {
+        self.io()?;
         self.flushes += 1;
         Ok(())
     }
     fn nr_blocks(&self) -> u64 {
         self.blocks.len() as u64
+    }
+}
+
+/// Sparse metadata device in memory: blocks never written read as zeros
+/// and take no memory (for huge geometries in tests and benchmarks).
+#[derive(Clone, Debug, Default)]
+pub struct SparseDevice {
+    /// The written blocks.
+    pub blocks: std::collections::HashMap<u64, std::boxed::Box<[u8; BLOCK_SIZE]>>,
+    /// Size in blocks.
+    pub nr: u64,
+    /// Writes done.
+    pub writes: u64,
+}
+
+impl SparseDevice {
+    /// A zeroed device of `n` blocks.
+    pub fn new(n: u64) -> Self {
+        SparseDevice {
+            nr: n,
+            ..Self::default()
+        }
+    }
+}
+
+impl MetaDevice for SparseDevice {
+    fn read_block(&mut self, nr: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), Error> {
+        if nr >= self.nr {
+            return Err(Error::Io);
+        }
+        match self.blocks.get(&nr) {
+            Some(b) => buf.copy_from_slice(&b[..]),
+            None => buf.fill(0),
+        }
+        Ok(())
+    }
+    fn write_block(&mut self, nr: u64, buf: &[u8; BLOCK_SIZE]) -> Result<(), Error> {
+        if nr >= self.nr {
+            return Err(Error::Io);
+        }
+        self.blocks.insert(nr, std::boxed::Box::new(*buf));
+        self.writes += 1;
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn nr_blocks(&self) -> u64 {
+        self.nr
     }
 }
 
@@ -176,8 +255,19 @@ pub fn fuzz_one(data: &[u8]) -> Option<crate::CheckReport> {
         let _ = pool.break_sharing(id, 5);
         let _ = pool.copy_range(id, 0, id ^ 1, 100, 50);
         let _ = pool.discard(id, 0, 3);
-        let _ = pool.bg_next(id);
+        if let Ok(Some(item)) = pool.bg_next(id) {
+            let _ = pool.bg_advance(&item);
+        }
+        let _ = pool.bg_reset(id);
         let _ = pool.delete_volume(id ^ 1);
+        if let Ok(plan) = pool.prepare_break(id ^ 1, 5) {
+            let _ = pool.commit();
+            let _ = pool.complete_break(&plan);
+        }
+        let _ = pool.resize_volume(id, 700);
+        let _ = pool.resize_volume(id, 1 << 20);
+        let st = pool.stats();
+        let _ = pool.grow(st.data_capacity, st.meta_capacity.min(st.meta_blocks + 4));
         let _ = pool.commit();
         let _ = pool.check(&mut scratch);
         let (dev, arena) = pool.into_parts();

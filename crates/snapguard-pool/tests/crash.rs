@@ -8,8 +8,12 @@
 use snapguard_pool::host::{slots, MemDevice};
 use snapguard_pool::*;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 type Image = Vec<[u8; BLOCK_SIZE]>;
+
+/// Successful prepares, completions/cancels, grows, resizes (two kinds).
+static OK_NEW: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 
 enum Ev {
     W(u64, Box<[u8; BLOCK_SIZE]>),
@@ -44,6 +48,8 @@ struct State {
     vols: BTreeMap<u32, (VolumeInfo, Vec<(u64, Mapping)>)>,
     data_free: u64,
     meta_free: u64,
+    data_extents: u64,
+    meta_blocks: u64,
 }
 
 fn state<D: MetaDevice>(pool: &mut Pool<'_, D>) -> State {
@@ -60,10 +66,13 @@ fn state<D: MetaDevice>(pool: &mut Pool<'_, D>) -> State {
         from = v.id + 1;
     }
     let st = pool.stats();
+    // Pending breaks' extents and reservations are free on disk.
     State {
         vols,
-        data_free: st.data_free,
-        meta_free: st.meta_free,
+        data_free: st.data_free + st.pending_breaks as u64,
+        meta_free: st.meta_free + st.meta_break_reserved,
+        data_extents: st.data_extents,
+        meta_blocks: st.meta_blocks,
     }
 }
 
@@ -88,14 +97,40 @@ impl Rng {
 }
 
 /// One random transaction's worth of operations (errors are fine: a
-/// failed operation has no effect).
-fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng) {
+/// failed operation has no effect). Breaks prepared in `pending` may be
+/// completed or cancelled in a later transaction (pending across commits).
+fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng, pending: &mut Vec<BreakPlan>) {
     let ids = [0u32, 1, 2, 3, 140];
     for _ in 0..2 + rng.below(9) {
         let id = ids[rng.below(5) as usize];
         let id2 = ids[rng.below(5) as usize];
         let v = rng.below(1400);
-        let _ = match rng.below(10) {
+        let what = rng.below(15);
+        let r = match what {
+            10 => pool.prepare_break(id, v).map(|p| {
+                if p.new != p.old {
+                    pending.push(p)
+                }
+            }),
+            11 if !pending.is_empty() => {
+                let p = pending.remove(rng.below(pending.len() as u64) as usize);
+                if rng.below(4) == 0 {
+                    pool.cancel_break(&p)
+                } else {
+                    pool.complete_break(&p)
+                }
+            }
+            12 => {
+                let st = pool.stats();
+                pool.grow(
+                    (st.data_extents + rng.below(200)).min(st.data_capacity),
+                    (st.meta_blocks + rng.below(20)).min(st.meta_capacity),
+                )
+            }
+            13 | 14 => pool.resize_volume(
+                id,
+                [500, 1000, 1400, 700, 100_000, 1 << 20][rng.below(6) as usize],
+            ),
             0 => pool.create_volume(id, [1000, 1400, 100_000][rng.below(3) as usize]),
             1 => (0..rng.below(120)).try_for_each(|i| pool.provision(id, v + i).map(|_| ())),
             2 => pool.snapshot(id, id2),
@@ -114,15 +149,18 @@ fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng) {
                 },
             ]),
             8 => {
-                if let Ok(Some((k, _))) = pool.bg_next(id) {
-                    let _ = pool.break_sharing(id, k);
-                    pool.bg_advance(id, k)
+                if let Ok(Some(item)) = pool.bg_next(id) {
+                    let _ = pool.break_sharing(id, item.vext);
+                    pool.bg_advance(&item)
                 } else {
                     Ok(())
                 }
             }
             _ => (0..rng.below(40)).try_for_each(|i| pool.break_sharing(id, v + i).map(|_| ())),
         };
+        if r.is_ok() && what >= 10 {
+            OK_NEW[(what - 10) as usize].fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -135,8 +173,12 @@ struct Outcome {
 
 fn crash_run(seed: u64, cache: usize, meta_blocks: u64, txns: usize) -> Outcome {
     let mut s = slots(cache);
-    let mut p = FormatParams::new(3000);
+    let mut p = FormatParams::new(2500);
     p.max_volumes = 300;
+    // Room to grow both devices.
+    p.data_capacity = 4000;
+    p.meta_blocks = meta_blocks - meta_blocks / 8;
+    p.meta_capacity = meta_blocks;
     let pool = Pool::format(MemDevice::new(meta_blocks), &mut s, p).unwrap();
     let live = pool.into_device();
     let base: Image = live.blocks.clone();
@@ -146,8 +188,9 @@ fn crash_run(seed: u64, cache: usize, meta_blocks: u64, txns: usize) -> Outcome 
     // commit_end[c]: writes logged when commit c finished.
     let mut states = vec![state(&mut pool)];
     let mut commit_end = vec![0usize];
+    let mut pending = vec![];
     for _ in 0..txns {
-        random_txn(&mut pool, &mut rng);
+        random_txn(&mut pool, &mut rng, &mut pending);
         pool.commit().unwrap();
         check_clean(&mut pool);
         states.push(state(&mut pool));
@@ -207,11 +250,7 @@ fn crash_run(seed: u64, cache: usize, meta_blocks: u64, txns: usize) -> Outcome 
                             img[*nr as usize] = **d;
                         }
                     }
-                    let dev = MemDevice {
-                        blocks: img,
-                        writes: 0,
-                        flushes: 0,
-                    };
+                    let dev = MemDevice::from_blocks(img);
                     let mut pool = Pool::open(dev, &mut slots2).expect("open after crash");
                     check_clean(&mut pool);
                     let st = state(&mut pool);
@@ -220,12 +259,12 @@ fn crash_run(seed: u64, cache: usize, meta_blocks: u64, txns: usize) -> Outcome 
                     } else if st == states[c] {
                         out.to_new += 1;
                     } else {
-                        panic!("crash after write {nwrites} (txn {c}): state is neither");
+                        panic!("crash after write {nwrites} (txn {c}): state is neither\n{st:?}\n{:?}\n{:?}", states[c - 1], states[c]);
                     }
                     out.images += 1;
                     // The recovered pool must accept a new transaction.
                     if crng.below(8) == 0 {
-                        random_txn(&mut pool, &mut crng);
+                        random_txn(&mut pool, &mut crng, &mut vec![]);
                         pool.commit().unwrap();
                         check_clean(&mut pool);
                         let (dev, s) = pool.into_parts();
@@ -266,5 +305,14 @@ fn crash_after_every_write() {
         "crash points checked: {} (images opened and checked: {}; last commit {}, next commit {})",
         total.points, total.images, total.to_old, total.to_new
     );
+    let n: Vec<u64> = OK_NEW.iter().map(|a| a.load(Relaxed)).collect();
+    eprintln!(
+        "successful: {} prepares, {} completions/cancels (pending across commits), {} grows, {} resizes",
+        n[0],
+        n[1],
+        n[2],
+        n[3] + n[4]
+    );
     assert!(total.to_new > 0 && total.to_old > 0);
+    assert!(n.iter().all(|&c| c > 0), "{n:?}");
 }

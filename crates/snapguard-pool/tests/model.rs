@@ -18,6 +18,7 @@ static SPACE_ERR: AtomicU64 = AtomicU64::new(0);
 static CHECKS: AtomicU64 = AtomicU64::new(0);
 static MAPPED: AtomicU64 = AtomicU64::new(0);
 static SHARED: AtomicU64 = AtomicU64::new(0);
+static FAST_HITS: AtomicU64 = AtomicU64::new(0);
 
 const MAXV: u32 = 300;
 const IDS: [u32; 8] = [0, 1, 2, 3, 4, 5, 130, 299];
@@ -71,6 +72,28 @@ enum Op {
     },
     BgStep {
         id: u32,
+    },
+    Resize {
+        id: u32,
+        size: u64,
+    },
+    DiscardStep {
+        id: u32,
+        vext: u64,
+        len: u64,
+        max: u64,
+    },
+    CopyStep {
+        src: u32,
+        a: u64,
+        dst: u32,
+        b: u64,
+        len: u64,
+        max: u64,
+    },
+    Grow {
+        data: u64,
+        meta: u64,
     },
     Commit,
     Reopen,
@@ -207,6 +230,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (id(), vext(), len()).prop_map(|(id, vext, len)| Op::Discard { id, vext, len }),
         1 => proptest::collection::vec(group_op(), 0..5).prop_map(|ops| Op::Group { ops }),
         1 => id().prop_map(|id| Op::BgStep { id }),
+        1 => (id(), size()).prop_map(|(id, size)| Op::Resize { id, size }),
+        2 => (id(), vext(), len(), 0u64..4).prop_map(|(id, vext, len, max)| Op::DiscardStep { id, vext, len, max }),
+        1 => (id(), vext(), id(), vext(), len(), 0u64..300).prop_map(|(src, a, dst, b, len, max)| Op::CopyStep { src, a, dst, b, len, max }),
+        1 => (0u64..200, 0u64..40).prop_map(|(data, meta)| Op::Grow { data, meta }),
         2 => Just(Op::Commit),
         1 => Just(Op::Reopen),
         1 => Just(Op::Abort),
@@ -214,13 +241,20 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Accepts a pool result against the model's expectation; returns the
-/// value when the model change must be applied.
+/// value when the model change must be applied. An injected I/O error
+/// (`faulted`) is noted in `io_hit` and applies nothing.
 fn accept<T: std::fmt::Debug>(
     res: Result<T, Error>,
     expect: Result<(), Error>,
     what: &str,
+    faulted: bool,
+    io_hit: &mut bool,
 ) -> Option<T> {
     match (res, expect) {
+        (Err(Error::Io), _) if faulted => {
+            *io_hit = true;
+            None
+        }
         (Ok(v), Ok(())) => {
             OK.fetch_add(1, Relaxed);
             Some(v)
@@ -241,9 +275,24 @@ struct Run<'s> {
     pool: Option<Pool<'s, MemDevice>>,
     model: Model,
     committed: Model,
-    pending: Vec<BreakPlan>,
+    /// Prepared breaks and whether they are stale (the mapping may have
+    /// changed since: completing only frees the extent).
+    pending: Vec<(BreakPlan, bool)>,
     checks: u64,
     data: u64,
+    /// An injected I/O error was returned by the current step.
+    io_hit: bool,
+    /// Generation of the last commit.
+    gen: u64,
+    /// Data extents and metadata blocks of the last commit, and the
+    /// capacities.
+    com_data: u64,
+    meta: u64,
+    com_meta: u64,
+    data_cap: u64,
+    meta_cap: u64,
+    /// The lock-free fast map the pool keeps (checked against the model).
+    fast: FastMap<'static>,
 }
 
 impl<'s> Run<'s> {
@@ -251,10 +300,47 @@ impl<'s> Run<'s> {
         self.pool.as_mut().unwrap()
     }
 
+    fn faulted(&mut self) -> bool {
+        self.pool().device().fired
+    }
+
+    fn acc<T: std::fmt::Debug>(
+        &mut self,
+        res: Result<T, Error>,
+        expect: Result<(), Error>,
+        what: &str,
+    ) -> Option<T> {
+        let f = self.faulted();
+        accept(res, expect, what, f, &mut self.io_hit)
+    }
+
+    /// Takes an injected I/O error out of `res`.
+    fn io<T>(&mut self, res: Result<T, Error>) -> Option<T> {
+        match res {
+            Err(Error::Io) if self.faulted() => {
+                self.io_hit = true;
+                None
+            }
+            r => Some(r.unwrap()),
+        }
+    }
+
+    fn stale(&mut self, id: u32, start: u64, end: u64) {
+        for (p, st) in self.pending.iter_mut() {
+            if p.volume == id && p.vext >= start && p.vext < end {
+                *st = true;
+            }
+        }
+    }
+
     fn check(&mut self) {
         let pool = self.pool.as_mut().unwrap();
         let mut scratch = vec![0u32; pool.check_scratch_len() as usize];
-        let r = pool.check(&mut scratch).unwrap();
+        let r = pool.check(&mut scratch);
+        let Some(r) = self.io(r) else {
+            assert!(!self.pool().is_failed(), "a failed check failed the pool");
+            return;
+        };
         assert!(r.is_clean(), "checker: {r:?}");
         self.checks += 1;
         CHECKS.fetch_add(1, Relaxed);
@@ -269,7 +355,7 @@ impl<'s> Run<'s> {
     }
 
     fn pending_news(&self) -> BTreeSet<u64> {
-        self.pending.iter().map(|p| p.new).collect()
+        self.pending.iter().map(|(p, _)| p.new).collect()
     }
 
     fn assert_fresh(&self, pext: u64) {
@@ -289,10 +375,13 @@ impl<'s> Run<'s> {
                 None => Err(Error::NotFound),
                 Some(p) => {
                     if self.model.shared(*p)
-                        && self
+                        && (self
                             .pending
                             .iter()
-                            .any(|q| q.volume == id && q.vext == vext)
+                            .any(|(q, _)| q.volume == id && q.vext == vext)
+                            || self.pending.len() >= MAX_PENDING_BREAKS
+                            || self.pending.iter().filter(|(q, _)| q.volume == id).count()
+                                >= MAX_PENDING_PER_VOLUME)
                     {
                         Err(Error::Busy)
                     } else {
@@ -305,7 +394,7 @@ impl<'s> Run<'s> {
         } else {
             self.pool().break_sharing(id, vext)
         };
-        let plan = accept(res, expect, "break")?;
+        let plan = self.acc(res, expect, "break")?;
         let old = self.model.vols[&id].map[&vext];
         assert_eq!(plan.old, old);
         if !self.model.shared(old) {
@@ -314,7 +403,7 @@ impl<'s> Run<'s> {
         }
         self.assert_fresh(plan.new);
         if two_phase {
-            self.pending.push(plan);
+            self.pending.push((plan, false));
         } else {
             self.model
                 .vols
@@ -336,7 +425,8 @@ impl<'s> Run<'s> {
                 } else {
                     Ok(())
                 };
-                if accept(self.pool().create_volume(id, size), expect, "create").is_some() {
+                let r = self.pool().create_volume(id, size);
+                if self.acc(r, expect, "create").is_some() {
                     self.model.vols.insert(
                         id,
                         MVol {
@@ -354,8 +444,10 @@ impl<'s> Run<'s> {
                 } else {
                     Err(Error::NotFound)
                 };
-                if accept(self.pool().delete_volume(id), expect, "delete").is_some() {
+                let r = self.pool().delete_volume(id);
+                if self.acc(r, expect, "delete").is_some() {
                     self.model.vols.remove(&id);
+                    self.stale(id, 0, u64::MAX);
                 }
             }
             Op::Snapshot { src, dst } => self.group(vec![GroupOp::Snapshot { src, dst }]),
@@ -388,10 +480,11 @@ impl<'s> Run<'s> {
                         })
                     };
                     let stop = expect.is_err();
-                    if let Some(p) = accept(self.pool().provision(id, k), expect, "provision") {
+                    let r = self.pool().provision(id, k);
+                    if let Some(p) = self.acc(r, expect, "provision") {
                         self.assert_fresh(p);
                         self.model.vols.get_mut(&id).unwrap().map.insert(k, p);
-                    } else if !stop {
+                    } else if !stop || self.io_hit {
                         break;
                     }
                     if stop && k >= self.model.vols.get(&id).map(|v| v.size).unwrap_or(0) {
@@ -413,15 +506,27 @@ impl<'s> Run<'s> {
                 if self.pending.is_empty() {
                     return;
                 }
-                let plan = self.pending.remove(k % self.pending.len());
+                let i = k % self.pending.len();
+                let (plan, stale) = self.pending[i];
                 let still = self
                     .model
                     .vols
                     .get(&plan.volume)
                     .and_then(|v| v.map.get(&plan.vext))
                     == Some(&plan.old);
+                assert!(stale || still, "live break {plan:?} but mapping changed");
                 let res = self.pool().complete_break(&plan);
-                if still {
+                let Some(res) = self.io(res.map(|()| Ok(())).or_else(|e| {
+                    if e == Error::Io {
+                        Err(e)
+                    } else {
+                        Ok(Err(e))
+                    }
+                })) else {
+                    return;
+                };
+                self.pending.remove(i);
+                if !stale {
                     assert_eq!(res, Ok(()));
                     self.model
                         .vols
@@ -437,8 +542,12 @@ impl<'s> Run<'s> {
                 if self.pending.is_empty() {
                     return;
                 }
-                let plan = self.pending.remove(k % self.pending.len());
-                assert_eq!(self.pool().cancel_break(&plan), Ok(()));
+                let i = k % self.pending.len();
+                let plan = self.pending[i].0;
+                let r = self.pool().cancel_break(&plan);
+                if self.io(r).is_some() {
+                    self.pending.remove(i);
+                }
             }
             Op::Discard { id, vext, len } => {
                 let expect = if id >= MAXV {
@@ -452,7 +561,9 @@ impl<'s> Run<'s> {
                         },
                     }
                 };
-                if accept(self.pool().discard(id, vext, len), expect, "discard").is_some() {
+                let r = self.pool().discard(id, vext, len);
+                if self.acc(r, expect, "discard").is_some() {
+                    self.stale(id, vext, vext + len);
                     let v = self.model.vols.get_mut(&id).unwrap();
                     let keys: Vec<u64> = v.map.range(vext..vext + len).map(|(k, _)| *k).collect();
                     for k in keys {
@@ -463,7 +574,12 @@ impl<'s> Run<'s> {
             Op::BgStep { id } => {
                 let Some(v) = self.model.vols.get(&id).cloned() else {
                     if id < MAXV {
-                        assert_eq!(self.pool().bg_next(id), Err(Error::NotFound));
+                        let r = self.pool().bg_next(id);
+                        if r != Err(Error::Io) || !self.faulted() {
+                            assert_eq!(r, Err(Error::NotFound));
+                        } else {
+                            self.io_hit = true;
+                        }
                     }
                     return;
                 };
@@ -474,43 +590,146 @@ impl<'s> Run<'s> {
                     .filter(|(_, p)| counts[p] > 1)
                     .map(|(k, _)| *k)
                     .collect();
-                let prog = self.pool().bg_progress(id).unwrap();
+                let r = self.pool().bg_progress(id);
+                let Some(prog) = self.io(r) else { return };
                 assert_eq!(
                     (prog.cursor, prog.done, prog.remaining),
                     (v.bg_cursor, v.bg_done, shared.len() as u64)
                 );
-                let next = self.pool().bg_next(id).unwrap();
-                assert_eq!(next.map(|(k, _)| k), shared.first().copied());
-                if let Some((k, p)) = next {
+                let r = self.pool().bg_next(id);
+                let Some(next) = self.io(r) else { return };
+                assert_eq!(next.map(|it| it.vext), shared.first().copied());
+                if let Some(item) = next {
+                    let (k, p) = (item.vext, item.pext);
                     assert_eq!(p, v.map[&k]);
-                    if self.pending.iter().any(|q| q.volume == id && q.vext == k) {
+                    if self
+                        .pending
+                        .iter()
+                        .any(|(q, _)| q.volume == id && q.vext == k)
+                    {
                         return;
                     }
-                    if self.do_break(id, k, false).is_some()
-                        && accept(self.pool().bg_advance(id, k), Ok(()), "bg_advance").is_some()
-                    {
+                    if self.do_break(id, k, false).is_none() {
+                        return;
+                    }
+                    let r = self.pool().bg_advance(&item);
+                    if self.acc(r, Ok(()), "bg_advance").is_some() {
                         let mv = self.model.vols.get_mut(&id).unwrap();
                         mv.bg_cursor = mv.bg_cursor.max(k + 1);
                         mv.bg_done += 1;
                     }
                 }
             }
+            Op::Resize { id, size } => {
+                let expect = if size == 0 || size > MAX_VOLUME_EXTENTS || id >= MAXV {
+                    Err(Error::Invalid)
+                } else if !self.model.vols.contains_key(&id) {
+                    Err(Error::NotFound)
+                } else {
+                    Ok(())
+                };
+                let r = self.pool().resize_volume(id, size);
+                if self.acc(r, expect, "resize").is_some() {
+                    let v = self.model.vols.get_mut(&id).unwrap();
+                    if size < v.size {
+                        v.map.retain(|k, _| *k < size);
+                        v.bg_cursor = v.bg_cursor.min(size);
+                        self.stale(id, size, u64::MAX);
+                    }
+                    self.model.vols.get_mut(&id).unwrap().size = size;
+                }
+            }
+            Op::DiscardStep { id, vext, len, max } => {
+                let expect = if max == 0 || id >= MAXV {
+                    Err(Error::Invalid)
+                } else {
+                    match self.model.vols.get(&id) {
+                        None => Err(Error::NotFound),
+                        Some(v) => match vext.checked_add(len) {
+                            Some(e) if e <= v.size => Ok(()),
+                            _ => Err(Error::Invalid),
+                        },
+                    }
+                };
+                let r = self.pool().discard_step(id, vext, len, max);
+                if let Some(done) = self.acc(r, expect, "discard_step") {
+                    assert!(done <= len && (len == 0 || done > 0), "{done} of {len}");
+                    if done > 0 {
+                        self.stale(id, vext, vext + len);
+                    }
+                    let v = self.model.vols.get_mut(&id).unwrap();
+                    v.map.retain(|k, _| *k < vext || *k >= vext + done);
+                }
+            }
+            Op::CopyStep {
+                src,
+                a,
+                dst,
+                b,
+                len,
+                max,
+            } => {
+                let overlap = src == dst && len > 0 && a < b + len && b < a + len;
+                let n = len.min(max);
+                let mut m = self.model.clone();
+                let expect = if max == 0 || overlap {
+                    Err(Error::Invalid)
+                } else {
+                    m.group_op(&GroupOp::Copy {
+                        src,
+                        src_vext: a,
+                        dst,
+                        dst_vext: b,
+                        len: n,
+                    })
+                };
+                let r = self.pool().copy_range_step(src, a, dst, b, len, max);
+                if let Some(done) = self.acc(r, expect, "copy_range_step") {
+                    assert_eq!(done, n);
+                    self.model = m;
+                    self.stale(dst, b, b + n);
+                }
+            }
+            Op::Grow { data, meta } => {
+                let (nd, nm) = (self.data + data, self.meta + meta);
+                let expect = if nd > self.data_cap || nm > self.meta_cap {
+                    Err(Error::Invalid)
+                } else {
+                    Ok(())
+                };
+                let r = self.pool().grow(nd, nm);
+                if self.acc(r, expect, "grow").is_some() {
+                    self.data = nd;
+                    self.meta = nm;
+                }
+            }
             Op::Commit => {
-                self.pool().commit().unwrap();
-                self.committed = self.model.clone();
-                self.check();
+                let r = self.pool().commit();
+                if self.io(r).is_some() {
+                    self.com_data = self.data;
+                    self.com_meta = self.meta;
+                    self.committed = self.model.clone();
+                    self.gen = self.pool().stats().generation;
+                    self.check();
+                }
             }
             Op::Reopen => {
-                let (dev, s) = self.pool.take().unwrap().into_parts();
-                self.pool = Some(Pool::open(dev, s).unwrap());
-                self.model = self.committed.clone();
-                self.pending.clear();
+                self.reopen();
                 self.check();
             }
             Op::Abort => {
                 self.pool().abort();
+                // Abort returns nothing: an I/O error restoring pending
+                // breaks shows as the failed state.
+                if self.faulted() && self.pool().is_failed() {
+                    self.io_hit = true;
+                }
                 self.model = self.committed.clone();
-                self.pending.clear();
+                self.data = self.com_data;
+                self.meta = self.com_meta;
+                for (_, st) in self.pending.iter_mut() {
+                    *st = true;
+                }
             }
         }
     }
@@ -527,9 +746,83 @@ impl<'s> Run<'s> {
         if ops.len() > MAX_GROUP_OPS {
             expect = Err(Error::Invalid);
         }
-        if accept(self.pool().apply_group(&ops), expect, "group").is_some() {
+        let r = self.pool().apply_group(&ops);
+        if self.acc(r, expect, "group").is_some() {
             self.model = m;
+            for op in &ops {
+                if let GroupOp::Copy {
+                    dst, dst_vext, len, ..
+                } = *op
+                {
+                    self.stale(dst, dst_vext, dst_vext + len);
+                }
+            }
         }
+    }
+
+    /// Reopens the pool (the device healthy again); the state is the last
+    /// commit, or the next one if a failed commit reached the disk.
+    fn reopen(&mut self) {
+        let (mut dev, s) = self.pool.take().unwrap().into_parts();
+        if dev.fired {
+            dev.fail_at = None;
+            dev.fired = false;
+        }
+        self.pool = Some(Pool::open(dev, s).unwrap());
+        let fast = self.fast;
+        self.pool().set_fast_map(fast);
+        let gen = self.pool().stats().generation;
+        if gen == self.gen + 1 {
+            // A commit that failed after its superblock reached the disk.
+            self.committed = self.model.clone();
+            self.com_data = self.data;
+            self.com_meta = self.meta;
+        } else {
+            assert_eq!(gen, self.gen);
+        }
+        self.gen = gen;
+        self.model = self.committed.clone();
+        self.data = self.com_data;
+        self.meta = self.com_meta;
+        self.pending.clear();
+    }
+
+    /// After a step that met the injected I/O error: it was reported, and
+    /// either nothing changed (the pool still runs), or the pool failed:
+    /// it refuses changes, answers the last commit, and reopens to it.
+    /// Returns `None` without a fault, else whether the pool failed.
+    fn after_fault(&mut self) -> Option<bool> {
+        if !self.faulted() {
+            return None;
+        }
+        assert!(self.io_hit, "injected I/O error swallowed");
+        self.io_hit = false;
+        let failed = self.pool().is_failed();
+        if failed {
+            assert_eq!(self.pool().create_volume(MAXV - 1, 1), Err(Error::Io));
+            assert_eq!(self.pool().commit(), Err(Error::Io));
+            assert!(self.pool().stats().failed);
+            let model = self.model.clone();
+            let (d, m) = (self.data, self.meta);
+            self.model = self.committed.clone();
+            self.data = self.com_data;
+            self.meta = self.com_meta;
+            for (_, st) in self.pending.iter_mut() {
+                *st = true;
+            }
+            self.compare();
+            self.model = model;
+            self.data = d;
+            self.meta = m;
+            self.reopen();
+            self.check();
+        } else {
+            let dev = self.pool().device_mut();
+            dev.fail_at = None;
+            dev.fired = false;
+        }
+        self.compare();
+        Some(failed)
     }
 
     /// Compares the whole pool with the model.
@@ -538,9 +831,11 @@ impl<'s> Run<'s> {
         let news = self.pending_news();
         let pool = self.pool.as_mut().unwrap();
         let mut ids = vec![];
+        let mut uids = BTreeMap::new();
         let mut from = 0u32;
         while let Some(v) = pool.next_volume(from).unwrap() {
             ids.push(v.id);
+            uids.insert(v.id, v.uid);
             let mv = &model.vols[&v.id];
             assert_eq!(
                 (v.size, v.bg_cursor, v.bg_done),
@@ -577,26 +872,66 @@ impl<'s> Run<'s> {
                 }
             }
         }
+        // The fast map: fill it with a few lookups, then every hit must be
+        // the model's unshared mapping, for mapped and unmapped keys.
+        for (id, mv) in &model.vols {
+            for k in mv.map.keys().take(4) {
+                pool.lookup(*id, *k).unwrap();
+            }
+        }
+        for (id, mv) in &model.vols {
+            let uid = uids[id];
+            for k in mv.map.keys().flat_map(|k| [*k, k + 1]).chain(0..50) {
+                if let Some(p) = self.fast.lookup(uid, k) {
+                    assert_eq!(mv.map.get(&k), Some(&p), "fast map: vol {id} vext {k}");
+                    assert_eq!(counts[&p], 1, "fast map: vol {id} vext {k} shared");
+                    FAST_HITS.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        let committed = self.committed.counts();
         let mut used = 0;
         for p in 0..self.data {
             let rc = pool.data_refcount(p).unwrap();
             let want = counts.contains_key(&p) || news.contains(&p);
             assert_eq!(rc > 0, want, "pext {p} rc {rc}");
-            used += want as u64;
+            // Allocatable only if free now and in the last commit.
+            used += (want || committed.contains_key(&p)) as u64;
         }
         let st = pool.stats();
         assert_eq!(st.data_free, self.data - used);
+        assert_eq!((st.data_extents, st.meta_blocks), (self.data, self.meta));
         assert_eq!(st.volumes, model.vols.len() as u64);
         assert_eq!(st.pending_breaks, self.pending.len());
     }
 }
 
-fn run(ops: &[Op], cache: usize, meta: u64, data: u64) {
+/// Runs `ops` (then a commit and a reopen) against the model, comparing
+/// after every step. With `fail_at`, the device fails I/O number
+/// `fail_at` once. Returns the numbers of the I/Os done by the steps
+/// (reopens excluded).
+fn run_opts(ops: &[Op], cache: usize, meta: u64, data: u64, fail_at: Option<u64>) -> Vec<u64> {
     let mut s = slots(cache);
+    // Formatted smaller than the devices, with room to grow.
+    let (data_cap, meta_cap) = (data + 300, meta);
+    let (data, meta) = (data - data / 4, meta - meta / 8);
     let mut p = FormatParams::new(data);
     p.max_volumes = MAXV;
     p.extent_size = 4096;
-    let pool = Pool::format(MemDevice::new(meta), &mut s, p).unwrap();
+    p.meta_blocks = meta;
+    p.data_capacity = data_cap;
+    p.meta_capacity = meta_cap;
+    let mut pool = Pool::format(MemDevice::new(meta_cap), &mut s, p).unwrap();
+    let fast = FastMap::new(Box::leak(
+        (0..509)
+            .map(|_| FastSlot::new())
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    ))
+    .unwrap();
+    pool.set_fast_map(fast);
+    pool.device_mut().fail_at = fail_at;
+    let gen = pool.stats().generation;
     let mut r = Run {
         pool: Some(pool),
         model: Model::default(),
@@ -604,23 +939,127 @@ fn run(ops: &[Op], cache: usize, meta: u64, data: u64) {
         pending: vec![],
         checks: 0,
         data,
+        io_hit: false,
+        gen,
+        com_data: data,
+        meta,
+        com_meta: meta,
+        data_cap,
+        meta_cap,
+        fast,
     };
-    for op in ops {
+    let mut ios = vec![];
+    for op in ops.iter().chain([Op::Commit, Op::Reopen].iter()) {
+        let a = r.pool().device().ios;
         r.step(op);
-        r.compare();
+        let b = r.pool().device().ios;
+        if !matches!(op, Op::Reopen) {
+            ios.extend(a..b);
+        }
+        match r.after_fault() {
+            Some(true) => {
+                FAULT_FAILED.fetch_add(1, Relaxed);
+            }
+            Some(false) => {
+                FAULT_OP_ONLY.fetch_add(1, Relaxed);
+            }
+            // Compared even before the fault: the reads keep the I/O
+            // sequence the same as in the clean run.
+            None => r.compare(),
+        }
     }
-    r.step(&Op::Commit);
-    r.step(&Op::Reopen);
-    r.compare();
+    ios
+}
+
+fn run(ops: &[Op], cache: usize, meta: u64, data: u64) {
+    run_opts(ops, cache, meta, data, None);
     eprintln!(
-        "model: ok {} expected-errors {} space-errors {} checks {} mapped-compared {} shared {}",
+        "model: ok {} expected-errors {} space-errors {} checks {} mapped-compared {} shared {} fast-map hits {}",
         OK.load(Relaxed),
         EXPECTED_ERR.load(Relaxed),
         SPACE_ERR.load(Relaxed),
         CHECKS.load(Relaxed),
         MAPPED.load(Relaxed),
-        SHARED.load(Relaxed)
+        SHARED.load(Relaxed),
+        FAST_HITS.load(Relaxed)
     );
+}
+
+static FAULT_FAILED: AtomicU64 = AtomicU64::new(0);
+static FAULT_OP_ONLY: AtomicU64 = AtomicU64::new(0);
+
+/// I/O error injection: for fixed random workloads, one run per metadata
+/// read, write and flush the workload's operations do, failing exactly
+/// that one. Every error must be reported; the pool must either be
+/// unchanged (the operation failed alone) or failed (refusing changes,
+/// answering the last commit) and reopen to the last commit (or the next
+/// one, if the failed commit reached the disk); pending breaks' extents
+/// are never handed out again meanwhile.
+#[test]
+fn model_io_errors() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let cases: usize = std::env::var("IOERR_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let mut runs = 0u64;
+    for case in 0..cases {
+        // A populated pool with pending breaks across a commit, then
+        // random operations.
+        // Several volumes with scattered leaves: more blocks than a minimal
+        // cache holds, so that operations read as well as write.
+        let mut ops = vec![];
+        for id in [0u32, 2, 3, 4, 5] {
+            ops.push(Op::Create { id, size: 300_000 });
+            for vext in [0u64, 700, 1400, 298_600] {
+                ops.push(Op::Provision { id, vext, n: 12 });
+            }
+        }
+        ops.extend([
+            Op::Commit,
+            Op::Snapshot { src: 0, dst: 1 },
+            Op::Prepare { id: 1, vext: 5 },
+            Op::Prepare { id: 0, vext: 7 },
+            Op::Provision {
+                id: 0,
+                vext: 700,
+                n: 30,
+            },
+            Op::Commit,
+            Op::Break { id: 1, vext: 9 },
+            Op::Copy {
+                src: 0,
+                a: 0,
+                dst: 1,
+                b: 1000,
+                len: 20,
+            },
+        ]);
+        ops.extend(
+            proptest::collection::vec(op(), 12..20)
+                .new_tree(&mut runner)
+                .unwrap()
+                .current(),
+        );
+        let (cache, meta, data) = if case % 2 == 0 {
+            (MIN_CACHE_SLOTS, 400, 700)
+        } else {
+            (MIN_CACHE_SLOTS + 8, 100, 400)
+        };
+        let ios = run_opts(&ops, cache, meta, data, None);
+        for k in &ios {
+            run_opts(&ops, cache, meta, data, Some(*k));
+            runs += 1;
+        }
+    }
+    let (failed, only) = (FAULT_FAILED.load(Relaxed), FAULT_OP_ONLY.load(Relaxed));
+    eprintln!(
+        "io errors: {runs} runs, one per workload I/O; {failed} failed the pool, {only} failed only their operation"
+    );
+    assert_eq!(failed + only, runs);
+    assert!(failed > 0 && only > 0);
 }
 
 proptest! {

@@ -247,3 +247,346 @@ fn discard_huge_sparse_ranges_with_little_metadata() {
         Some((1 << 47) - 1)
     );
 }
+
+fn pext(m: Mapping) -> u64 {
+    match m {
+        Mapping::Mapped { pext, .. } => pext,
+        Mapping::Unmapped => panic!("unmapped"),
+    }
+}
+
+/// Issue 10 item 1: a mapping that changed and changed back (discard, then
+/// a copy mapping the same extent again) must not accept the stale copy.
+#[test]
+fn break_detects_discard_then_copy_back() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(256), &mut s, params(1000)).unwrap();
+    pool.create_volume(1, 100).unwrap();
+    for v in 0..10 {
+        pool.provision(1, v).unwrap();
+    }
+    pool.commit().unwrap();
+    pool.snapshot(1, 2).unwrap();
+    let p7 = pext(pool.lookup(2, 7).unwrap());
+    let plan = pool.prepare_break(2, 7).unwrap();
+    assert_ne!(plan.new, plan.old);
+    // Meanwhile (the copy old -> new is in flight): volume 2 drops the
+    // extent, volume 1 writes it in place (no longer shared), and a copy
+    // maps it into volume 2 again: same value, fresh data.
+    pool.discard(2, 7, 1).unwrap();
+    assert_eq!(
+        pool.lookup(1, 7).unwrap(),
+        Mapping::Mapped {
+            pext: p7,
+            shared: false
+        }
+    );
+    pool.copy_range(1, 7, 2, 7, 1).unwrap();
+    assert_eq!(pool.complete_break(&plan), Err(Error::Busy));
+    assert_eq!(pext(pool.lookup(2, 7).unwrap()), p7);
+    assert_eq!(pool.data_refcount(plan.new).unwrap(), 0);
+    pool.commit().unwrap();
+    clean(&mut pool);
+}
+
+/// Issue 10 item 1: the old extent freed and provisioned again to the same
+/// place while a break is pending.
+#[test]
+fn break_detects_free_and_reprovision() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(256), &mut s, params(2)).unwrap();
+    pool.create_volume(1, 100).unwrap();
+    let p0 = pool.provision(1, 0).unwrap();
+    pool.commit().unwrap();
+    pool.snapshot(1, 2).unwrap();
+    let plan = pool.prepare_break(2, 0).unwrap();
+    assert_eq!(plan.old, p0);
+    pool.discard(1, 0, 1).unwrap();
+    pool.discard(2, 0, 1).unwrap();
+    pool.commit().unwrap();
+    // Only p0 is free: the new mapping reuses it, with new data.
+    assert_eq!(pool.provision(2, 0).unwrap(), p0);
+    assert_eq!(pool.complete_break(&plan), Err(Error::Busy));
+    assert_eq!(pext(pool.lookup(2, 0).unwrap()), p0);
+    pool.commit().unwrap();
+    clean(&mut pool);
+}
+
+/// Issue 10 item 2: a background-copy step of a deleted volume must not
+/// move the cursor of a new volume created under the same id.
+#[test]
+fn bg_advance_refuses_recreated_volume() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(256), &mut s, params(1000)).unwrap();
+    pool.create_volume(1, 100).unwrap();
+    for v in 0..60 {
+        pool.provision(1, v).unwrap();
+    }
+    pool.snapshot(1, 2).unwrap();
+    for v in 0..50 {
+        pool.break_sharing(2, v).unwrap();
+    }
+    let item = pool.bg_next(2).unwrap().unwrap();
+    assert_eq!(item.vext, 50);
+    let old_uid = pool.volume(2).unwrap().uid;
+    pool.delete_volume(2).unwrap();
+    pool.snapshot(1, 2).unwrap();
+    assert_ne!(pool.volume(2).unwrap().uid, old_uid);
+    assert_eq!(pool.bg_advance(&item), Err(Error::NotFound));
+    let v = pool.volume(2).unwrap();
+    assert_eq!((v.bg_cursor, v.bg_done), (0, 0));
+    assert_eq!(pool.bg_next(2).unwrap().unwrap().vext, 0);
+    pool.commit().unwrap();
+    clean(&mut pool);
+}
+
+/// Issue 10 item 4: pending breaks alone do not make a commit write.
+#[test]
+fn commit_without_change_costs_nothing() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(256), &mut s, params(1000)).unwrap();
+    pool.create_volume(1, 100).unwrap();
+    for v in 0..10 {
+        pool.provision(1, v).unwrap();
+    }
+    pool.snapshot(1, 2).unwrap();
+    pool.commit().unwrap();
+    let _a = pool.prepare_break(2, 3).unwrap();
+    pool.provision(1, 50).unwrap();
+    pool.commit().unwrap();
+    let (w, f) = (pool.device().writes, pool.device().flushes);
+    pool.commit().unwrap();
+    assert_eq!((pool.device().writes, pool.device().flushes), (w, f));
+    // A prepare alone is no change either: its extent commits as free.
+    let b = pool.prepare_break(2, 4).unwrap();
+    assert!(!pool.is_dirty());
+    pool.commit().unwrap();
+    assert_eq!((pool.device().writes, pool.device().flushes), (w, f));
+    pool.complete_break(&b).unwrap();
+    pool.commit().unwrap();
+    assert!(pool.device().writes > w);
+    clean(&mut pool);
+}
+
+/// Issue 10 item 5: with metadata full, deleting, discarding and resetting
+/// a background copy still work (they may use the reserve), and free space
+/// is reported without uncommitted frees nor break reservations.
+#[test]
+fn full_metadata_can_still_free_space() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(300), &mut s, params(100_000)).unwrap();
+    let mut ids = vec![];
+    let mut provisioning = true;
+    for id in 0..1000u32 {
+        if pool.create_volume(id, 1 << 30).is_err() {
+            break;
+        }
+        ids.push(id);
+        for k in 0..8u64 {
+            if provisioning && pool.provision(id, k << 20).is_err() {
+                provisioning = false;
+            }
+        }
+    }
+    assert!(ids.len() > 3 && ids.len() < 999);
+    pool.commit().unwrap();
+    assert_eq!(
+        pool.create_volume(999, 1 << 30),
+        Err(Error::NoMetadataSpace)
+    );
+    assert_eq!(pool.provision(ids[0], 9 << 20), Err(Error::NoMetadataSpace));
+    pool.discard(ids[0], 0, 1 << 30).unwrap();
+    pool.delete_volume(ids[1]).unwrap();
+    pool.bg_reset(ids[2]).unwrap();
+    pool.commit().unwrap();
+    clean(&mut pool);
+    pool.provision(ids[0], 9 << 20).unwrap();
+    pool.create_volume(999, 10).unwrap();
+    pool.commit().unwrap();
+    clean(&mut pool);
+}
+
+#[test]
+fn free_space_excludes_uncommitted_frees_and_reservations() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(256), &mut s, params(1000)).unwrap();
+    pool.create_volume(1, 100).unwrap();
+    for v in 0..10 {
+        pool.provision(1, v).unwrap();
+    }
+    pool.commit().unwrap();
+    let st = pool.stats();
+    assert_eq!(st.data_free, 990);
+    pool.discard(1, 0, 5).unwrap();
+    // Not allocatable before the commit.
+    assert_eq!(pool.stats().data_free, 990);
+    pool.commit().unwrap();
+    assert_eq!(pool.stats().data_free, 995);
+    pool.snapshot(1, 2).unwrap();
+    pool.commit().unwrap();
+    let st = pool.stats();
+    let plan = pool.prepare_break(2, 7).unwrap();
+    let st2 = pool.stats();
+    assert_eq!(st2.data_free, st.data_free - 1);
+    // The metadata reserved to complete the break is not free.
+    assert!(st2.meta_free < st.meta_free, "{st:?} {st2:?}");
+    pool.cancel_break(&plan).unwrap();
+    assert_eq!(pool.stats().meta_free, st.meta_free);
+}
+
+/// An unreadable superblock fails the open instead of silently falling
+/// back to the older one.
+#[test]
+fn open_fails_on_superblock_read_error() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(256), &mut s, params(1000)).unwrap();
+    pool.create_volume(1, 100).unwrap();
+    pool.commit().unwrap();
+    let (mut dev, s) = pool.into_parts();
+    // Open reads block 0 then block 1; fail the newer one's read.
+    let newer = dev.blocks[1][16..24] > dev.blocks[0][16..24];
+    dev.fail_at = Some(dev.ios + u64::from(newer));
+    assert_eq!(Pool::open(dev, s).err(), Some(Error::Io));
+}
+
+/// A metadata I/O error half way through an operation fails the pool:
+/// it keeps serving the last commit and refuses changes until reopened;
+/// an error before anything changed fails only the operation.
+#[test]
+fn io_error_mid_operation_fails_pool() {
+    let (mut failed, mut op_only) = (0, 0);
+    for k in 0..60 {
+        let mut s = slots(MIN_CACHE_SLOTS);
+        let mut pool = Pool::format(MemDevice::new(512), &mut s, params(5000)).unwrap();
+        pool.create_volume(1, 100_000).unwrap();
+        for v in (0..100_000).step_by(1000) {
+            pool.provision(1, v).unwrap();
+        }
+        pool.commit().unwrap();
+        pool.provision(1, 1).unwrap();
+        let dev = pool.device_mut();
+        dev.fail_at = Some(dev.ios + k);
+        let mut err = None;
+        for v in (500..100_000).step_by(1000) {
+            if let Err(e) = pool.provision(1, v) {
+                err = Some((e, v));
+                break;
+            }
+        }
+        let Some((e, v)) = err else { continue };
+        assert_eq!(e, Error::Io);
+        assert!(pool.device().fired);
+        if pool.is_failed() {
+            failed += 1;
+            assert_eq!(pool.provision(1, 2), Err(Error::Io));
+            assert_eq!(pool.commit(), Err(Error::Io));
+            // The last commit is served: the uncommitted provision is gone.
+            assert_eq!(pool.lookup(1, 1).unwrap(), Mapping::Unmapped);
+            assert!(matches!(
+                pool.lookup(1, 1000).unwrap(),
+                Mapping::Mapped { .. }
+            ));
+            let (dev, s) = pool.into_parts();
+            let mut pool = Pool::open(dev, s).unwrap();
+            assert_eq!(pool.lookup(1, 1).unwrap(), Mapping::Unmapped);
+            clean(&mut pool);
+        } else {
+            op_only += 1;
+            // Nothing else was lost.
+            assert_eq!(pool.lookup(1, v).unwrap(), Mapping::Unmapped);
+            assert!(matches!(pool.lookup(1, 1).unwrap(), Mapping::Mapped { .. }));
+            pool.provision(1, v).unwrap();
+            pool.commit().unwrap();
+            clean(&mut pool);
+        }
+    }
+    assert!(failed > 0 && op_only > 0, "{failed} {op_only}");
+}
+
+/// Issue 10: discard frees interior nodes that become empty; a copy from
+/// an unmapped source frees the leaves it empties.
+#[test]
+fn unmapping_leaves_no_empty_nodes() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(512), &mut s, params(1000)).unwrap();
+    // Three levels: leaves of 678, level-1 nodes of 678 * 509 extents.
+    pool.create_volume(1, 2_000_000).unwrap();
+    pool.provision(1, 0).unwrap();
+    pool.provision(1, 400_000).unwrap();
+    pool.commit().unwrap();
+    // Counts include the directory's two nodes.
+    assert_eq!(clean(&mut pool).nodes, 2 + 5);
+    pool.discard(1, 0, 1).unwrap();
+    pool.commit().unwrap();
+    // Root, one level-1 node, one leaf.
+    assert_eq!(clean(&mut pool).nodes, 2 + 3);
+    // A copy of unmapped extents over the last mapping empties the table.
+    pool.create_volume(2, 2_000_000).unwrap();
+    pool.copy_range(2, 399_990, 1, 399_990, 20).unwrap();
+    pool.commit().unwrap();
+    assert_eq!(clean(&mut pool).nodes, 2);
+    // Discarding a whole subtree inside a range empties its parent too.
+    for v in [0u64, 700, 1400, 345_200] {
+        pool.provision(1, v).unwrap();
+    }
+    pool.snapshot(1, 3).unwrap();
+    pool.discard(1, 0, 345_102).unwrap();
+    pool.commit().unwrap();
+    let r = clean(&mut pool);
+    // Volume 3 keeps the shared table (root, 2 level-1, 4 leaves); volume
+    // 1 has its own root, shares the second level-1 node.
+    assert_eq!(r.nodes, 2 + 8, "{r:?}");
+}
+
+/// Issue 10: `lookup_cached` hits count as recent use, so the map path's
+/// hot blocks stay cached while other lookups stream through the cache.
+#[test]
+fn lookup_cached_hits_keep_blocks_cached() {
+    let mut s = slots(MIN_CACHE_SLOTS);
+    let mut pool = Pool::format(MemDevice::new(1024), &mut s, params(1000)).unwrap();
+    pool.create_volume(0, 300 * 678).unwrap();
+    for i in 0..300u64 {
+        pool.provision(0, i * 678).unwrap();
+    }
+    pool.commit().unwrap();
+    pool.lookup(0, 0).unwrap();
+    for i in 1..300u64 {
+        assert!(
+            pool.lookup_cached(0, 0).is_ok(),
+            "hot extent evicted after {i} other lookups"
+        );
+        pool.lookup(0, i * 678).unwrap();
+    }
+}
+
+/// Issue 10: the pending-break table is shared fairly: one volume may hold
+/// at most half of it, so a busy volume cannot block the others.
+#[test]
+fn pending_breaks_are_limited_per_volume() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(4096), &mut s, params(2000)).unwrap();
+    pool.create_volume(1, 1000).unwrap();
+    for v in 0..600 {
+        pool.provision(1, v).unwrap();
+    }
+    pool.snapshot(1, 2).unwrap();
+    pool.commit().unwrap();
+    let mut plans = vec![];
+    for v in 0..MAX_PENDING_PER_VOLUME as u64 {
+        plans.push(pool.prepare_break(2, v).unwrap());
+    }
+    const { assert!(MAX_PENDING_PER_VOLUME >= 128) };
+    assert_eq!(
+        pool.prepare_break(2, MAX_PENDING_PER_VOLUME as u64),
+        Err(Error::Busy)
+    );
+    // Another volume still gets breaks.
+    let other = pool.prepare_break(1, 599).unwrap();
+    assert_ne!(other.new, other.old);
+    for p in &plans {
+        pool.complete_break(p).unwrap();
+    }
+    pool.complete_break(&other).unwrap();
+    pool.commit().unwrap();
+    clean(&mut pool);
+}

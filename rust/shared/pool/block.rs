@@ -26,6 +26,8 @@ pub(crate) const TAG_VINT: u16 = 0x5649;
 pub(crate) const TAG_DLEAF: u16 = 0x444C;
 /// Volume directory internal node.
 pub(crate) const TAG_DINT: u16 = 0x4449;
+/// Space map index block (selector and initialised bits of space map blocks).
+pub(crate) const TAG_SIDX: u16 = 0x5349;
 
 pub(crate) fn rd_u64(b: &[u8], off: usize) -> Result<u64, Error> {
     let end = off.checked_add(8).ok_or(Error::Corrupt)?;

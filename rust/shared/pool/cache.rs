@@ -9,15 +9,18 @@
 
 use super::block::{seal, verify};
 use super::{Error, MetaDevice, BLOCK_SIZE};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Slot of the working (open transaction) superblock image.
 pub(crate) const SLOT_WORK: usize = 0;
 /// Slot of the last committed superblock image.
 pub(crate) const SLOT_COM: usize = 1;
-/// Slot holding the table of pending sharing breaks.
+/// First of the slots holding the table of pending sharing breaks.
 pub(crate) const SLOT_PENDING: usize = 2;
+/// Slots of the pending-break table.
+pub(crate) const PENDING_SLOTS: usize = 4;
 /// Number of pinned slots.
-pub(crate) const RESERVED: usize = 3;
+pub(crate) const RESERVED: usize = SLOT_PENDING + PENDING_SLOTS;
 
 const F_VALID: u8 = 1;
 const F_DIRTY: u8 = 2;
@@ -30,7 +33,6 @@ const F_LISTED: u8 = 8;
 /// The all-zero bit pattern is a valid empty slot, so the kernel may back
 /// the arena with zeroed `vmalloc` memory; userspace uses
 /// [`CacheSlot::new`] (e.g. `(0..n).map(|_| CacheSlot::new()).collect()`).
-#[derive(Clone)]
 pub struct CacheSlot {
     data: [u8; BLOCK_SIZE],
     nr: u64,
@@ -41,22 +43,38 @@ pub struct CacheSlot {
     /// Next slot on the dirty list, plus one.
     dnext: u32,
     flags: u8,
+    /// Referenced by a reader ([`Cache::touch_shared`]): the only field
+    /// written under the read side, atomically; CLOCK treats it like
+    /// `F_REF`.
+    seen: AtomicBool,
+}
+
+impl Clone for CacheSlot {
+    fn clone(&self) -> Self {
+        CacheSlot {
+            data: self.data,
+            nr: self.nr,
+            next: self.next,
+            head: self.head,
+            dnext: self.dnext,
+            flags: self.flags,
+            seen: AtomicBool::new(self.seen.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl CacheSlot {
     /// An empty slot.
-    pub const EMPTY: CacheSlot = CacheSlot {
-        data: [0; BLOCK_SIZE],
-        nr: 0,
-        next: 0,
-        head: 0,
-        dnext: 0,
-        flags: 0,
-    };
-
-    /// An empty slot.
     pub const fn new() -> Self {
-        Self::EMPTY
+        CacheSlot {
+            data: [0; BLOCK_SIZE],
+            nr: 0,
+            next: 0,
+            head: 0,
+            dnext: 0,
+            flags: 0,
+            seen: AtomicBool::new(false),
+        }
     }
 }
 
@@ -75,6 +93,9 @@ pub(crate) struct Cache<'a> {
     /// Counters for statistics.
     pub(crate) reads: u64,
     pub(crate) writes: u64,
+    /// Number of buffer modifications (tells whether an operation changed
+    /// anything before it failed).
+    pub(crate) mods: u64,
 }
 
 fn hash(nr: u64) -> u64 {
@@ -92,6 +113,7 @@ impl<'a> Cache<'a> {
             s.head = 0;
             s.dnext = 0;
             s.flags = 0;
+            *s.seen.get_mut() = false;
         }
         Ok(Cache {
             slots,
@@ -99,6 +121,7 @@ impl<'a> Cache<'a> {
             dirty_head: 0,
             reads: 0,
             writes: 0,
+            mods: 0,
         })
     }
 
@@ -162,6 +185,7 @@ impl<'a> Cache<'a> {
         if let Some(s) = self.slots.get_mut(idx) {
             s.flags &= F_LISTED;
             s.next = 0;
+            *s.seen.get_mut() = false;
         }
     }
 
@@ -171,7 +195,9 @@ impl<'a> Cache<'a> {
         if let Some(s) = self.slots.get_mut(idx) {
             s.nr = nr;
             s.next = head;
-            s.flags = F_VALID | F_REF | (s.flags & F_LISTED);
+            // Inserted unreferenced: a block read once (a streaming
+            // lookup) is the first to go; a second use references it.
+            s.flags = F_VALID | (s.flags & F_LISTED);
         }
         if let Some(bs) = self.slots.get_mut(b) {
             bs.head = idx.saturating_add(1) as u32;
@@ -212,8 +238,9 @@ impl<'a> Cache<'a> {
             if s.flags & F_VALID == 0 {
                 return Ok(idx);
             }
-            if s.flags & F_REF != 0 {
+            if s.flags & F_REF != 0 || *s.seen.get_mut() {
                 s.flags &= !F_REF;
+                *s.seen.get_mut() = false;
                 continue;
             }
             self.write_slot(dev, idx)?;
@@ -269,6 +296,7 @@ impl<'a> Cache<'a> {
             }
         };
         self.mark_dirty(idx);
+        self.mods = self.mods.wrapping_add(1);
         Ok(idx)
     }
 
@@ -285,6 +313,17 @@ impl<'a> Cache<'a> {
         }
     }
 
+    /// Marks slot `idx` recently used from the read side (`&self`): one
+    /// relaxed atomic store, skipped when already set, so concurrent
+    /// readers neither race nor keep bouncing the cache line.
+    pub(crate) fn touch_shared(&self, idx: usize) {
+        if let Some(s) = self.slots.get(idx) {
+            if !s.seen.load(Ordering::Relaxed) {
+                s.seen.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Read access to a slot's buffer.
     pub(crate) fn buf(&self, idx: usize) -> Result<&[u8; BLOCK_SIZE], Error> {
         self.slots.get(idx).map(|s| &s.data).ok_or(Error::Invalid)
@@ -292,6 +331,7 @@ impl<'a> Cache<'a> {
 
     /// Write access to a slot's buffer; marks a cached block dirty.
     pub(crate) fn buf_mut(&mut self, idx: usize) -> Result<&mut [u8; BLOCK_SIZE], Error> {
+        self.mods = self.mods.wrapping_add(1);
         if idx >= RESERVED {
             self.mark_dirty(idx);
         }

@@ -1,9 +1,10 @@
 //! The checker: checksums, tree shape and reference counts.
 
 use super::block::rd_u32;
-use super::cache::SLOT_WORK;
-use super::geom::{check_header, sel_get, sm_off, Geometry, Kind, SmKind, MAX_DEPTH, SM_ENTRIES};
-use super::read::{entry, rec_decode};
+use super::geom::{
+    check_header, sm_off, Geometry, Kind, SmKind, IDX_ENTRIES, MAX_DEPTH, SM_ENTRIES,
+};
+use super::read::{entry, rec_decode, sm_loc};
 use super::{Error, MetaDevice, Pool, MAX_VOLUME_EXTENTS};
 
 /// Problems kept in a [`CheckReport`] (all are counted).
@@ -35,6 +36,8 @@ pub enum ProblemKind {
     FreeCount,
     /// The superblock's volume counter is wrong.
     VolumeCount,
+    /// A volume table node without any entry (unmapping must free it).
+    EmptyNode,
 }
 
 /// One problem found by the checker.
@@ -123,6 +126,21 @@ struct Walk<'s> {
     win: &'s mut [u32],
     lo: u64,
     first: bool,
+    /// Lowest and highest referenced data extent + 1 (0: none yet).
+    ref_lo: u64,
+    ref_hi: u64,
+}
+
+impl Walk<'_> {
+    fn saw(&mut self, pext: u64) {
+        let v = pext.saturating_add(1);
+        if self.ref_lo == 0 || v < self.ref_lo {
+            self.ref_lo = v;
+        }
+        if v > self.ref_hi {
+            self.ref_hi = v;
+        }
+    }
 }
 
 /// Loads block `nr`, turning corruption into a problem (`Ok(None)`).
@@ -174,6 +192,19 @@ fn visit<D: MetaDevice>(
     }
     if first_visit && w.first {
         rep.nodes = rep.nodes.saturating_add(1);
+        if f.kind == Kind::Vol {
+            let b = p.cache.buf(i)?;
+            let mut empty = true;
+            for idx in 0..f.kind.entries(f.level) as usize {
+                if entry(b, f.kind, f.level, idx)? != 0 {
+                    empty = false;
+                    break;
+                }
+            }
+            if empty {
+                rep.add(ProblemKind::EmptyNode, f.ptr, 0, u64::from(f.level), 0);
+            }
+        }
     }
     Ok(first_visit)
 }
@@ -236,7 +267,7 @@ fn walk<D: MetaDevice>(
         if key >= f.limit {
             let nz = if f.kind == Kind::Dir && f.level == 0 {
                 let r = rec_decode(b, idx)?;
-                r.size | r.root | r.bg_cursor | r.bg_done != 0
+                r.size | r.root | r.bg_cursor | r.bg_done | r.uid != 0
             } else {
                 v != 0
             };
@@ -257,6 +288,7 @@ fn walk<D: MetaDevice>(
                             rep.add(ProblemKind::BadValue, f.ptr, idx as u64, pext, 0);
                         }
                     } else if pext >= w.lo {
+                        w.saw(pext);
                         if let Some(c) = w.win.get_mut(pext.saturating_sub(w.lo) as usize) {
                             *c = c.saturating_add(1);
                         }
@@ -267,11 +299,15 @@ fn walk<D: MetaDevice>(
             (Kind::Dir, 0) => {
                 let r = rec_decode(b, idx)?;
                 if r.size == 0 {
-                    if (r.root | r.bg_cursor | r.bg_done) != 0 && w.first {
+                    if (r.root | r.bg_cursor | r.bg_done | r.uid) != 0 && w.first {
                         rep.add(ProblemKind::BadRecord, f.ptr, idx as u64, 0, 0);
                     }
                     None
-                } else if r.size > MAX_VOLUME_EXTENTS || r.bg_cursor > r.size {
+                } else if r.size > MAX_VOLUME_EXTENTS
+                    || r.bg_cursor > r.size
+                    || r.uid == 0
+                    || r.uid >= p.work.next_uid
+                {
                     if w.first {
                         rep.add(ProblemKind::BadRecord, f.ptr, idx as u64, r.size, 0);
                     }
@@ -322,47 +358,70 @@ fn walk<D: MetaDevice>(
     Ok(())
 }
 
-/// Compares the counts of `[lo, lo + counts.len())` of a space map with
-/// `counts`; returns the number of free entries seen (excluding `skip_below`).
+/// Compares the counts of `[lo, hi)` of a space map with `counts` (`None`:
+/// all zero); returns the number of free entries seen (excluding
+/// `skip_below`). Blocks never written with no expected reference cost no
+/// work per entry, so huge sparse pools check fast.
+#[allow(clippy::too_many_arguments)]
 fn compare_sm<D: MetaDevice>(
     p: &mut Pool<'_, D>,
     rep: &mut CheckReport,
     kind: SmKind,
     lo: u64,
-    counts: &[u32],
+    hi: u64,
+    counts: Option<&[u32]>,
     skip_below: u64,
 ) -> Result<u64, Error> {
     let geo = p.geo;
-    let hi = lo.saturating_add(counts.len() as u64).min(geo.sm_n(kind));
+    let hi = hi.min(geo.sm_n(kind));
     let mut free = 0u64;
     let mut pos = lo;
     while pos < hi {
         let j = pos / SM_ENTRIES;
         let blk_end = j.saturating_add(1).saturating_mul(SM_ENTRIES).min(hi);
-        let bit = geo.sel_bit(kind, j);
-        let sel = sel_get(p.cache.buf(SLOT_WORK)?, bit)?;
-        let phys = geo.sm_phys(kind, j, sel)?;
-        let slot = match p.cache.get(&mut p.dev, phys) {
-            Ok(i) => {
-                if check_header(p.cache.buf(i)?, Geometry::sm_tag(kind), 0, u64::MAX).is_ok() {
-                    Some(i)
-                } else {
-                    None
-                }
+        let loc = match sm_loc(&mut p.loader(), &geo, kind, j, false) {
+            Ok(l) => l,
+            Err(Error::Corrupt) => {
+                // The index block is unreadable or malformed.
+                let k = geo.sm_entry(kind, j) / IDX_ENTRIES;
+                rep.add(ProblemKind::SpaceMap, k, 0, 0, 0);
+                pos = blk_end;
+                continue;
             }
-            Err(Error::Corrupt) => None,
             Err(e) => return Err(e),
         };
-        let Some(i) = slot else {
-            rep.add(ProblemKind::SpaceMap, phys, 0, 0, 0);
+        let slot = match loc {
+            None => None,
+            Some(phys) => match p.cache.get(&mut p.dev, phys) {
+                Ok(i) => {
+                    if check_header(p.cache.buf(i)?, Geometry::sm_tag(kind), 0, u64::MAX).is_ok() {
+                        Some(i)
+                    } else {
+                        rep.add(ProblemKind::SpaceMap, phys, 0, 0, 0);
+                        pos = blk_end;
+                        continue;
+                    }
+                }
+                Err(Error::Corrupt) => {
+                    rep.add(ProblemKind::SpaceMap, phys, 0, 0, 0);
+                    pos = blk_end;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if slot.is_none() && counts.is_none() && kind == SmKind::Data {
+            free = free.saturating_add(blk_end.saturating_sub(pos));
             pos = blk_end;
             continue;
-        };
-        let b = p.cache.buf(i)?;
+        }
         while pos < blk_end {
-            let rc = rd_u32(b, sm_off(pos % SM_ENTRIES))?;
+            let rc = match slot {
+                Some(i) => rd_u32(p.cache.buf(i)?, sm_off(pos % SM_ENTRIES))?,
+                None => geo.sm_implicit(kind, pos),
+            };
             let want = counts
-                .get(pos.saturating_sub(lo) as usize)
+                .and_then(|c| c.get(pos.saturating_sub(lo) as usize))
                 .copied()
                 .unwrap_or(0);
             if rc != want {
@@ -396,8 +455,27 @@ pub(crate) fn run<D: MetaDevice>(
     let mut lo = 0u64;
     let mut data_free = 0u64;
     let mut first = true;
+    // Referenced data extents seen by the first walk (+1; 0: none).
+    let (mut ref_lo, mut ref_hi) = (0u64, 0u64);
+    // Extents of pending breaks are referenced by their plans.
+    for i in 0..p.npending {
+        let plan = p.pending_get(i)?;
+        let v = plan.new.saturating_add(1);
+        if ref_lo == 0 || v < ref_lo {
+            ref_lo = v;
+        }
+        ref_hi = ref_hi.max(v);
+    }
     while lo < geo.data_extents {
         let hi = lo.saturating_add(wlen).min(geo.data_extents);
+        // After the first walk, windows outside the referenced range need
+        // no walk: every count there must be zero.
+        if !first && (ref_hi == 0 || hi < ref_lo || lo >= ref_hi) {
+            let f = compare_sm(p, &mut rep, SmKind::Data, lo, hi, None, 0)?;
+            data_free = data_free.saturating_add(f);
+            lo = hi;
+            continue;
+        }
         meta.fill(0);
         win.fill(0);
         for c in meta.iter_mut().take(geo.first_dyn as usize) {
@@ -407,12 +485,20 @@ pub(crate) fn run<D: MetaDevice>(
         let mut w = Walk {
             meta: &mut *meta,
             win: win.get_mut(..n).ok_or(Error::Invalid)?,
-            lo,
+            // The first walk sees every extent to find the referenced range.
+            lo: if first { 0 } else { lo },
             first,
+            ref_lo: 0,
+            ref_hi: 0,
         };
         walk(p, &mut rep, &mut w)?;
+        if first {
+            if w.ref_lo != 0 && (ref_lo == 0 || w.ref_lo < ref_lo) {
+                ref_lo = w.ref_lo;
+            }
+            ref_hi = ref_hi.max(w.ref_hi);
+        }
         rep.passes = rep.passes.saturating_add(1);
-        // Extents of pending breaks are referenced by their plans.
         for i in 0..p.npending {
             let plan = p.pending_get(i)?;
             if plan.new >= lo && plan.new < hi {
@@ -422,7 +508,15 @@ pub(crate) fn run<D: MetaDevice>(
             }
         }
         if first {
-            let meta_free = compare_sm(p, &mut rep, SmKind::Meta, 0, w.meta, geo.first_dyn)?;
+            let meta_free = compare_sm(
+                p,
+                &mut rep,
+                SmKind::Meta,
+                0,
+                geo.meta_blocks,
+                Some(w.meta),
+                geo.first_dyn,
+            )?;
             rep.meta_used = geo.meta_blocks.saturating_sub(meta_free);
             if meta_free != p.work.meta_free {
                 rep.add(ProblemKind::FreeCount, 0, 0, p.work.meta_free, meta_free);
@@ -431,7 +525,8 @@ pub(crate) fn run<D: MetaDevice>(
                 rep.add(ProblemKind::VolumeCount, 0, 0, p.work.volumes, rep.volumes);
             }
         }
-        data_free = data_free.saturating_add(compare_sm(p, &mut rep, SmKind::Data, lo, w.win, 0)?);
+        let f = compare_sm(p, &mut rep, SmKind::Data, lo, hi, Some(w.win), 0)?;
+        data_free = data_free.saturating_add(f);
         first = false;
         lo = hi;
     }

@@ -2,9 +2,9 @@
 
 use super::block::{
     header, rd_u32, rd_u64, set_header, verify, wr_u32, wr_u64, Header, HDR, PAYLOAD, TAG_DINT,
-    TAG_DLEAF, TAG_DSM, TAG_MSM, TAG_SB, TAG_VINT, TAG_VLEAF,
+    TAG_DLEAF, TAG_DSM, TAG_MSM, TAG_SB, TAG_SIDX, TAG_VINT, TAG_VLEAF,
 };
-use super::{Error, BLOCK_SIZE, FORMAT_VERSION, MAX_DATA_EXTENTS, MAX_VOLUMES_LIMIT};
+use super::{Error, BLOCK_SIZE, FORMAT_VERSION, MAX_DATA_EXTENTS, MAX_VOLUMES_LIMIT, META_RESERVE};
 
 /// Entries of an internal node (8-byte child block numbers).
 pub(crate) const INT_ENTRIES: u64 = (PAYLOAD / 8) as u64;
@@ -15,7 +15,7 @@ pub(crate) const DLEAF_ENTRIES: u64 = (PAYLOAD / REC_SIZE) as u64;
 /// Entries of a space map block (u32 reference counts).
 pub(crate) const SM_ENTRIES: u64 = (PAYLOAD / 4) as u64;
 /// Size of a volume record.
-pub(crate) const REC_SIZE: usize = 32;
+pub(crate) const REC_SIZE: usize = 48;
 /// Deepest tree (levels) of any table.
 pub(crate) const MAX_DEPTH: usize = 6;
 
@@ -23,8 +23,11 @@ pub(crate) const MAX_DEPTH: usize = 6;
 pub(crate) const SB_MAGIC: u64 = u64::from_le_bytes(*b"SGPOOLMD");
 /// Offset of the space map slot selector bitmap in the superblock.
 pub(crate) const SEL_OFF: usize = 256;
-/// Number of selector bits available.
+/// Number of selector bits available in the superblock: one per space map
+/// index block.
 pub(crate) const SEL_BITS: u64 = ((BLOCK_SIZE - SEL_OFF) * 8) as u64;
+/// Space map blocks described by one index block (2 bits each).
+pub(crate) const IDX_ENTRIES: u64 = (PAYLOAD * 4) as u64;
 /// Blocks before the metadata space map region (the superblock pair).
 pub(crate) const SB_BLOCKS: u64 = 2;
 /// Minimum number of dynamically allocated metadata blocks.
@@ -134,13 +137,21 @@ impl Kind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
     pub(crate) extent_shift: u32,
+    /// Current sizes (grow up to the capacities).
     pub(crate) data_extents: u64,
     pub(crate) meta_blocks: u64,
+    /// Capacities: the fixed area is laid out for them.
+    pub(crate) data_cap: u64,
+    pub(crate) meta_cap: u64,
     pub(crate) max_volumes: u32,
     pub(crate) msm_blocks: u64,
     pub(crate) dsm_blocks: u64,
+    /// Space map index blocks (logical; each has two copies).
+    pub(crate) idx_blocks: u64,
     pub(crate) first_dyn: u64,
     pub(crate) dir_depth: u8,
+    /// Metadata blocks only space-freeing operations may use.
+    pub(crate) meta_reserve: u64,
 }
 
 impl Geometry {
@@ -150,37 +161,74 @@ impl Geometry {
         meta_blocks: u64,
         max_volumes: u32,
     ) -> Result<Self, Error> {
+        Self::with_caps(
+            extent_shift,
+            data_extents,
+            meta_blocks,
+            max_volumes,
+            data_extents,
+            meta_blocks,
+        )
+    }
+
+    /// Geometry whose fixed area is laid out for growth up to `data_cap`
+    /// data extents and `meta_cap` metadata blocks.
+    pub(crate) fn with_caps(
+        extent_shift: u32,
+        data_extents: u64,
+        meta_blocks: u64,
+        max_volumes: u32,
+        data_cap: u64,
+        meta_cap: u64,
+    ) -> Result<Self, Error> {
         if !(12..=30).contains(&extent_shift)
             || data_extents == 0
-            || data_extents > MAX_DATA_EXTENTS
+            || data_cap < data_extents
+            || data_cap > MAX_DATA_EXTENTS
+            || meta_cap < meta_blocks
             || max_volumes == 0
             || max_volumes > MAX_VOLUMES_LIMIT
         {
             return Err(Error::Invalid);
         }
-        let msm_blocks = meta_blocks.div_ceil(SM_ENTRIES);
-        let dsm_blocks = data_extents.div_ceil(SM_ENTRIES);
-        if msm_blocks.saturating_add(dsm_blocks) > SEL_BITS {
+        let msm_blocks = meta_cap.div_ceil(SM_ENTRIES);
+        let dsm_blocks = data_cap.div_ceil(SM_ENTRIES);
+        let idx_blocks = msm_blocks.saturating_add(dsm_blocks).div_ceil(IDX_ENTRIES);
+        if idx_blocks > SEL_BITS {
             return Err(Error::Invalid);
         }
         let first_dyn = SB_BLOCKS
-            .checked_add(msm_blocks.checked_mul(2).ok_or(Error::Invalid)?)
+            .checked_add(idx_blocks.checked_mul(2).ok_or(Error::Invalid)?)
+            .and_then(|v| v.checked_add(msm_blocks.checked_mul(2)?))
             .and_then(|v| v.checked_add(dsm_blocks.checked_mul(2)?))
             .ok_or(Error::Invalid)?;
         if meta_blocks < first_dyn.saturating_add(MIN_DYN_BLOCKS) {
             return Err(Error::NoMetadataSpace);
         }
         let dir_depth = Kind::Dir.depth_for(u64::from(max_volumes))?;
+        let meta_reserve = META_RESERVE.min(meta_blocks.saturating_sub(first_dyn) / 4);
         Ok(Geometry {
             extent_shift,
             data_extents,
             meta_blocks,
+            data_cap,
+            meta_cap,
             max_volumes,
             msm_blocks,
             dsm_blocks,
+            idx_blocks,
             first_dyn,
             dir_depth,
+            meta_reserve,
         })
+    }
+
+    /// Grows the current sizes (within the capacities, checked by the
+    /// caller) and updates what depends on them.
+    pub(crate) fn set_sizes(&mut self, data_extents: u64, meta_blocks: u64) {
+        self.data_extents = data_extents;
+        self.meta_blocks = meta_blocks;
+        self.meta_reserve = META_RESERVE.min(meta_blocks.saturating_sub(self.first_dyn) / 4);
     }
 
     /// Entries of a space map.
@@ -198,19 +246,37 @@ impl Geometry {
         }
     }
 
-    /// Selector bit of logical space map block `j`.
-    pub(crate) fn sel_bit(&self, kind: SmKind, j: u64) -> u64 {
+    /// Index entry (over both maps) of logical space map block `j`: index
+    /// block `entry / IDX_ENTRIES`, entry `entry % IDX_ENTRIES`.
+    pub(crate) fn sm_entry(&self, kind: SmKind, j: u64) -> u64 {
         match kind {
             SmKind::Meta => j,
             SmKind::Data => self.msm_blocks.saturating_add(j),
         }
     }
 
+    /// Physical location of copy `sel` of index block `k`.
+    pub(crate) fn idx_phys(&self, k: u64, sel: u8) -> Result<u64, Error> {
+        if k >= self.idx_blocks || sel > 1 {
+            return Err(Error::Corrupt);
+        }
+        Ok(SB_BLOCKS
+            .saturating_add(k.saturating_mul(2))
+            .saturating_add(u64::from(sel)))
+    }
+
+    /// Count of entry `idx` of a space map block that was never written.
+    pub(crate) fn sm_implicit(&self, kind: SmKind, idx: u64) -> u32 {
+        // The fixed area (superblocks, index, space maps) is in use.
+        u32::from(kind == SmKind::Meta && idx < self.first_dyn)
+    }
+
     /// Physical location of copy `sel` of logical space map block `j`.
     pub(crate) fn sm_phys(&self, kind: SmKind, j: u64, sel: u8) -> Result<u64, Error> {
+        let msm_base = SB_BLOCKS.saturating_add(self.idx_blocks.saturating_mul(2));
         let base = match kind {
-            SmKind::Meta => SB_BLOCKS,
-            SmKind::Data => SB_BLOCKS.saturating_add(self.msm_blocks.saturating_mul(2)),
+            SmKind::Meta => msm_base,
+            SmKind::Data => msm_base.saturating_add(self.msm_blocks.saturating_mul(2)),
         };
         let nblocks = match kind {
             SmKind::Meta => self.msm_blocks,
@@ -240,6 +306,8 @@ pub(crate) struct SbVars {
     pub(crate) data_hint: u64,
     pub(crate) meta_hint: u64,
     pub(crate) volumes: u64,
+    /// Identity given to the next volume created (never reused).
+    pub(crate) next_uid: u64,
 }
 
 /// Writes the whole superblock image (header, geometry, variables); the
@@ -272,7 +340,11 @@ pub(crate) fn encode_sb(b: &mut [u8; BLOCK_SIZE], g: &Geometry, v: &SbVars) -> R
     wr_u64(b, 120, v.data_hint)?;
     wr_u64(b, 128, v.meta_hint)?;
     wr_u64(b, 136, v.volumes)?;
-    let mut off = 144;
+    wr_u64(b, 144, v.next_uid)?;
+    wr_u64(b, 152, g.idx_blocks)?;
+    wr_u64(b, 160, g.data_cap)?;
+    wr_u64(b, 168, g.meta_cap)?;
+    let mut off = 176;
     while off < SEL_OFF {
         wr_u64(b, off, 0)?;
         off = off.saturating_add(8);
@@ -293,17 +365,20 @@ pub(crate) fn decode_sb(
     if rd_u32(b, 32)? != FORMAT_VERSION || rd_u32(b, 40)? != BLOCK_SIZE as u32 {
         return Err(Error::Corrupt);
     }
-    let g = Geometry::new(
+    let g = Geometry::with_caps(
         rd_u32(b, 44)?,
         rd_u64(b, 48)?,
         rd_u64(b, 56)?,
         rd_u32(b, 64)?,
+        rd_u64(b, 160)?,
+        rd_u64(b, 168)?,
     )
     .map_err(|_| Error::Corrupt)?;
     if g.meta_blocks > dev_blocks
         || rd_u64(b, 72)? != g.msm_blocks
         || rd_u64(b, 80)? != g.dsm_blocks
         || rd_u64(b, 88)? != g.first_dyn
+        || rd_u64(b, 152)? != g.idx_blocks
     {
         return Err(Error::Corrupt);
     }
@@ -315,6 +390,7 @@ pub(crate) fn decode_sb(
         data_hint: rd_u64(b, 120)?,
         meta_hint: rd_u64(b, 128)?,
         volumes: rd_u64(b, 136)?,
+        next_uid: rd_u64(b, 144)?,
     };
     if h.gen == 0
         || h.gen >= u64::MAX / 2
@@ -323,11 +399,42 @@ pub(crate) fn decode_sb(
         || v.data_free > g.data_extents
         || v.meta_free > g.meta_blocks.saturating_sub(g.first_dyn)
         || v.volumes > u64::from(g.max_volumes)
+        || v.next_uid == 0
+        || v.next_uid >= u64::MAX / 2
     {
         return Err(Error::Corrupt);
     }
     Ok((g, v))
 }
+
+/// Reads entry `e` of a space map index block: (selector, initialised).
+pub(crate) fn idx_get(b: &[u8; BLOCK_SIZE], e: u64) -> Result<(u8, bool), Error> {
+    if e >= IDX_ENTRIES {
+        return Err(Error::Corrupt);
+    }
+    let byte = b
+        .get(HDR.saturating_add((e / 4) as usize))
+        .ok_or(Error::Corrupt)?;
+    let v = (byte >> ((e % 4).saturating_mul(2))) & 3;
+    Ok((v & 1, v & 2 != 0))
+}
+
+/// Sets entry `e` of a space map index block.
+pub(crate) fn idx_set(b: &mut [u8; BLOCK_SIZE], e: u64, sel: u8, init: bool) -> Result<(), Error> {
+    if e >= IDX_ENTRIES {
+        return Err(Error::Invalid);
+    }
+    let byte = b
+        .get_mut(HDR.saturating_add((e / 4) as usize))
+        .ok_or(Error::Invalid)?;
+    let sh = (e % 4).saturating_mul(2);
+    let v = (sel & 1) | if init { 2 } else { 0 };
+    *byte = (*byte & !(3 << sh)) | (v << sh);
+    Ok(())
+}
+
+/// Index block tag.
+pub(crate) const IDX_TAG: u16 = TAG_SIDX;
 
 /// Reads selector bit `bit` of a superblock image.
 pub(crate) fn sel_get(b: &[u8; BLOCK_SIZE], bit: u64) -> Result<u8, Error> {

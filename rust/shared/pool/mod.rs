@@ -20,9 +20,11 @@
 //! [`Error::NoSpace`], [`Error::NoMetadataSpace`], [`Error::Busy`]) are
 //! detected before anything changes, so the failed operation has no effect
 //! and the open transaction stays usable. An [`Error::Io`] or
-//! [`Error::Corrupt`] met while an operation was changing metadata aborts
-//! the open transaction: the pool returns to the last committed state, as
-//! after a crash.
+//! [`Error::Corrupt`] met before an operation changed anything fails only
+//! that operation; met after it changed something (or in a commit), it
+//! puts the pool in the failed state ([`Pool::is_failed`]): the open
+//! transaction is dropped, lookups answer the last commit, and every
+//! change returns [`Error::Io`] until the device is reopened.
 
 // No panics on any input: no overflowing arithmetic, no slice indexing.
 #![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
@@ -31,6 +33,7 @@ mod block;
 mod cache;
 mod check;
 mod crc;
+mod fast;
 mod geom;
 mod ops;
 mod read;
@@ -40,6 +43,7 @@ mod tree;
 pub use cache::CacheSlot;
 pub use check::{CheckReport, Problem, ProblemKind, MAX_PROBLEMS};
 pub use crc::crc32c;
+pub use fast::{FastMap, FastSlot};
 
 use cache::{Cache, RESERVED, SLOT_COM, SLOT_PENDING, SLOT_WORK};
 use geom::{decode_sb, encode_sb, Geometry, SbVars};
@@ -47,9 +51,9 @@ use geom::{decode_sb, encode_sb, Geometry, SbVars};
 /// Size of a metadata block.
 pub const BLOCK_SIZE: usize = 4096;
 /// On-disk format version written by this code.
-pub const FORMAT_VERSION: u32 = 1;
-/// Smallest cache arena accepted (slots, including 3 pinned ones).
-pub const MIN_CACHE_SLOTS: usize = 24;
+pub const FORMAT_VERSION: u32 = 2;
+/// Smallest cache arena accepted (slots, including the pinned ones).
+pub const MIN_CACHE_SLOTS: usize = 28;
 /// Smallest extent size (bytes).
 pub const MIN_EXTENT_SIZE: u64 = 4096;
 /// Largest extent size (bytes).
@@ -66,8 +70,20 @@ pub const DEFAULT_MAX_VOLUMES: u32 = 1 << 16;
 pub const MAX_VOLUMES_LIMIT: u32 = 1 << 24;
 /// Largest number of operations in one consistency group.
 pub const MAX_GROUP_OPS: usize = 64;
-/// Largest number of prepared, not yet completed sharing breaks.
-pub const MAX_PENDING_BREAKS: usize = BLOCK_SIZE / 32;
+/// Largest number of prepared, not yet completed sharing breaks (the
+/// table fills 4 pinned cache slots).
+pub const MAX_PENDING_BREAKS: usize = cache::PENDING_SLOTS * (BLOCK_SIZE / PENDING_ENTRY);
+/// Largest number of pending breaks of one volume: half the table, so one
+/// busy volume (e.g. a background copy plus its writes) cannot starve the
+/// others.
+pub const MAX_PENDING_PER_VOLUME: usize = MAX_PENDING_BREAKS / 2;
+/// Size of one pending-break table entry.
+pub(crate) const PENDING_ENTRY: usize = 48;
+/// Metadata blocks kept back for operations that free space
+/// ([`Pool::delete_volume`], [`Pool::discard`], [`Pool::bg_reset`]): the
+/// reserve is `min(META_RESERVE, dynamic blocks / 4)`. Ordinary operations
+/// fail with [`Error::NoMetadataSpace`] rather than dip into it.
+pub const META_RESERVE: u64 = 64;
 
 /// Errors; each maps to one kernel errno ([`Error::to_errno`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +167,13 @@ pub struct FormatParams {
     pub data_extents: u64,
     /// Metadata blocks to use; 0 means the whole metadata device.
     pub meta_blocks: u64,
+    /// Largest number of data extents [`Pool::grow`] may reach later (0:
+    /// `data_extents`). The fixed area reserves 8 bytes per extent of
+    /// capacity (written only when used).
+    pub data_capacity: u64,
+    /// Largest number of metadata blocks [`Pool::grow`] may reach later
+    /// (0: the metadata blocks used now).
+    pub meta_capacity: u64,
     /// Volume ids are `0..max_volumes`.
     pub max_volumes: u32,
 }
@@ -163,6 +186,8 @@ impl FormatParams {
             extent_size: DEFAULT_EXTENT_SIZE,
             data_extents,
             meta_blocks: 0,
+            data_capacity: 0,
+            meta_capacity: 0,
             max_volumes: DEFAULT_MAX_VOLUMES,
         }
     }
@@ -196,6 +221,26 @@ pub struct BreakPlan {
     /// The physical extent to copy to; equal to `old` when the extent was
     /// not shared (nothing to do: write in place).
     pub new: u64,
+    /// Identity of the volume ([`VolumeInfo::uid`]).
+    pub uid: u64,
+    /// Identifies this break among all breaks of this open pool (0 when
+    /// `new == old`).
+    pub token: u64,
+}
+
+/// The next step of a background copy ([`Pool::bg_next`]), tied to the
+/// identity of the volume: [`Pool::bg_advance`] refuses it once the volume
+/// was deleted (even if re-created under the same id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BgItem {
+    /// The volume.
+    pub volume: u32,
+    /// Identity of the volume ([`VolumeInfo::uid`]).
+    pub uid: u64,
+    /// The shared virtual extent to un-share.
+    pub vext: u64,
+    /// The physical extent it maps to now.
+    pub pext: u64,
 }
 
 /// A volume as listed by [`Pool::volume`] and [`Pool::next_volume`].
@@ -209,6 +254,9 @@ pub struct VolumeInfo {
     pub bg_cursor: u64,
     /// Extents un-shared by the background copy so far.
     pub bg_done: u64,
+    /// Identity, unique over the pool's life: a volume deleted and created
+    /// again under the same id gets a new one.
+    pub uid: u64,
 }
 
 /// Background copy progress ([`Pool::bg_progress`]).
@@ -231,12 +279,25 @@ pub struct PoolStats {
     pub extent_size: u64,
     /// Data extents.
     pub data_extents: u64,
-    /// Free data extents (open transaction).
+    /// Allocatable data extents: free in the open transaction and in the
+    /// last commit (extents freed by the open transaction become
+    /// allocatable at its commit; pending breaks' extents are in use).
     pub data_free: u64,
     /// Metadata blocks.
     pub meta_blocks: u64,
-    /// Free metadata blocks (open transaction).
+    /// Largest data extents [`Pool::grow`] may reach.
+    pub data_capacity: u64,
+    /// Largest metadata blocks [`Pool::grow`] may reach.
+    pub meta_capacity: u64,
+    /// Metadata blocks allocatable by ordinary operations: not counting
+    /// blocks freed by the open transaction (allocatable after its
+    /// commit), blocks reserved for completing pending breaks, nor the
+    /// reserve.
     pub meta_free: u64,
+    /// Metadata blocks reserved for space-freeing operations ([`META_RESERVE`]).
+    pub meta_reserve: u64,
+    /// Metadata blocks reserved for completing the pending breaks.
+    pub meta_break_reserved: u64,
     /// Metadata blocks of the fixed area (superblocks and space maps).
     pub meta_fixed: u64,
     /// Volumes.
@@ -245,6 +306,10 @@ pub struct PoolStats {
     pub max_volumes: u32,
     /// Prepared, not completed sharing breaks.
     pub pending_breaks: usize,
+    /// The pool failed (metadata I/O error or corruption during a change):
+    /// it serves lookups of the last commit and refuses every change until
+    /// reopened.
+    pub failed: bool,
     /// Dirty blocks in the cache.
     pub dirty_blocks: usize,
     /// Blocks read from the device since open.
@@ -287,7 +352,10 @@ pub enum GroupOp {
 pub struct Pool<'a, D: MetaDevice> {
     dev: D,
     cache: Cache<'a>,
+    /// Geometry of the open transaction (sizes grow with [`Pool::grow`]).
     geo: Geometry,
+    /// Geometry of the last commit.
+    com_geo: Geometry,
     /// Open transaction.
     work: SbVars,
     /// Last commit.
@@ -299,6 +367,10 @@ pub struct Pool<'a, D: MetaDevice> {
     /// Metadata blocks reserved for completing pending breaks.
     meta_reserved: u64,
     npending: usize,
+    /// Token of the next prepared break.
+    next_token: u64,
+    /// Lock-free map of known unshared mappings, if the caller gave one.
+    fast: Option<FastMap<'a>>,
     dirty: bool,
     failed: bool,
 }
@@ -322,7 +394,24 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         if meta_blocks > dev_blocks {
             return Err(Error::Invalid);
         }
-        let geo = Geometry::new(shift, p.data_extents, meta_blocks, p.max_volumes)?;
+        let data_cap = if p.data_capacity == 0 {
+            p.data_extents
+        } else {
+            p.data_capacity
+        };
+        let meta_cap = if p.meta_capacity == 0 {
+            meta_blocks
+        } else {
+            p.meta_capacity
+        };
+        let geo = Geometry::with_caps(
+            shift,
+            p.data_extents,
+            meta_blocks,
+            p.max_volumes,
+            data_cap,
+            meta_cap,
+        )?;
         {
             let mut cache = Cache::new(&mut *slots)?;
             sm::format_maps(&mut cache, &mut dev, &geo)?;
@@ -334,6 +423,7 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
                 data_hint: 0,
                 meta_hint: geo.first_dyn,
                 volumes: 0,
+                next_uid: 1,
             };
             {
                 let b = cache.buf_mut(SLOT_WORK)?;
@@ -355,9 +445,9 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         let mut best: Option<(Geometry, SbVars, usize)> = None;
         for (nr, slot) in [(0u64, SLOT_WORK), (1u64, SLOT_COM)] {
             let b = cache.buf_mut(slot)?;
-            if dev.read_block(nr, b).is_err() {
-                continue;
-            }
+            // An unreadable superblock must not make us fall back to the
+            // older one silently.
+            dev.read_block(nr, b)?;
             if let Ok((g, v)) = decode_sb(b, nr, dev_blocks) {
                 let better = match &best {
                     Some((_, bv, _)) => v.gen > bv.gen,
@@ -374,7 +464,9 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         } else {
             cache.copy(SLOT_COM, SLOT_WORK)?;
         }
-        cache.buf_mut(SLOT_PENDING)?.fill(0);
+        for i in 0..cache::PENDING_SLOTS {
+            cache.buf_mut(SLOT_PENDING.saturating_add(i))?.fill(0);
+        }
         let mut work = vars;
         if work.data_hint >= geo.data_extents {
             work.data_hint = 0;
@@ -386,15 +478,43 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
             dev,
             cache,
             geo,
+            com_geo: geo,
             work,
             com: vars,
             pend_meta_free: 0,
             pend_data_free: 0,
             meta_reserved: 0,
             npending: 0,
+            next_token: vars.gen.saturating_mul(1 << 32).saturating_add(1),
+            fast: None,
             dirty: false,
             failed: false,
         })
+    }
+
+    /// Reads the superblocks of `dev` and returns the format version of the
+    /// newest one with a valid checksum and magic, whatever that version
+    /// (to tell a pool of another version from a corrupt one).
+    pub fn probe_version(dev: &mut D, buf: &mut [u8; BLOCK_SIZE]) -> Option<u32> {
+        let mut best: Option<(u64, u32)> = None;
+        for nr in 0..2u64 {
+            if dev.read_block(nr, buf).is_err() {
+                continue;
+            }
+            let Ok(h) = block::verify(buf, nr) else {
+                continue;
+            };
+            if h.tag != block::TAG_SB || block::rd_u64(buf, 24).ok() != Some(geom::SB_MAGIC) {
+                continue;
+            }
+            let Ok(v) = block::rd_u32(buf, 32) else {
+                continue;
+            };
+            if best.map(|(g, _)| h.gen > g).unwrap_or(true) {
+                best = Some((h.gen, v));
+            }
+        }
+        best.map(|(_, v)| v)
     }
 
     /// Closes the pool without committing and returns the device.
@@ -413,6 +533,43 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         &self.dev
     }
 
+    /// The metadata device, mutably (e.g. to inject faults in tests).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.dev
+    }
+
+    /// Attaches a lock-free fast map (see [`FastMap`]): from now on the
+    /// pool records there the unshared mappings it finds and invalidates
+    /// them before any change. Readers use [`FastMap::new`] on the same
+    /// arena.
+    pub fn set_fast_map(&mut self, map: FastMap<'a>) {
+        map.invalidate_all();
+        self.fast = Some(map);
+    }
+
+    fn fast_insert(&self, uid: u64, vext: u64, pext: u64) {
+        if let Some(f) = &self.fast {
+            f.insert(uid, vext, pext);
+        }
+    }
+
+    fn fast_invalidate(&self, uid: u64, start: u64, end: u64) {
+        if let Some(f) = &self.fast {
+            f.invalidate(uid, start, end);
+        }
+    }
+
+    fn fast_invalidate_all(&self) {
+        if let Some(f) = &self.fast {
+            f.invalidate_all();
+        }
+    }
+
+    /// On-disk format version of the open pool.
+    pub fn format_version(&self) -> u32 {
+        FORMAT_VERSION
+    }
+
     /// Generation of the open transaction (last commit + 1).
     fn gen(&self) -> u64 {
         self.com.gen.saturating_add(1)
@@ -424,13 +581,18 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
             generation: self.com.gen,
             extent_size: 1u64 << self.geo.extent_shift,
             data_extents: self.geo.data_extents,
-            data_free: self.work.data_free,
+            data_capacity: self.geo.data_cap,
+            meta_capacity: self.geo.meta_cap,
+            data_free: self.data_avail(),
             meta_blocks: self.geo.meta_blocks,
-            meta_free: self.work.meta_free,
+            meta_free: self.meta_avail_normal(),
+            meta_reserve: self.geo.meta_reserve,
+            meta_break_reserved: self.meta_reserved,
             meta_fixed: self.geo.first_dyn,
             volumes: self.work.volumes,
             max_volumes: self.geo.max_volumes,
             pending_breaks: self.npending,
+            failed: self.failed,
             dirty_blocks: self.cache.dirty_count(),
             blocks_read: self.cache.reads,
             blocks_written: self.cache.writes,
@@ -442,7 +604,13 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         self.dirty
     }
 
-    fn check_usable(&self) -> Result<(), Error> {
+    /// Whether the pool failed (see [`PoolStats::failed`]).
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Refuses changes once the pool failed.
+    fn check_writable(&self) -> Result<(), Error> {
         if self.failed {
             Err(Error::Io)
         } else {
@@ -450,49 +618,106 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         }
     }
 
-    /// Runs a mutation; an error once it has started aborts the open
-    /// transaction (see the module documentation).
-    fn mutate<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
-        self.dirty = true;
-        let r = f(self);
-        if r.is_err() {
-            self.abort();
-        }
-        r
+    /// In-memory state that an operation changes besides cached blocks.
+    fn state_mark(&self) -> (u64, SbVars, Geometry, u64, u64, u64, usize) {
+        (
+            self.cache.mods,
+            self.work,
+            self.geo,
+            self.pend_meta_free,
+            self.pend_data_free,
+            self.meta_reserved,
+            self.npending,
+        )
     }
 
-    /// Drops the open transaction: the pool returns to the last committed
-    /// state. Pending breaks are forgotten (their plans become invalid).
-    pub fn abort(&mut self) {
+    /// Runs a mutation. If it fails before changing anything, only the
+    /// operation fails. If it fails after changing something (an I/O error
+    /// or corruption met half way), the open transaction is dropped and
+    /// the pool enters the failed state: lookups answer the last commit,
+    /// every change returns [`Error::Io`] until the pool is reopened.
+    /// `dirty`: the change needs a commit (a prepared break alone does
+    /// not: its extent is committed as free anyway).
+    fn mutate<T>(
+        &mut self,
+        dirty: bool,
+        f: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mark = self.state_mark();
+        match f(self) {
+            Ok(v) => {
+                if dirty {
+                    self.dirty = true;
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                if self.state_mark() != mark {
+                    self.fail();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Enters the failed state (see [`Pool::mutate`]).
+    fn fail(&mut self) {
+        self.failed = true;
+        self.reset_to_committed();
+        // Keep pending breaks' extents allocated in memory so that nothing
+        // could hand them out (nothing allocates while failed anyway).
+        let _ = self.pending_set_rc(1);
+    }
+
+    /// Returns to the last committed state; pending breaks stay known but
+    /// become stale (their completion only frees their extent).
+    fn reset_to_committed(&mut self) {
+        if let Some(f) = &self.fast {
+            f.invalidate_all();
+        }
         self.cache.invalidate();
         let _ = self.cache.copy(SLOT_COM, SLOT_WORK);
-        if let Ok(b) = self.cache.buf_mut(SLOT_PENDING) {
-            b.fill(0);
-        }
         self.work = self.com;
+        self.geo = self.com_geo;
         self.pend_meta_free = 0;
         self.pend_data_free = 0;
         self.meta_reserved = 0;
-        self.npending = 0;
         self.dirty = false;
+        for i in 0..self.npending {
+            let _ = self.pending_mark_stale(i);
+        }
+    }
+
+    /// Drops the open transaction: the pool returns to the last committed
+    /// state. Pending breaks stay allocated but become stale:
+    /// [`Pool::complete_break`] then frees their extent and returns
+    /// [`Error::Busy`] (the caller redoes the write from a new lookup), so
+    /// an extent being copied to is never handed out again. An I/O error
+    /// while restoring them puts the pool in the failed state.
+    pub fn abort(&mut self) {
+        self.reset_to_committed();
+        if self.pending_set_rc(1).is_err() {
+            self.fail();
+        }
     }
 
     /// Commits the open transaction: writes every new block, flushes,
     /// writes the superblock, flushes. When this returns `Ok` the
     /// transaction survives a crash. Extents of pending breaks are not
-    /// part of the commit (they are free on disk until completed).
+    /// part of the commit (they are free on disk until completed). A
+    /// commit with no change (pending breaks do not count) does no I/O.
     ///
-    /// An I/O error leaves the pool failed: every later call returns
-    /// [`Error::Io`]; reopen the device to continue from whichever
-    /// transaction reached the disk.
+    /// An error leaves the pool failed (see [`PoolStats::failed`]); the
+    /// transaction may or may not have reached the disk: reopen the device
+    /// to continue from whichever did.
     pub fn commit(&mut self) -> Result<(), Error> {
-        self.check_usable()?;
+        self.check_writable()?;
         if !self.dirty {
             return Ok(());
         }
         let r = self.commit_inner();
         if r.is_err() {
-            self.failed = true;
+            self.fail();
         }
         r
     }
@@ -515,14 +740,12 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         self.cache.copy(SLOT_WORK, SLOT_COM)?;
         self.work = vars;
         self.com = vars;
+        self.com_geo = self.geo;
         self.pend_meta_free = 0;
         self.pend_data_free = 0;
         self.dirty = false;
-        if self.npending > 0 {
-            self.dirty = true;
-            self.pending_set_rc(1)?;
-        }
-        Ok(())
+        // Back in use in memory; this alone needs no commit.
+        self.pending_set_rc(1)
     }
 
     /// Checks the whole pool (open transaction state; run it right after
@@ -533,7 +756,6 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
     /// needs one). Corruption is reported in the result, not as an error;
     /// errors are [`Error::Io`] and [`Error::Invalid`] (scratch too small).
     pub fn check(&mut self, scratch: &mut [u32]) -> Result<CheckReport, Error> {
-        self.check_usable()?;
         check::run(self, scratch)
     }
 
@@ -548,6 +770,57 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
             dev: &mut self.dev,
         }
     }
+}
+
+/// Largest number of data extents a pool with `meta_blocks` metadata
+/// blocks can address (0: none), limited by the space map index
+/// (superblock bits times index entries) and by the fixed area (two copies
+/// of the space maps, 8 bytes per data extent) fitting the metadata device.
+pub fn max_data_extents(meta_blocks: u64) -> u64 {
+    let fits = |d: u64| geom::Geometry::new(12, d, meta_blocks, 1).is_ok();
+    if !fits(1) {
+        return 0;
+    }
+    let (mut lo, mut hi) = (1u64, MAX_DATA_EXTENTS);
+    if fits(hi) {
+        return hi;
+    }
+    // Invariant: fits(lo) and !fits(hi); at most 64 rounds.
+    while hi.saturating_sub(lo) > 1 {
+        let mid = lo.saturating_add(hi.saturating_sub(lo) / 2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Smallest number of metadata blocks that can hold a pool of
+/// `data_extents` (`None`: beyond the index limit): the fixed area plus a
+/// minimal dynamic area. Usable pools need more (tree nodes: about one
+/// 4 KiB block per 678 mapped extents).
+pub fn min_meta_blocks(data_extents: u64) -> Option<u64> {
+    let dsm = data_extents.div_ceil(geom::SM_ENTRIES);
+    // Meta space map blocks depend on the total; iterate to a fixed point.
+    let mut m = 0u64;
+    let mut rounds = 0u32;
+    while rounds < 8 {
+        rounds = rounds.saturating_add(1);
+        let msm = m.div_ceil(geom::SM_ENTRIES);
+        let idx = msm.saturating_add(dsm).div_ceil(geom::IDX_ENTRIES);
+        let want = 2u64
+            .saturating_add(idx.saturating_mul(2))
+            .saturating_add(msm.saturating_mul(2))
+            .saturating_add(dsm.saturating_mul(2))
+            .saturating_add(geom::MIN_DYN_BLOCKS);
+        if want <= m {
+            break;
+        }
+        m = want;
+    }
+    geom::Geometry::new(12, data_extents, m, 1).ok().map(|_| m)
 }
 
 /// Number of slots the cache arena needs to keep `blocks` metadata blocks

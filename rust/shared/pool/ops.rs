@@ -1,13 +1,20 @@
 //! Volume operations.
 
-use super::block::{rd_u32, rd_u64, wr_u32, wr_u64};
+use super::block::{rd_u16, rd_u32, rd_u64, wr_u16, wr_u32, wr_u64};
 use super::cache::SLOT_PENDING;
-use super::geom::{Kind, SmKind};
+use super::geom::{Kind, SmKind, MAX_DEPTH};
 use super::read::{self, Cached, VolRec};
 use super::{
-    BgProgress, BreakPlan, Error, GroupOp, Mapping, MetaDevice, Pool, VolumeInfo, MAX_GROUP_OPS,
-    MAX_PENDING_BREAKS, MAX_VOLUME_EXTENTS,
+    BgItem, BgProgress, BreakPlan, Error, GroupOp, Mapping, MetaDevice, Pool, VolumeInfo,
+    BLOCK_SIZE, MAX_GROUP_OPS, MAX_PENDING_BREAKS, MAX_PENDING_PER_VOLUME, MAX_VOLUME_EXTENTS,
+    PENDING_ENTRY,
 };
+
+/// Pending-break entry flag: the extent's mapping may have changed since
+/// the break was prepared; completing it only frees its new extent.
+const PENDING_STALE: u16 = 1;
+/// Pending-break entries per pinned slot.
+const PENDING_PER_SLOT: usize = BLOCK_SIZE / PENDING_ENTRY;
 
 impl<D: MetaDevice> Pool<'_, D> {
     fn rec(&mut self, id: u32) -> Result<Option<VolRec>, Error> {
@@ -21,12 +28,30 @@ impl<D: MetaDevice> Pool<'_, D> {
         self.rec(id)?.ok_or(Error::NotFound)
     }
 
+    /// Checks that an ordinary operation may allocate `n` metadata blocks.
     fn need_meta(&self, n: u64) -> Result<(), Error> {
+        if self.meta_avail_normal() < n {
+            Err(Error::NoMetadataSpace)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Checks that a space-freeing operation may allocate `n` metadata
+    /// blocks (it may use the reserve).
+    fn need_meta_freeing(&self, n: u64) -> Result<(), Error> {
         if self.meta_avail() < n {
             Err(Error::NoMetadataSpace)
         } else {
             Ok(())
         }
+    }
+
+    /// A new volume identity.
+    fn new_uid(&mut self) -> u64 {
+        let u = self.work.next_uid;
+        self.work.next_uid = u.saturating_add(1);
+        u
     }
 
     fn raw(&mut self, rec: &VolRec, vext: u64) -> Result<u64, Error> {
@@ -48,7 +73,7 @@ impl<D: MetaDevice> Pool<'_, D> {
 
     /// Creates an empty (unmapped) volume `id` of `size` extents.
     pub fn create_volume(&mut self, id: u32, size: u64) -> Result<(), Error> {
-        self.check_usable()?;
+        self.check_writable()?;
         if size == 0 || size > MAX_VOLUME_EXTENTS {
             return Err(Error::Invalid);
         }
@@ -56,9 +81,10 @@ impl<D: MetaDevice> Pool<'_, D> {
             return Err(Error::Exists);
         }
         self.need_meta(u64::from(self.geo.dir_depth))?;
-        self.mutate(|p| {
+        self.mutate(true, |p| {
             let rec = VolRec {
                 size,
+                uid: p.new_uid(),
                 ..VolRec::default()
             };
             p.rec_put(id, Some(&rec))?;
@@ -69,10 +95,11 @@ impl<D: MetaDevice> Pool<'_, D> {
 
     /// Deletes volume `id`, freeing every node and extent only it used.
     pub fn delete_volume(&mut self, id: u32) -> Result<(), Error> {
-        self.check_usable()?;
+        self.check_writable()?;
         let rec = self.rec_req(id)?;
-        self.need_meta(u64::from(self.geo.dir_depth))?;
-        self.mutate(|p| {
+        self.need_meta_freeing(u64::from(self.geo.dir_depth))?;
+        self.mutate(true, |p| {
+            p.pending_invalidate(id, 0, u64::MAX)?;
             let depth = Kind::Vol.depth_for(rec.size)?;
             p.dec_tree(rec.root, Kind::Vol, depth.saturating_sub(1))?;
             p.rec_put(id, None)?;
@@ -136,7 +163,7 @@ impl<D: MetaDevice> Pool<'_, D> {
     /// Operations see the effect of the earlier ones (a copy may target a
     /// snapshot made earlier in the group).
     pub fn apply_group(&mut self, ops: &[GroupOp]) -> Result<(), Error> {
-        self.check_usable()?;
+        self.check_writable()?;
         if ops.len() > MAX_GROUP_OPS {
             return Err(Error::Invalid);
         }
@@ -182,7 +209,7 @@ impl<D: MetaDevice> Pool<'_, D> {
         if ops.is_empty() {
             return Ok(());
         }
-        self.mutate(|p| {
+        self.mutate(true, |p| {
             for op in ops {
                 match *op {
                     GroupOp::Snapshot { src, dst } => p.snapshot_inner(src, dst)?,
@@ -200,6 +227,8 @@ impl<D: MetaDevice> Pool<'_, D> {
     }
 
     fn snapshot_inner(&mut self, src: u32, dst: u32) -> Result<(), Error> {
+        // Everything of `src` becomes shared.
+        self.fast_invalidate_all();
         let s = self.rec_req(src)?;
         if s.root != 0 {
             self.inc(SmKind::Meta, s.root)?;
@@ -209,6 +238,7 @@ impl<D: MetaDevice> Pool<'_, D> {
             root: s.root,
             bg_cursor: 0,
             bg_done: 0,
+            uid: self.new_uid(),
         };
         self.rec_put(dst, Some(&rec))?;
         self.work.volumes = self.work.volumes.saturating_add(1);
@@ -219,6 +249,15 @@ impl<D: MetaDevice> Pool<'_, D> {
         let srec = self.rec_req(src)?;
         let mut drec = self.rec_req(dst)?;
         let orig_root = drec.root;
+        self.pending_invalidate(dst, b, b.saturating_add(len))?;
+        // Destination mappings change, source extents become shared.
+        self.fast_invalidate(drec.uid, b, b.saturating_add(len));
+        self.fast_invalidate(srec.uid, a, a.saturating_add(len));
+        let depth = Kind::Vol.depth_for(drec.size)?;
+        let leaf_n = Kind::Vol.leaf_entries();
+        // A destination key whose leaf got an unmapping: pruned when the
+        // copy leaves that leaf (once per leaf, not per extent).
+        let mut unmapped: Option<u64> = None;
         let backwards = src == dst && b > a;
         for n in 0..len {
             let i = if backwards {
@@ -227,6 +266,12 @@ impl<D: MetaDevice> Pool<'_, D> {
                 n
             };
             let (sa, db) = (a.saturating_add(i), b.saturating_add(i));
+            if let Some(k) = unmapped {
+                if k.checked_div(leaf_n) != db.checked_div(leaf_n) {
+                    self.prune_path(&mut drec, depth, k)?;
+                    unmapped = None;
+                }
+            }
             let sr = if src == dst { drec } else { srec };
             let v = self.raw(&sr, sa)?;
             let cur = self.raw(&drec, db)?;
@@ -240,6 +285,12 @@ impl<D: MetaDevice> Pool<'_, D> {
             if old != 0 {
                 self.dec(SmKind::Data, old.saturating_sub(1))?;
             }
+            if v == 0 {
+                unmapped = Some(db);
+            }
+        }
+        if let Some(k) = unmapped {
+            self.prune_path(&mut drec, depth, k)?;
         }
         if drec.root != orig_root {
             self.rec_put(dst, Some(&drec))?;
@@ -249,19 +300,27 @@ impl<D: MetaDevice> Pool<'_, D> {
 
     /// Looks up `vext` of volume `id`, loading metadata as needed.
     pub fn lookup(&mut self, id: u32, vext: u64) -> Result<Mapping, Error> {
-        self.check_usable()?;
         let rec = self.rec_req(id)?;
         let geo = self.geo;
         let gen = self.gen();
-        read::vol_lookup(&mut self.loader(), &geo, &rec, vext, gen)
+        let m = read::vol_lookup(&mut self.loader(), &geo, &rec, vext, gen)?;
+        if let Mapping::Mapped {
+            pext,
+            shared: false,
+        } = m
+        {
+            self.fast_insert(rec.uid, vext, pext);
+        }
+        Ok(m)
     }
 
     /// Looks up `vext` of volume `id` from the cache only: never does I/O,
     /// returns [`Error::WouldBlock`] if a needed block is not cached (the
     /// caller then defers to a context that may call [`Pool::lookup`]).
-    /// Does not update the cache's recency information.
+    /// Blocks it finds count as recently used: the only write is a relaxed
+    /// atomic flag per block, so any number of readers may run this
+    /// concurrently (e.g. under the read side of a lock).
     pub fn lookup_cached(&self, id: u32, vext: u64) -> Result<Mapping, Error> {
-        self.check_usable()?;
         let gen = self.gen();
         let mut s = Cached { cache: &self.cache };
         let rec = read::rec_get(&mut s, &self.geo, self.work.dir_root, id, gen)?
@@ -272,7 +331,7 @@ impl<D: MetaDevice> Pool<'_, D> {
     /// Maps the unmapped `vext` of volume `id` to a newly allocated
     /// physical extent (near the previous allocation) and returns it.
     pub fn provision(&mut self, id: u32, vext: u64) -> Result<u64, Error> {
-        self.check_usable()?;
+        self.check_writable()?;
         let rec = self.rec_req(id)?;
         if self.raw(&rec, vext)? != 0 {
             return Err(Error::Exists);
@@ -282,7 +341,7 @@ impl<D: MetaDevice> Pool<'_, D> {
         if self.data_avail() == 0 {
             return Err(Error::NoSpace);
         }
-        self.mutate(|p| {
+        self.mutate(true, |p| {
             let mut rec = rec;
             let pext = p.alloc(SmKind::Data, false)?;
             let orig = rec.root;
@@ -290,43 +349,87 @@ impl<D: MetaDevice> Pool<'_, D> {
             if rec.root != orig {
                 p.rec_put(id, Some(&rec))?;
             }
+            p.fast_insert(rec.uid, vext, pext);
             Ok(pext)
         })
     }
 
-    fn pending_off(i: usize) -> usize {
-        i.saturating_mul(32)
+    /// Slot and offset of pending-break entry `i`.
+    fn pending_loc(i: usize) -> (usize, usize) {
+        (
+            SLOT_PENDING.saturating_add(i / PENDING_PER_SLOT),
+            (i % PENDING_PER_SLOT).saturating_mul(PENDING_ENTRY),
+        )
     }
 
     pub(crate) fn pending_get(&self, i: usize) -> Result<BreakPlan, Error> {
         if i >= self.npending {
             return Err(Error::NotFound);
         }
-        let b = self.cache.buf(SLOT_PENDING)?;
-        let o = Self::pending_off(i);
+        let (slot, o) = Self::pending_loc(i);
+        let b = self.cache.buf(slot)?;
         Ok(BreakPlan {
             volume: rd_u32(b, o)?,
             vext: rd_u64(b, o.saturating_add(8))?,
             old: rd_u64(b, o.saturating_add(16))?,
             new: rd_u64(b, o.saturating_add(24))?,
+            uid: rd_u64(b, o.saturating_add(32))?,
+            token: rd_u64(b, o.saturating_add(40))?,
         })
     }
 
-    fn pending_need(&self, i: usize) -> Result<u64, Error> {
-        Ok(u64::from(rd_u32(
-            self.cache.buf(SLOT_PENDING)?,
-            Self::pending_off(i).saturating_add(4),
-        )?))
+    /// Metadata reserved by entry `i` and its flags.
+    fn pending_meta(&self, i: usize) -> Result<(u64, u16), Error> {
+        let (slot, o) = Self::pending_loc(i);
+        let b = self.cache.buf(slot)?;
+        Ok((
+            u64::from(rd_u16(b, o.saturating_add(4))?),
+            rd_u16(b, o.saturating_add(6))?,
+        ))
     }
 
-    fn pending_write(&mut self, i: usize, p: &BreakPlan, need: u32) -> Result<(), Error> {
-        let b = self.cache.buf_mut(SLOT_PENDING)?;
-        let o = Self::pending_off(i);
+    fn pending_write(
+        &mut self,
+        i: usize,
+        p: &BreakPlan,
+        need: u16,
+        flags: u16,
+    ) -> Result<(), Error> {
+        if i >= MAX_PENDING_BREAKS {
+            return Err(Error::Busy);
+        }
+        let (slot, o) = Self::pending_loc(i);
+        let b = self.cache.buf_mut(slot)?;
         wr_u32(b, o, p.volume)?;
-        wr_u32(b, o.saturating_add(4), need)?;
+        wr_u16(b, o.saturating_add(4), need)?;
+        wr_u16(b, o.saturating_add(6), flags)?;
         wr_u64(b, o.saturating_add(8), p.vext)?;
         wr_u64(b, o.saturating_add(16), p.old)?;
-        wr_u64(b, o.saturating_add(24), p.new)
+        wr_u64(b, o.saturating_add(24), p.new)?;
+        wr_u64(b, o.saturating_add(32), p.uid)?;
+        wr_u64(b, o.saturating_add(40), p.token)
+    }
+
+    /// Marks entry `i` stale and releases its metadata reservation.
+    pub(crate) fn pending_mark_stale(&mut self, i: usize) -> Result<(), Error> {
+        let p = self.pending_get(i)?;
+        let (need, _) = self.pending_meta(i)?;
+        self.pending_write(i, &p, 0, PENDING_STALE)?;
+        self.meta_reserved = self.meta_reserved.saturating_sub(need);
+        Ok(())
+    }
+
+    /// Marks stale every pending break of `volume` in `[start, end)`: the
+    /// caller is about to change those mappings (whatever the new values,
+    /// even the old one again, the copies made for them are outdated).
+    fn pending_invalidate(&mut self, volume: u32, start: u64, end: u64) -> Result<(), Error> {
+        for i in 0..self.npending {
+            let p = self.pending_get(i)?;
+            if p.volume == volume && p.vext >= start && p.vext < end {
+                self.pending_mark_stale(i)?;
+            }
+        }
+        Ok(())
     }
 
     fn pending_find(&self, volume: u32, vext: u64) -> Result<Option<usize>, Error> {
@@ -339,14 +442,23 @@ impl<D: MetaDevice> Pool<'_, D> {
         Ok(None)
     }
 
+    fn pending_count(&self, volume: u32) -> Result<usize, Error> {
+        let mut n = 0usize;
+        for i in 0..self.npending {
+            if self.pending_get(i)?.volume == volume {
+                n = n.saturating_add(1);
+            }
+        }
+        Ok(n)
+    }
+
     fn pending_remove(&mut self, i: usize) -> Result<(), Error> {
         let last = self.npending.checked_sub(1).ok_or(Error::NotFound)?;
-        let need = self.pending_need(i)?;
-        if i != last {
-            let p = self.pending_get(last)?;
-            let n = self.pending_need(last)? as u32;
-            self.pending_write(i, &p, n)?;
-        }
+        let (need, _) = self.pending_meta(i)?;
+        let p = self.pending_get(last)?;
+        let (n, f) = self.pending_meta(last)?;
+        // Rewritten even when `i == last`: the table changes either way.
+        self.pending_write(i, &p, n as u16, f)?;
         self.npending = last;
         self.meta_reserved = self.meta_reserved.saturating_sub(need);
         Ok(())
@@ -360,10 +472,10 @@ impl<D: MetaDevice> Pool<'_, D> {
     ///
     /// If the extent is not shared, returns a plan with `new == old` and
     /// reserves nothing. Unmapped: [`Error::NotFound`]. A break already
-    /// pending for this extent, or [`MAX_PENDING_BREAKS`] pending:
-    /// [`Error::Busy`].
+    /// pending for this extent, [`MAX_PENDING_BREAKS`] pending, or
+    /// [`MAX_PENDING_PER_VOLUME`] pending for this volume: [`Error::Busy`].
     pub fn prepare_break(&mut self, id: u32, vext: u64) -> Result<BreakPlan, Error> {
-        self.check_usable()?;
+        self.check_writable()?;
         let rec = self.rec_req(id)?;
         let (old, shared) = match self.lookup(id, vext)? {
             Mapping::Unmapped => return Err(Error::NotFound),
@@ -375,26 +487,36 @@ impl<D: MetaDevice> Pool<'_, D> {
                 vext,
                 old,
                 new: old,
+                uid: rec.uid,
+                token: 0,
             });
         }
-        if self.pending_find(id, vext)?.is_some() || self.npending >= MAX_PENDING_BREAKS {
+        if self.pending_find(id, vext)?.is_some()
+            || self.npending >= MAX_PENDING_BREAKS
+            || self.pending_count(id)? >= MAX_PENDING_PER_VOLUME
+        {
             return Err(Error::Busy);
         }
         let depth = Kind::Vol.depth_for(rec.size)?;
-        let need = u32::from(depth).saturating_add(u32::from(self.geo.dir_depth));
+        let need = u16::from(depth).saturating_add(u16::from(self.geo.dir_depth));
         self.need_meta(u64::from(need))?;
         if self.data_avail() == 0 {
             return Err(Error::NoSpace);
         }
-        self.mutate(|p| {
+        // A prepared break alone needs no commit: its extent is committed
+        // as free until the break completes.
+        self.mutate(false, |p| {
             let new = p.alloc(SmKind::Data, false)?;
             let plan = BreakPlan {
                 volume: id,
                 vext,
                 old,
                 new,
+                uid: rec.uid,
+                token: p.next_token,
             };
-            p.pending_write(p.npending, &plan, need)?;
+            p.pending_write(p.npending, &plan, need, 0)?;
+            p.next_token = p.next_token.saturating_add(1);
             p.npending = p.npending.saturating_add(1);
             p.meta_reserved = p.meta_reserved.saturating_add(u64::from(need));
             Ok(plan)
@@ -417,20 +539,30 @@ impl<D: MetaDevice> Pool<'_, D> {
     /// changed meanwhile (discard, copy, delete), the break is cancelled
     /// and [`Error::Busy`] returned: redo the write from the lookup.
     pub fn complete_break(&mut self, plan: &BreakPlan) -> Result<(), Error> {
-        self.check_usable()?;
+        self.check_writable()?;
         if plan.new == plan.old {
             return Ok(());
         }
         let i = self.pending_index(plan)?;
-        let rec = self.rec(plan.volume)?;
-        let still = match rec {
-            Some(r) if plan.vext < r.size => self.raw(&r, plan.vext)? == plan.old.saturating_add(1),
-            _ => false,
-        };
-        let applied = self.mutate(|p| {
-            p.pending_remove(i)?;
-            match rec {
-                Some(mut r) if still => {
+        let (_, flags) = self.pending_meta(i)?;
+        let mut rec = None;
+        if flags & PENDING_STALE == 0 {
+            // Not stale: nothing changed the mapping since the prepare (any
+            // change marks the break stale); verify anyway.
+            if let Some(r) = self.rec(plan.volume)? {
+                if r.uid == plan.uid
+                    && plan.vext < r.size
+                    && self.raw(&r, plan.vext)? == plan.old.saturating_add(1)
+                {
+                    rec = Some(r);
+                }
+            }
+        }
+        // The entry goes last: if the pool fails half way, the break is
+        // still known (and its extent still allocated).
+        let applied = self.mutate(true, |p| {
+            let applied = match rec {
+                Some(mut r) => {
                     let orig = r.root;
                     let old = p.vol_set(&mut r, plan.vext, plan.new.saturating_add(1))?;
                     if old != 0 {
@@ -439,13 +571,16 @@ impl<D: MetaDevice> Pool<'_, D> {
                     if r.root != orig {
                         p.rec_put(plan.volume, Some(&r))?;
                     }
-                    Ok(true)
+                    p.fast_insert(r.uid, plan.vext, plan.new);
+                    true
                 }
-                _ => {
+                None => {
                     p.dec(SmKind::Data, plan.new)?;
-                    Ok(false)
+                    false
                 }
-            }
+            };
+            p.pending_remove(i)?;
+            Ok(applied)
         })?;
         if applied {
             Ok(())
@@ -456,15 +591,14 @@ impl<D: MetaDevice> Pool<'_, D> {
 
     /// Abandons a prepared break: frees its new extent.
     pub fn cancel_break(&mut self, plan: &BreakPlan) -> Result<(), Error> {
-        self.check_usable()?;
+        self.check_writable()?;
         if plan.new == plan.old {
             return Ok(());
         }
         let i = self.pending_index(plan)?;
-        self.mutate(|p| {
-            p.pending_remove(i)?;
+        self.mutate(true, |p| {
             p.dec(SmKind::Data, plan.new)?;
-            Ok(())
+            p.pending_remove(i)
         })
     }
 
@@ -483,7 +617,7 @@ impl<D: MetaDevice> Pool<'_, D> {
     /// Whole subtrees inside the range are dropped without being visited
     /// (unless this frees them).
     pub fn discard(&mut self, id: u32, vext: u64, len: u64) -> Result<(), Error> {
-        self.check_usable()?;
+        self.check_writable()?;
         let rec = self.rec_req(id)?;
         let end = vext.checked_add(len).ok_or(Error::Invalid)?;
         if end > rec.size {
@@ -500,24 +634,51 @@ impl<D: MetaDevice> Pool<'_, D> {
             .path_nodes(depth, vext, len)?
             .min(u64::from(depth).saturating_mul(2))
             .saturating_add(u64::from(self.geo.dir_depth));
-        self.need_meta(need)?;
-        self.mutate(|p| p.discard_inner(id, rec, vext, end))
+        self.need_meta_freeing(need)?;
+        self.mutate(true, |p| {
+            p.pending_invalidate(id, vext, end)?;
+            p.discard_inner(id, rec, vext, end)
+        })
     }
 
     fn discard_inner(&mut self, id: u32, rec: VolRec, start: u64, end: u64) -> Result<(), Error> {
+        self.discard_bounded(id, rec, start, end, None).map(|_| ())
+    }
+
+    /// Discards `[start, end)`; with `budget`, handles at most that many
+    /// leaves (freeing a leaf, or unmapping part of one) and descends into
+    /// unshared subtrees instead of freeing them whole, so the work is
+    /// bounded; returns the position reached (`end` when done).
+    fn discard_bounded(
+        &mut self,
+        id: u32,
+        rec: VolRec,
+        start: u64,
+        end: u64,
+        budget: Option<u64>,
+    ) -> Result<u64, Error> {
+        self.fast_invalidate(rec.uid, start, end);
         let mut rec = rec;
         let orig_root = rec.root;
         let depth = Kind::Vol.depth_for(rec.size)?;
         let top = depth.saturating_sub(1);
-        if start == 0 && end == rec.size {
+        if start == 0
+            && end == rec.size
+            && (budget.is_none() || top == 0 || self.rc(SmKind::Meta, rec.root)? > 1)
+        {
             self.dec_tree(rec.root, Kind::Vol, top)?;
             rec.root = 0;
         }
+        let mut used = 0u64;
         let mut pos = start;
         'outer: while pos < end {
             let mut ptr = rec.root;
             let mut level = top;
             if ptr == 0 {
+                pos = end;
+                break;
+            }
+            if budget.map(|b| used >= b).unwrap_or(false) {
                 break;
             }
             loop {
@@ -535,6 +696,7 @@ impl<D: MetaDevice> Pool<'_, D> {
                     }
                     if any {
                         self.discard_leaf(&mut rec, depth, pos, e)?;
+                        used = used.saturating_add(1);
                     }
                     pos = e;
                     continue 'outer;
@@ -548,11 +710,23 @@ impl<D: MetaDevice> Pool<'_, D> {
                     pos = ce;
                     continue 'outer;
                 }
-                if cb == pos && ce <= end {
+                let below = level.saturating_sub(1);
+                let whole = cb == pos && ce <= end;
+                if whole && budget.is_some() && below > 0 && self.rc(SmKind::Meta, child)? == 1 {
+                    // Freeing this subtree whole is unbounded work: go
+                    // down and free its leaves one step at a time.
+                    ptr = child;
+                    level = below;
+                    continue;
+                }
+                if whole {
+                    used = used.saturating_add(1);
                     let (root, parent) = self.path_mut(rec.root, Kind::Vol, depth, pos, level)?;
                     rec.root = root;
                     self.node_set(parent, Kind::Vol, level, idx, 0)?;
                     self.dec_tree(child, Kind::Vol, level.saturating_sub(1))?;
+                    // The parent may now be empty: free it (and up).
+                    self.prune_path(&mut rec, depth, pos)?;
                     pos = ce;
                     continue 'outer;
                 }
@@ -563,10 +737,140 @@ impl<D: MetaDevice> Pool<'_, D> {
         if rec.root != orig_root {
             self.rec_put(id, Some(&rec))?;
         }
+        Ok(pos.min(end))
+    }
+
+    /// A bounded step of [`Pool::discard`]: unmaps from `vext` on, handling
+    /// at most `max_leaves` table leaves (each: one leaf freed or partly
+    /// unmapped, plus the nodes on its path), and returns how many extents
+    /// from `vext` are done (`len` when finished; more than 0 when
+    /// `len > 0`). The kernel loops, releasing its lock (and committing
+    /// when it likes) between steps, so a huge discard or the emptying of
+    /// a volume before [`Pool::delete_volume`] never holds the pool for
+    /// long. Shared subtrees inside the range are still dropped whole (one
+    /// reference decrement). May use the metadata reserve.
+    pub fn discard_step(
+        &mut self,
+        id: u32,
+        vext: u64,
+        len: u64,
+        max_leaves: u64,
+    ) -> Result<u64, Error> {
+        self.check_writable()?;
+        if max_leaves == 0 {
+            return Err(Error::Invalid);
+        }
+        let rec = self.rec_req(id)?;
+        let end = vext.checked_add(len).ok_or(Error::Invalid)?;
+        if end > rec.size {
+            return Err(Error::Invalid);
+        }
+        if len == 0 || rec.root == 0 {
+            return Ok(len);
+        }
+        let depth = Kind::Vol.depth_for(rec.size)?;
+        let need = Kind::Vol
+            .path_nodes(depth, vext, len)?
+            .min(
+                max_leaves
+                    .saturating_add(2)
+                    .saturating_mul(u64::from(depth)),
+            )
+            .saturating_add(u64::from(self.geo.dir_depth));
+        self.need_meta_freeing(need)?;
+        let reached = self.mutate(true, |p| {
+            p.pending_invalidate(id, vext, end)?;
+            p.discard_bounded(id, rec, vext, end, Some(max_leaves))
+        })?;
+        Ok(reached.saturating_sub(vext))
+    }
+
+    /// A bounded step of [`Pool::copy_range`]: copies at most
+    /// `max_extents` extents from the start of the range and returns how
+    /// many (the kernel loops, releasing its lock between steps; a crash
+    /// between steps leaves a prefix copied, and running the copy again
+    /// completes it). Overlapping ranges of one volume: [`Error::Invalid`]
+    /// (use [`Pool::copy_range`]).
+    pub fn copy_range_step(
+        &mut self,
+        src: u32,
+        src_vext: u64,
+        dst: u32,
+        dst_vext: u64,
+        len: u64,
+        max_extents: u64,
+    ) -> Result<u64, Error> {
+        if max_extents == 0 {
+            return Err(Error::Invalid);
+        }
+        let se = src_vext.checked_add(len).ok_or(Error::Invalid)?;
+        let de = dst_vext.checked_add(len).ok_or(Error::Invalid)?;
+        if src == dst && len > 0 && src_vext < de && dst_vext < se {
+            return Err(Error::Invalid);
+        }
+        let n = len.min(max_extents);
+        self.copy_range(src, src_vext, dst, dst_vext, n)?;
+        Ok(n)
+    }
+
+    /// Whether every entry of node `ptr` is zero.
+    fn node_empty(&mut self, ptr: u64, level: u8) -> Result<bool, Error> {
+        let i = self.node_slot(ptr, Kind::Vol, level)?;
+        let b = self.cache.buf(i)?;
+        let n = Kind::Vol.entries(level) as usize;
+        for idx in 0..n {
+            if read::entry(b, Kind::Vol, level, idx)? != 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Frees the nodes on the path to `key` that became empty, bottom up
+    /// (a leaf whose last mapping went, then a parent whose last child
+    /// went, ...), so that unmapping never leaves empty nodes behind. The
+    /// path was shadowed by the caller in this operation: this allocates
+    /// nothing.
+    fn prune_path(&mut self, rec: &mut VolRec, depth: u8, key: u64) -> Result<(), Error> {
+        let top = depth.checked_sub(1).ok_or(Error::Invalid)?;
+        let mut path = [0u64; MAX_DEPTH];
+        let mut ptr = rec.root;
+        let mut level = top;
+        loop {
+            *path.get_mut(usize::from(level)).ok_or(Error::Corrupt)? = ptr;
+            if ptr == 0 || level == 0 {
+                break;
+            }
+            ptr = self.node_entry(ptr, Kind::Vol, level, Kind::Vol.index(level, key)?)?;
+            level = level.saturating_sub(1);
+        }
+        let mut l = 0u8;
+        while l <= top {
+            let n = *path.get(usize::from(l)).ok_or(Error::Corrupt)?;
+            if n != 0 {
+                if !self.node_empty(n, l)? {
+                    break;
+                }
+                if l == top {
+                    self.dec_tree(n, Kind::Vol, top)?;
+                    rec.root = 0;
+                    break;
+                }
+                let up = l.saturating_add(1);
+                let (root, parent) = self.path_mut(rec.root, Kind::Vol, depth, key, up)?;
+                rec.root = root;
+                self.node_set(parent, Kind::Vol, up, Kind::Vol.index(up, key)?, 0)?;
+                self.dec_tree(n, Kind::Vol, l)?;
+                // The parent may have been shadowed just now.
+                *path.get_mut(usize::from(up)).ok_or(Error::Corrupt)? = parent;
+            }
+            l = l.saturating_add(1);
+        }
         Ok(())
     }
 
-    /// Unmaps `[pos, e)` within one leaf; frees the leaf if it empties.
+    /// Unmaps `[pos, e)` within one leaf; frees the leaf (and parents) if
+    /// they empty.
     fn discard_leaf(&mut self, rec: &mut VolRec, depth: u8, pos: u64, e: u64) -> Result<(), Error> {
         let (root, leaf) = self.path_mut(rec.root, Kind::Vol, depth, pos, 0)?;
         rec.root = root;
@@ -578,39 +882,119 @@ impl<D: MetaDevice> Pool<'_, D> {
                 self.dec(SmKind::Data, old.saturating_sub(1))?;
             }
         }
-        let n = Kind::Vol.leaf_entries() as usize;
-        for idx in 0..n {
-            if self.node_entry(leaf, Kind::Vol, 0, idx)? != 0 {
-                return Ok(());
+        self.prune_path(rec, depth, pos)
+    }
+
+    /// Grows the pool to `data_extents` data extents and `meta_blocks`
+    /// metadata blocks (after the kernel reloaded its table with larger
+    /// devices), in the open transaction: the new space is usable at once
+    /// and durable with the next commit. Sizes may not shrink nor exceed
+    /// the capacities chosen at format time ([`FormatParams`]); the
+    /// metadata device must hold `meta_blocks`. O(1): the new space map
+    /// entries are implicit zeros.
+    pub fn grow(&mut self, data_extents: u64, meta_blocks: u64) -> Result<(), Error> {
+        self.check_writable()?;
+        let g = self.geo;
+        if data_extents < g.data_extents
+            || data_extents > g.data_cap
+            || meta_blocks < g.meta_blocks
+            || meta_blocks > g.meta_cap
+            || meta_blocks > self.dev.nr_blocks()
+        {
+            return Err(Error::Invalid);
+        }
+        if data_extents == g.data_extents && meta_blocks == g.meta_blocks {
+            return Ok(());
+        }
+        self.mutate(true, |p| {
+            let dd = data_extents.saturating_sub(p.geo.data_extents);
+            let dm = meta_blocks.saturating_sub(p.geo.meta_blocks);
+            p.geo.set_sizes(data_extents, meta_blocks);
+            p.work.data_free = p.work.data_free.saturating_add(dd);
+            p.work.meta_free = p.work.meta_free.saturating_add(dm);
+            Ok(())
+        })
+    }
+
+    /// Resizes volume `id` to `size` extents. Growing adds levels on top of
+    /// the table when the new size needs them (O(levels)); shrinking unmaps
+    /// the tail like [`Pool::discard`] (it frees space, so it may use the
+    /// metadata reserve), removes the levels no longer needed and clamps
+    /// the background-copy cursor.
+    pub fn resize_volume(&mut self, id: u32, size: u64) -> Result<(), Error> {
+        self.check_writable()?;
+        if size == 0 || size > MAX_VOLUME_EXTENTS {
+            return Err(Error::Invalid);
+        }
+        let rec = self.rec_req(id)?;
+        let d0 = Kind::Vol.depth_for(rec.size)?;
+        let d1 = Kind::Vol.depth_for(size)?;
+        let dir = u64::from(self.geo.dir_depth);
+        if size == rec.size {
+            return Ok(());
+        }
+        if size > rec.size {
+            self.need_meta(u64::from(d1.saturating_sub(d0)).saturating_add(dir))?;
+            return self.mutate(true, |p| {
+                let mut rec = rec;
+                if rec.root != 0 {
+                    let mut level = d0;
+                    while level < d1 {
+                        let nb = p.shadow(0, Kind::Vol, level)?;
+                        p.node_set(nb, Kind::Vol, level, 0, rec.root)?;
+                        rec.root = nb;
+                        level = level.saturating_add(1);
+                    }
+                }
+                rec.size = size;
+                p.rec_put(id, Some(&rec))
+            });
+        }
+        let len = rec.size.saturating_sub(size);
+        let need = Kind::Vol
+            .path_nodes(d0, size, len)?
+            .min(u64::from(d0).saturating_mul(2))
+            .saturating_add(dir);
+        self.need_meta_freeing(need)?;
+        self.mutate(true, |p| {
+            p.pending_invalidate(id, size, u64::MAX)?;
+            if rec.root != 0 {
+                p.discard_inner(id, rec, size, rec.size)?;
             }
-        }
-        if depth == 1 {
-            self.dec_tree(leaf, Kind::Vol, 0)?;
-            rec.root = 0;
-        } else {
-            let (root, parent) = self.path_mut(rec.root, Kind::Vol, depth, pos, 1)?;
-            rec.root = root;
-            self.node_set(parent, Kind::Vol, 1, Kind::Vol.index(1, pos)?, 0)?;
-            self.dec_tree(leaf, Kind::Vol, 0)?;
-        }
-        Ok(())
+            let mut rec = p.rec_req(id)?;
+            let mut level = d0;
+            while level > d1 {
+                let top = level.saturating_sub(1);
+                if rec.root != 0 {
+                    let c = p.node_entry(rec.root, Kind::Vol, top, 0)?;
+                    if c != 0 {
+                        p.inc(SmKind::Meta, c)?;
+                    }
+                    p.dec_tree(rec.root, Kind::Vol, top)?;
+                    rec.root = c;
+                }
+                level = top;
+            }
+            rec.size = size;
+            rec.bg_cursor = rec.bg_cursor.min(size);
+            p.rec_put(id, Some(&rec))
+        })
     }
 
     /// Volume `id`.
     pub fn volume(&mut self, id: u32) -> Result<VolumeInfo, Error> {
-        self.check_usable()?;
         let r = self.rec_req(id)?;
         Ok(VolumeInfo {
             id,
             size: r.size,
             bg_cursor: r.bg_cursor,
             bg_done: r.bg_done,
+            uid: r.uid,
         })
     }
 
     /// The volume with the smallest id >= `from` (for listing).
     pub fn next_volume(&mut self, from: u32) -> Result<Option<VolumeInfo>, Error> {
-        self.check_usable()?;
         let geo = self.geo;
         let gen = self.gen();
         let root = self.work.dir_root;
@@ -620,13 +1004,13 @@ impl<D: MetaDevice> Pool<'_, D> {
             size: r.size,
             bg_cursor: r.bg_cursor,
             bg_done: r.bg_done,
+            uid: r.uid,
         }))
     }
 
     /// The first mapped extent >= `from` of volume `id` (for dumping);
     /// unmapped subtrees are skipped without visiting their extents.
     pub fn next_mapping(&mut self, id: u32, from: u64) -> Result<Option<(u64, Mapping)>, Error> {
-        self.check_usable()?;
         let rec = self.rec_req(id)?;
         let geo = self.geo;
         let gen = self.gen();
@@ -640,7 +1024,6 @@ impl<D: MetaDevice> Pool<'_, D> {
     /// Reference count of physical extent `pext` (number of table leaves
     /// that map it; a leaf shared by snapshots counts once).
     pub fn data_refcount(&mut self, pext: u64) -> Result<u32, Error> {
-        self.check_usable()?;
         if pext >= self.geo.data_extents {
             return Err(Error::Invalid);
         }
@@ -648,13 +1031,19 @@ impl<D: MetaDevice> Pool<'_, D> {
     }
 
     /// Next shared extent at or after the background-copy cursor of volume
-    /// `id`: `(vext, pext)`. The background copier breaks its sharing
+    /// `id`. The background copier breaks its sharing
     /// ([`Pool::prepare_break`], copy, [`Pool::complete_break`]) and then
-    /// calls [`Pool::bg_advance`].
-    pub fn bg_next(&mut self, id: u32) -> Result<Option<(u64, u64)>, Error> {
-        self.check_usable()?;
+    /// calls [`Pool::bg_advance`] with the item.
+    pub fn bg_next(&mut self, id: u32) -> Result<Option<BgItem>, Error> {
         let rec = self.rec_req(id)?;
-        self.next_shared(&rec, rec.bg_cursor)
+        Ok(self
+            .next_shared(&rec, rec.bg_cursor)?
+            .map(|(vext, pext)| BgItem {
+                volume: id,
+                uid: rec.uid,
+                vext,
+                pext,
+            }))
     }
 
     fn next_shared(&mut self, rec: &VolRec, from: u64) -> Result<Option<(u64, u64)>, Error> {
@@ -676,29 +1065,35 @@ impl<D: MetaDevice> Pool<'_, D> {
         Ok(None)
     }
 
-    /// Moves the background-copy cursor of volume `id` past `vext` and
-    /// counts one extent done (in the open transaction).
-    pub fn bg_advance(&mut self, id: u32, vext: u64) -> Result<(), Error> {
-        self.check_usable()?;
-        let rec = self.rec_req(id)?;
-        if vext >= rec.size {
+    /// Moves the background-copy cursor of the item's volume past its
+    /// extent and counts one extent done (in the open transaction). An
+    /// item of a volume that was deleted since (even if re-created under
+    /// the same id): [`Error::NotFound`].
+    pub fn bg_advance(&mut self, item: &BgItem) -> Result<(), Error> {
+        self.check_writable()?;
+        let rec = self.rec_req(item.volume)?;
+        if rec.uid != item.uid {
+            return Err(Error::NotFound);
+        }
+        if item.vext >= rec.size {
             return Err(Error::Invalid);
         }
         self.need_meta(u64::from(self.geo.dir_depth))?;
-        self.mutate(|p| {
+        self.mutate(true, |p| {
             let mut rec = rec;
-            rec.bg_cursor = rec.bg_cursor.max(vext.saturating_add(1));
+            rec.bg_cursor = rec.bg_cursor.max(item.vext.saturating_add(1));
             rec.bg_done = rec.bg_done.saturating_add(1);
-            p.rec_put(id, Some(&rec))
+            p.rec_put(item.volume, Some(&rec))
         })
     }
 
-    /// Restarts the background copy of volume `id` from extent 0.
+    /// Restarts the background copy of volume `id` from extent 0 (may use
+    /// the metadata reserve).
     pub fn bg_reset(&mut self, id: u32) -> Result<(), Error> {
-        self.check_usable()?;
+        self.check_writable()?;
         let rec = self.rec_req(id)?;
-        self.need_meta(u64::from(self.geo.dir_depth))?;
-        self.mutate(|p| {
+        self.need_meta_freeing(u64::from(self.geo.dir_depth))?;
+        self.mutate(true, |p| {
             let mut rec = rec;
             rec.bg_cursor = 0;
             rec.bg_done = 0;
@@ -709,7 +1104,6 @@ impl<D: MetaDevice> Pool<'_, D> {
     /// Background copy progress of volume `id` (counts the shared extents
     /// after the cursor: work proportional to the mapped extents).
     pub fn bg_progress(&mut self, id: u32) -> Result<BgProgress, Error> {
-        self.check_usable()?;
         let rec = self.rec_req(id)?;
         let mut remaining = 0u64;
         let mut pos = rec.bg_cursor;

@@ -3,7 +3,10 @@
 
 use super::block::{rd_u32, rd_u48, rd_u64, wr_u48, wr_u64, HDR};
 use super::cache::{Cache, SLOT_COM, SLOT_WORK};
-use super::geom::{check_header, sel_get, sm_off, Geometry, Kind, SmKind, REC_SIZE, SM_ENTRIES};
+use super::geom::{
+    check_header, idx_get, sel_get, sm_off, Geometry, Kind, SmKind, IDX_ENTRIES, IDX_TAG, REC_SIZE,
+    SM_ENTRIES,
+};
 use super::{Error, Mapping, MetaDevice, BLOCK_SIZE};
 
 /// A source of blocks.
@@ -36,7 +39,10 @@ pub(crate) struct Cached<'p, 'a> {
 
 impl Src for Cached<'_, '_> {
     fn load(&mut self, nr: u64) -> Result<usize, Error> {
-        self.cache.find(nr).ok_or(Error::WouldBlock)
+        let i = self.cache.find(nr).ok_or(Error::WouldBlock)?;
+        // A hit counts as recent use (an atomic flag, the only write).
+        self.cache.touch_shared(i);
+        Ok(i)
     }
     fn buf(&self, idx: usize) -> Result<&[u8; BLOCK_SIZE], Error> {
         self.cache.buf(idx)
@@ -50,6 +56,8 @@ pub(crate) struct VolRec {
     pub(crate) root: u64,
     pub(crate) bg_cursor: u64,
     pub(crate) bg_done: u64,
+    /// Identity: unique over the pool's life (a re-created id gets a new one).
+    pub(crate) uid: u64,
 }
 
 pub(crate) fn rec_decode(b: &[u8], idx: usize) -> Result<VolRec, Error> {
@@ -59,6 +67,7 @@ pub(crate) fn rec_decode(b: &[u8], idx: usize) -> Result<VolRec, Error> {
         root: rd_u64(b, off.saturating_add(8))?,
         bg_cursor: rd_u64(b, off.saturating_add(16))?,
         bg_done: rd_u64(b, off.saturating_add(24))?,
+        uid: rd_u64(b, off.saturating_add(32))?,
     })
 }
 
@@ -67,7 +76,9 @@ pub(crate) fn rec_encode(b: &mut [u8], idx: usize, r: &VolRec) -> Result<(), Err
     wr_u64(b, off, r.size)?;
     wr_u64(b, off.saturating_add(8), r.root)?;
     wr_u64(b, off.saturating_add(16), r.bg_cursor)?;
-    wr_u64(b, off.saturating_add(24), r.bg_done)
+    wr_u64(b, off.saturating_add(24), r.bg_done)?;
+    wr_u64(b, off.saturating_add(32), r.uid)?;
+    wr_u64(b, off.saturating_add(40), 0)
 }
 
 /// Reads entry `idx` of a node: a child pointer, a mapping value
@@ -119,6 +130,43 @@ pub(crate) fn node<S: Src>(
     Ok(i)
 }
 
+/// Index entry of logical space map block `j` in the working or the
+/// committed state: (selector, initialised). Two levels: the superblock's
+/// bit selects the live copy of the index block, whose entry selects the
+/// live copy of the space map block.
+pub(crate) fn sm_index<S: Src>(
+    s: &mut S,
+    geo: &Geometry,
+    kind: SmKind,
+    j: u64,
+    committed: bool,
+) -> Result<(u8, bool), Error> {
+    let ent = geo.sm_entry(kind, j);
+    let k = ent / IDX_ENTRIES;
+    let img = s.buf(if committed { SLOT_COM } else { SLOT_WORK })?;
+    let ksel = sel_get(img, k)?;
+    let i = s.load(geo.idx_phys(k, ksel)?)?;
+    let b = s.buf(i)?;
+    check_header(b, IDX_TAG, 0, u64::MAX)?;
+    idx_get(b, ent % IDX_ENTRIES)
+}
+
+/// Location of the live copy of logical space map block `j` (`None`: never
+/// written, its counts are implicit, see [`Geometry::sm_implicit`]).
+pub(crate) fn sm_loc<S: Src>(
+    s: &mut S,
+    geo: &Geometry,
+    kind: SmKind,
+    j: u64,
+    committed: bool,
+) -> Result<Option<u64>, Error> {
+    let (sel, init) = sm_index(s, geo, kind, j, committed)?;
+    if !init {
+        return Ok(None);
+    }
+    Ok(Some(geo.sm_phys(kind, j, sel)?))
+}
+
 /// Reads a reference count; `committed` selects the last committed state.
 pub(crate) fn sm_read<S: Src>(
     s: &mut S,
@@ -132,9 +180,9 @@ pub(crate) fn sm_read<S: Src>(
     }
     let j = idx / SM_ENTRIES;
     let e = idx % SM_ENTRIES;
-    let img = s.buf(if committed { SLOT_COM } else { SLOT_WORK })?;
-    let sel = sel_get(img, geo.sel_bit(kind, j))?;
-    let phys = geo.sm_phys(kind, j, sel)?;
+    let Some(phys) = sm_loc(s, geo, kind, j, committed)? else {
+        return Ok(geo.sm_implicit(kind, idx));
+    };
     let i = s.load(phys)?;
     let b = s.buf(i)?;
     check_header(b, Geometry::sm_tag(kind), 0, u64::MAX)?;

@@ -8,12 +8,16 @@
 
 use super::block::{rd_u32, set_header, wr_u32, Header, HDR};
 use super::cache::{Cache, SLOT_COM, SLOT_WORK};
-use super::geom::{check_header, sel_flip, sel_get, sm_off, Geometry, SmKind, SM_ENTRIES};
-use super::read::sm_read;
+use super::geom::{
+    check_header, idx_set, sel_flip, sel_get, sm_off, Geometry, SmKind, IDX_ENTRIES, IDX_TAG,
+    SM_ENTRIES,
+};
+use super::read::{sm_index, sm_read};
 use super::{Error, MetaDevice, Pool, BLOCK_SIZE};
 
-/// Writes copy 0 of every space map block of a fresh pool (and invalidates
-/// both superblocks first).
+/// Invalidates both superblocks and writes copy 0 of every space map index
+/// block (all space map blocks "never written": their counts are implicit,
+/// so formatting costs the index only, whatever the pool size).
 pub(crate) fn format_maps<D: MetaDevice>(
     cache: &mut Cache<'_>,
     dev: &mut D,
@@ -24,37 +28,21 @@ pub(crate) fn format_maps<D: MetaDevice>(
     dev.write_block(0, b)?;
     dev.write_block(1, b)?;
     dev.flush()?;
-    for kind in [SmKind::Meta, SmKind::Data] {
-        let nblocks = match kind {
-            SmKind::Meta => geo.msm_blocks,
-            SmKind::Data => geo.dsm_blocks,
-        };
-        for j in 0..nblocks {
-            let nr = geo.sm_phys(kind, j, 0)?;
-            let b = cache.buf_mut(SLOT_COM)?;
-            b.fill(0);
-            set_header(
-                b,
-                Header {
-                    tag: Geometry::sm_tag(kind),
-                    level: 0,
-                    blocknr: nr,
-                    gen: 1,
-                },
-            )?;
-            if kind == SmKind::Meta {
-                // The fixed area (superblocks and space maps) is in use.
-                let lo = j.saturating_mul(SM_ENTRIES);
-                let hi = lo.saturating_add(SM_ENTRIES).min(geo.first_dyn);
-                let mut i = lo;
-                while i < hi {
-                    wr_u32(b, sm_off(i.saturating_sub(lo)), 1)?;
-                    i = i.saturating_add(1);
-                }
-            }
-            super::block::seal(b);
-            dev.write_block(nr, b)?;
-        }
+    for k in 0..geo.idx_blocks {
+        let nr = geo.idx_phys(k, 0)?;
+        let b = cache.buf_mut(SLOT_COM)?;
+        b.fill(0);
+        set_header(
+            b,
+            Header {
+                tag: IDX_TAG,
+                level: 0,
+                blocknr: nr,
+                gen: 1,
+            },
+        )?;
+        super::block::seal(b);
+        dev.write_block(nr, b)?;
     }
     dev.flush()
 }
@@ -72,22 +60,75 @@ impl<D: MetaDevice> Pool<'_, D> {
         sm_read(&mut self.loader(), &geo, kind, idx, true)
     }
 
-    /// Makes logical space map block `j` writable in the open transaction
-    /// and returns its physical location.
-    fn sm_writable(&mut self, kind: SmKind, j: u64) -> Result<u64, Error> {
+    /// Makes index block `k` writable in the open transaction (copying
+    /// its live copy to the spare one and flipping the superblock bit on
+    /// the first change) and returns its slot.
+    fn idx_writable(&mut self, k: u64) -> Result<usize, Error> {
         let geo = self.geo;
-        let bit = geo.sel_bit(kind, j);
-        let ws = sel_get(self.cache.buf(SLOT_WORK)?, bit)?;
-        let cs = sel_get(self.cache.buf(SLOT_COM)?, bit)?;
+        let ws = sel_get(self.cache.buf(SLOT_WORK)?, k)?;
+        let cs = sel_get(self.cache.buf(SLOT_COM)?, k)?;
         if ws != cs {
-            return geo.sm_phys(kind, j, ws);
+            let i = self.cache.get(&mut self.dev, geo.idx_phys(k, ws)?)?;
+            check_header(self.cache.buf(i)?, IDX_TAG, 0, u64::MAX)?;
+            return Ok(i);
         }
-        let src = geo.sm_phys(kind, j, cs)?;
-        let dst = geo.sm_phys(kind, j, cs ^ 1)?;
+        let src = geo.idx_phys(k, cs)?;
+        let dst = geo.idx_phys(k, cs ^ 1)?;
         let si = self.cache.get(&mut self.dev, src)?;
-        check_header(self.cache.buf(si)?, Geometry::sm_tag(kind), 0, u64::MAX)?;
+        check_header(self.cache.buf(si)?, IDX_TAG, 0, u64::MAX)?;
         let di = self.cache.claim(&mut self.dev, dst, si)?;
         self.cache.copy(si, di)?;
+        let gen = self.gen();
+        set_header(
+            self.cache.buf_mut(di)?,
+            Header {
+                tag: IDX_TAG,
+                level: 0,
+                blocknr: dst,
+                gen,
+            },
+        )?;
+        sel_flip(self.cache.buf_mut(SLOT_WORK)?, k)?;
+        Ok(di)
+    }
+
+    /// Makes logical space map block `j` writable in the open transaction
+    /// and returns its physical location: the first change copies the live
+    /// copy (or, for a block never written, its implicit counts) into the
+    /// other copy and points the working index at it.
+    fn sm_writable(&mut self, kind: SmKind, j: u64) -> Result<u64, Error> {
+        let geo = self.geo;
+        let committed = sm_index(&mut self.loader(), &geo, kind, j, true)?;
+        let working = sm_index(&mut self.loader(), &geo, kind, j, false)?;
+        if working != committed {
+            return geo.sm_phys(kind, j, working.0);
+        }
+        let (cs, cinit) = committed;
+        let dst = geo.sm_phys(kind, j, cs ^ 1)?;
+        let di = if cinit {
+            let src = geo.sm_phys(kind, j, cs)?;
+            let si = self.cache.get(&mut self.dev, src)?;
+            check_header(self.cache.buf(si)?, Geometry::sm_tag(kind), 0, u64::MAX)?;
+            let di = self.cache.claim(&mut self.dev, dst, si)?;
+            self.cache.copy(si, di)?;
+            di
+        } else {
+            let di = self.cache.claim(&mut self.dev, dst, usize::MAX)?;
+            let b = self.cache.buf_mut(di)?;
+            b.fill(0);
+            let lo = j.saturating_mul(SM_ENTRIES);
+            let hi = lo.saturating_add(SM_ENTRIES).min(geo.sm_n(kind));
+            let mut i = lo;
+            while i < hi {
+                let v = geo.sm_implicit(kind, i);
+                if v == 0 {
+                    break;
+                }
+                wr_u32(b, sm_off(i.saturating_sub(lo)), v)?;
+                i = i.saturating_add(1);
+            }
+            di
+        };
         let gen = self.gen();
         set_header(
             self.cache.buf_mut(di)?,
@@ -98,7 +139,9 @@ impl<D: MetaDevice> Pool<'_, D> {
                 gen,
             },
         )?;
-        sel_flip(self.cache.buf_mut(SLOT_WORK)?, bit)?;
+        let ent = geo.sm_entry(kind, j);
+        let ki = self.idx_writable(ent / IDX_ENTRIES)?;
+        idx_set(self.cache.buf_mut(ki)?, ent % IDX_ENTRIES, cs ^ 1, true)?;
         Ok(dst)
     }
 
@@ -154,12 +197,19 @@ impl<D: MetaDevice> Pool<'_, D> {
         Ok(nv)
     }
 
-    /// Metadata blocks allocatable now (not counting reservations).
+    /// Metadata blocks allocatable now by space-freeing operations (not
+    /// counting blocks reserved for pending breaks).
     pub(crate) fn meta_avail(&self) -> u64 {
         self.work
             .meta_free
             .saturating_sub(self.pend_meta_free)
             .saturating_sub(self.meta_reserved)
+    }
+
+    /// Metadata blocks allocatable now by ordinary operations (also not
+    /// counting the reserve).
+    pub(crate) fn meta_avail_normal(&self) -> u64 {
+        self.meta_avail().saturating_sub(self.geo.meta_reserve)
     }
 
     /// Data extents allocatable now.
@@ -197,24 +247,32 @@ impl<D: MetaDevice> Pool<'_, D> {
             // Scan the rest of pos's space map block in one go.
             let j = pos / SM_ENTRIES;
             let blk_end = j.saturating_add(1).saturating_mul(SM_ENTRIES).min(n);
-            let bit = geo.sel_bit(kind, j);
-            let ws = sel_get(self.cache.buf(SLOT_WORK)?, bit)?;
-            let cs = sel_get(self.cache.buf(SLOT_COM)?, bit)?;
-            let phys = geo.sm_phys(kind, j, ws)?;
+            let committed = sm_index(&mut self.loader(), &geo, kind, j, true)?;
+            let working = sm_index(&mut self.loader(), &geo, kind, j, false)?;
+            // Unchanged in this transaction: free now means free in the
+            // last commit too.
+            let same = working == committed;
             let mut found = None;
-            {
+            if !working.1 {
+                // Never written: all free past the fixed area.
+                let mut k = pos;
+                while k < blk_end && scanned < span && geo.sm_implicit(kind, k) != 0 {
+                    k = k.saturating_add(1);
+                    scanned = scanned.saturating_add(1);
+                }
+                if k < blk_end && scanned < span {
+                    found = Some(k);
+                } else {
+                    pos = if k >= n { lo } else { k };
+                }
+            } else {
+                let phys = geo.sm_phys(kind, j, working.0)?;
                 let i = self.cache.get(&mut self.dev, phys)?;
                 let b = self.cache.buf(i)?;
                 check_header(b, Geometry::sm_tag(kind), 0, u64::MAX)?;
                 let mut k = pos;
                 while k < blk_end && scanned < span {
                     if rd_u32(b, sm_off(k % SM_ENTRIES))? == 0 {
-                        if ws == cs {
-                            found = Some(k);
-                            break;
-                        }
-                        // The block changed in this transaction: the
-                        // candidate must also be free in the last commit.
                         found = Some(k);
                         break;
                     }
@@ -226,7 +284,7 @@ impl<D: MetaDevice> Pool<'_, D> {
                 }
             }
             if let Some(k) = found {
-                if ws == cs || self.rc_committed(kind, k)? == 0 {
+                if same || self.rc_committed(kind, k)? == 0 {
                     self.sm_set(kind, k, 1)?;
                     let next = if k.saturating_add(1) >= n {
                         lo

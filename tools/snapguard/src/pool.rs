@@ -7,7 +7,10 @@
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use snapguard_pool::host::{slots, FileDevice};
-use snapguard_pool::{Error, FormatParams, Mapping, Pool, PoolStats, DEFAULT_MAX_VOLUMES};
+use snapguard_pool::{
+    max_data_extents, min_meta_blocks, Error, FormatParams, Mapping, MetaDevice, Pool, PoolStats,
+    BLOCK_SIZE, DEFAULT_MAX_VOLUMES, FORMAT_VERSION, MAX_EXTENT_SIZE, MIN_EXTENT_SIZE,
+};
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
@@ -41,6 +44,13 @@ enum PoolCmd {
         /// Maximum number of volumes (ids 0..N).
         #[arg(long, default_value_t = DEFAULT_MAX_VOLUMES)]
         max_volumes: u32,
+        /// Largest data device size the pool may grow to later (the
+        /// metadata reserves 8 bytes per extent of it).
+        #[arg(long, value_parser = parse_size)]
+        max_data_size: Option<u64>,
+        /// Largest metadata device size the pool may grow to later.
+        #[arg(long, value_parser = parse_size)]
+        max_meta_size: Option<u64>,
     },
     /// Verify checksums, tree shape and every reference count.
     Check {
@@ -129,6 +139,8 @@ pub(crate) fn run(args: PoolArgs) -> ExitCode {
             data_size,
             meta_size,
             max_volumes,
+            max_data_size,
+            max_meta_size,
         } => format(
             &path,
             extent_size,
@@ -136,6 +148,7 @@ pub(crate) fn run(args: PoolArgs) -> ExitCode {
             data_size,
             meta_size,
             max_volumes,
+            (max_data_size, max_meta_size),
         ),
         PoolCmd::Check { path, json } => check(&path, json),
         PoolCmd::Dump { path, json, volume } => dump(&path, json, volume),
@@ -161,6 +174,7 @@ fn format(
     data_size: Option<u64>,
     meta_size: Option<u64>,
     max_volumes: u32,
+    (max_data_size, max_meta_size): (Option<u64>, Option<u64>),
 ) -> Result<u8, Fail> {
     let data_extents = match (data_extents, data_size) {
         (Some(n), _) => n,
@@ -186,18 +200,78 @@ fn format(
     let mut p = FormatParams::new(data_extents);
     p.extent_size = extent_size;
     p.max_volumes = max_volumes;
-    let pool = Pool::format(dev, &mut arena, p).map_err(|e| Fail::Other(format!("format: {e}")))?;
+    p.data_capacity = max_data_size.map(|b| b / extent_size.max(1)).unwrap_or(0);
+    p.meta_capacity = max_meta_size.map(|b| b / BLOCK_SIZE as u64).unwrap_or(0);
+    let meta_blocks = dev.nr_blocks();
+    let pool = Pool::format(dev, &mut arena, p).map_err(|e| {
+        Fail::Other(format!(
+            "format: {e}{}",
+            size_hint(meta_blocks, extent_size, data_extents, data_size)
+        ))
+    })?;
     let st = pool.stats();
     println!(
-        "formatted {}: extent size {}, {} data extents, {} metadata blocks ({} fixed), {} volumes max",
+        "formatted {}: format version {}, extent size {}, {} data extents (capacity {}), {} metadata blocks (capacity {}, {} fixed), {} volumes max",
         path.display(),
+        FORMAT_VERSION,
         st.extent_size,
         st.data_extents,
+        st.data_capacity,
         st.meta_blocks,
+        st.meta_capacity,
         st.meta_fixed,
         st.max_volumes
     );
     Ok(0)
+}
+
+/// Says why a pool of `data_extents` does not fit and what would: the
+/// limit for this metadata device, the smallest extent size that fits the
+/// data size, the metadata size the extent count needs.
+fn size_hint(
+    meta_blocks: u64,
+    extent_size: u64,
+    data_extents: u64,
+    data_size: Option<u64>,
+) -> String {
+    let max = max_data_extents(meta_blocks);
+    if data_extents <= max {
+        return String::new();
+    }
+    let bs = BLOCK_SIZE as u64;
+    let mut out = format!(
+        "\n{data_extents} data extents do not fit: a metadata device of {} bytes holds at most {max} data extents ({} bytes at extent size {extent_size})",
+        meta_blocks * bs,
+        u128::from(max) * u128::from(extent_size),
+    );
+    if let Some(bytes) = data_size {
+        let mut es = extent_size.max(MIN_EXTENT_SIZE);
+        while es <= MAX_EXTENT_SIZE && bytes / es > max {
+            es *= 2;
+        }
+        if es <= MAX_EXTENT_SIZE {
+            out += &format!("; --extent-size {} fits", human(es));
+        }
+    }
+    match min_meta_blocks(data_extents) {
+        Some(m) => {
+            out += &format!(
+                "; or a metadata device of at least {} bytes (space maps: 8 bytes per data extent, plus trees: about 6 bytes per mapped extent)",
+                m * bs
+            )
+        }
+        None => out += "; this many extents is beyond the format's limit at any metadata size",
+    }
+    out
+}
+
+fn human(n: u64) -> String {
+    for (s, sh) in [("g", 30), ("m", 20), ("k", 10)] {
+        if n >= 1 << sh && n % (1 << sh) == 0 {
+            return format!("{}{s}", n >> sh);
+        }
+    }
+    n.to_string()
 }
 
 #[derive(Serialize)]
@@ -212,6 +286,7 @@ struct JsonProblem {
 #[derive(Serialize)]
 struct JsonCheck {
     clean: bool,
+    format_version: u32,
     errors: u64,
     problems: Vec<JsonProblem>,
     generation: u64,
@@ -225,9 +300,15 @@ struct JsonCheck {
 fn check(path: &Path, json: bool) -> Result<u8, Fail> {
     let dev = open_file(path, false)?;
     let mut arena = slots(CACHE_SLOTS);
-    let mut pool = Pool::open(dev, &mut arena).map_err(|e| match e {
-        Error::Corrupt => Fail::Corrupt("no valid superblock".into()),
-        e => Fail::from_pool("open", e),
+    let mut probe = open_file(path, false)?;
+    let mut buf = [0u8; BLOCK_SIZE];
+    let found = Pool::probe_version(&mut probe, &mut buf);
+    let mut pool = Pool::open(dev, &mut arena).map_err(|e| match (e, found) {
+        (Error::Corrupt, Some(v)) if v != FORMAT_VERSION => Fail::Corrupt(format!(
+            "format version {v} found; this snapguard reads format version {FORMAT_VERSION} only"
+        )),
+        (Error::Corrupt, _) => Fail::Corrupt("no valid superblock".into()),
+        (e, _) => Fail::from_pool("open", e),
     })?;
     let st = pool.stats();
     // Reference counters for every metadata block and up to 64 Mi data
@@ -255,6 +336,7 @@ fn check(path: &Path, json: bool) -> Result<u8, Fail> {
     if json {
         let j = JsonCheck {
             clean: rep.is_clean(),
+            format_version: pool.format_version(),
             errors: rep.errors,
             problems,
             generation: st.generation,
@@ -276,8 +358,9 @@ fn check(path: &Path, json: bool) -> Result<u8, Fail> {
             println!("... {} more problems", rep.errors - problems.len() as u64);
         }
         println!(
-            "{}: generation {}, {} volumes, {} nodes, {} mapped entries, metadata {}/{} blocks, data {}/{} extents: {}",
+            "{}: format version {}, generation {}, {} volumes, {} nodes, {} mapped entries, metadata {}/{} blocks, data {}/{} extents: {}",
             path.display(),
+            pool.format_version(),
             st.generation,
             rep.volumes,
             rep.nodes,

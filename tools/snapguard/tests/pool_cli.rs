@@ -231,3 +231,107 @@ fn corrupt_space_map(img: &mut [u8], fixed: u64) {
     }
     assert!(n > 0);
 }
+
+#[test]
+fn check_names_the_format_version() {
+    let p = image("version");
+    format_image(&p);
+    let o = run(&["pool", "check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "format version {}",
+            snapguard_pool::FORMAT_VERSION
+        )),
+        "{}",
+        text(&o)
+    );
+    // A pool of another version (here: 1, whose layout this code does not
+    // read) is named as such, not as corrupt garbage.
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    for nr in 0..2u64 {
+        let mut b = vec![0u8; BLOCK_SIZE];
+        f.read_exact_at(&mut b, nr * BLOCK_SIZE as u64).unwrap();
+        if b[24..32] != *b"SGPOOLMD" {
+            continue;
+        }
+        b[32..36].copy_from_slice(&1u32.to_le_bytes());
+        let c = snapguard_pool::crc32c(&b[4..]);
+        b[..4].copy_from_slice(&c.to_le_bytes());
+        f.write_all_at(&b, nr * BLOCK_SIZE as u64).unwrap();
+    }
+    let o = run(&["pool", "check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("format version 1 found"), "{}", text(&o));
+    let _ = std::fs::remove_file(&p);
+}
+
+#[test]
+fn format_too_large_names_limit_and_fitting_extent_size() {
+    let p = image("toolarge");
+    // 4 MiB of metadata cannot hold the space maps of 1 TiB in 4 KiB
+    // extents (2^28 extents, 2 GiB of space maps).
+    let o = run(&[
+        "pool",
+        "format",
+        p.to_str().unwrap(),
+        "--meta-size",
+        "4m",
+        "--data-size",
+        "1t",
+        "--extent-size",
+        "4k",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("holds at most"), "{t}");
+    assert!(t.contains("--extent-size 4m fits"), "{t}");
+    assert!(t.contains("or a metadata device of at least"), "{t}");
+    let _ = std::fs::remove_file(&p);
+}
+
+#[test]
+fn format_with_capacity_then_grow() {
+    let p = image("grow");
+    let o = run(&[
+        "pool",
+        "format",
+        p.to_str().unwrap(),
+        "--meta-size",
+        "4m",
+        "--data-size",
+        "1g",
+        "--max-data-size",
+        "4g",
+        "--max-meta-size",
+        "8m",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("(capacity 65536)"), "{}", text(&o));
+    // The metadata device grows (the file here), then the pool.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    {
+        let mut arena = slots(64);
+        let mut pool = Pool::open(open_dev(&p), &mut arena).unwrap();
+        assert_eq!(pool.grow(65537, 2048), Err(snapguard_pool::Error::Invalid));
+        pool.grow(65536, 2048).unwrap();
+        pool.create_volume(1, 70_000).unwrap();
+        for v in 0..20_000 {
+            pool.provision(1, v).unwrap();
+        }
+        pool.commit().unwrap();
+    }
+    let o = run(&["pool", "check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("data 20000/65536 extents"),
+        "{}",
+        text(&o)
+    );
+    let _ = std::fs::remove_file(&p);
+}
