@@ -163,6 +163,7 @@ def cycle(i):
     return [e for e in (ioctl_ok(*s) for s in steps) if e]
 
 
+tap.diag(f"{N} cycles planned ({'thorough' if BIG else 'normal'} mode)")
 errs = []
 for i in range(4):  # warm-up: first-use allocations (caches, sysfs) settle
     errs += cycle(i)
