@@ -15,7 +15,8 @@
 #     against a model of the documented grammar and the pool's volumes: a
 #     bad one fails, is logged and changes neither status nor table.
 # SG_SEED=N reproduces a run (the seed is printed); SG_THOROUGH=1 (or the
-# debug kernel) feeds 20x more inputs. The runner checks the console too.
+# debug kernel) feeds 5x the sysfs and 4x the dm inputs. The runner checks
+# the console too.
 export DM_DISABLE_UDEV=1
 # dmsetup must not take message words such as "-1" for options.
 export POSIXLY_CORRECT=1
@@ -27,9 +28,9 @@ from sg_fuzzlib import Tap, Kmsg, dm_read, dm_devices, show, seed, thorough
 
 SEED = seed()
 BIG = thorough()
-MULT = 20 if BIG else 1
+MULT = 5 if BIG else 1
 # dmsetup runs are slow under TCG: fewer of them in the thorough mode.
-MULT_DM = 8 if BIG else 1
+MULT_DM = 4 if BIG else 1
 rng = random.Random(SEED)
 K = "/sys/kernel/snapguard"
 files = sorted(os.path.join(d, f) for d, _, fs in os.walk(K) for f in fs)
