@@ -44,7 +44,7 @@ if BIG:
 else:
     chosen = [(n, None) for n in sorted(rng.sample(names, min(40, len(names))))]
 tap = Tap(5)
-tap.diag(f"seed {SEED} (SG_SEED={SEED} reproduces), {len(chosen)} of {len(names)} images"
+tap.diag(f"seed {SEED} (SG_SEED={SEED} reproduces), {len(chosen)} images from the {len(names)} of the corpus"
          f"{' with mutants' if BIG else ''}, types {' '.join(TYPES)}")
 kmsg = Kmsg()
 libc = ctypes.CDLL(None, use_errno=True)
