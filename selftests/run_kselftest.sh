@@ -4,6 +4,8 @@
 # under "# " and followed by one top-level result line.
 cd "$(dirname "$0")" || exit 1
 timeout=$(sed -n 's/^timeout=//p' settings)
+# The debug kernel (vm.py --debug) is slower: a scale for every timeout.
+[ -f timeout_scale ] && timeout=$(( ${timeout:-600} * $(cat timeout_scale) ))
 [ $# -gt 0 ] || set -- $(sed -n 's/^TEST_PROGS := //p' Makefile)
 echo "TAP version 13"
 echo "1..$#"

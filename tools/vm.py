@@ -161,7 +161,7 @@ poweroff -f
 """
 
 
-def build_initramfs(kdir, out, mode, cmd=None, only=None):
+def build_initramfs(kdir, out, mode, cmd=None, only=None, timeout_scale=1):
     rel = kernel_release(kdir)
     ko = os.path.join(REPO, "snapguard.ko")
     if not os.path.exists(ko):
@@ -223,6 +223,10 @@ def build_initramfs(kdir, out, mode, cmd=None, only=None):
                 exe = os.path.join(root, "selftests", c[:-2])
                 subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-static", "-o", exe,
                                 os.path.join(REPO, "selftests", c)], check=True)
+        if timeout_scale != 1:
+            # run_kselftest.sh multiplies each program's timeout by this.
+            with open(os.path.join(root, "selftests/timeout_scale"), "w") as f:
+                f.write(f"{timeout_scale}\n")
         if only:
             with open(os.path.join(root, "selftests/only"), "w") as f:
                 f.write(" ".join(only))
@@ -363,7 +367,8 @@ def cmd_test(args):
     try:
         initrd = os.path.join(work, "initramfs.cpio")
         t0 = time.time()
-        build_initramfs(args.kdir, initrd, "test", only=args.only)
+        build_initramfs(args.kdir, initrd, "test", only=args.only,
+                        timeout_scale=4 if args.debug else 1)
         log(f"initramfs built in {time.time() - t0:.1f}s")
         disks = make_disks(work, args.disks, args.disk_mib)
         console = os.path.join(work, "console.log")
