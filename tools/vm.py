@@ -293,8 +293,13 @@ def fixture_disk():
     guest and mounted at /fixtures. Cached by the script's hash; the images
     are sparse, so the disk costs ~50 MiB."""
     script = os.path.join(REPO, "tools/fixtures/mkimages.sh")
-    with open(script, "rb") as f:
-        key = hashlib.sha256(f.read()).hexdigest()[:16]
+    corpus = os.path.join(REPO, "crates/snapguard-hibernate/tests/corpus")
+    h = hashlib.sha256()
+    # The script and the regression corpus it copies onto the disk.
+    for path in [script] + sorted(os.path.join(corpus, n) for n in os.listdir(corpus)):
+        with open(path, "rb") as f:
+            h.update(os.path.basename(path).encode() + b"\0" + f.read())
+    key = h.hexdigest()[:16]
     img = os.path.join(CACHE, f"fixtures-{key}.ext4")
     if os.path.exists(img):
         os.utime(img)
