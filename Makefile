@@ -84,12 +84,14 @@ check-all-kernels: setup
 # The debug kernel flavor (tools/kernel/debug.config): every selftest, and
 # the runner fails on any KASAN/lockdep/UBSAN/kmemleak report, BUG or
 # WARNING. Run it before resolving anything that touches kernel code.
+# It is built with clang (LLVM=-19: KASAN and Rust need a clang-built
+# kernel), so the module is too.
 check-debug: setup
 	@kdir=$$(SNAPGUARD_KFLAVOR=debug tools/kernel-build.sh) && \
-	  $(MAKE) -C $$kdir M=$(CURDIR) clean >/dev/null && \
-	  $(MAKE) -C $$kdir M=$(CURDIR) modules && \
+	  $(MAKE) -C $$kdir M=$(CURDIR) LLVM=-19 clean >/dev/null && \
+	  $(MAKE) -C $$kdir M=$(CURDIR) LLVM=-19 modules && \
 	  tools/vm.py test --kdir $$kdir --debug; rc=$$?; \
-	  $(MAKE) -C $$kdir M=$(CURDIR) clean >/dev/null; exit $$rc
+	  $(MAKE) -C $$kdir M=$(CURDIR) LLVM=-19 clean >/dev/null; exit $$rc
 
 run: module
 	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir $(if $(CMD),--cmd "$(CMD)")

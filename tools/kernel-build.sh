@@ -32,12 +32,13 @@ FLAVOR="${SNAPGUARD_KFLAVOR:-}"
 fragments=("$here/kernel/snapguard.config" "$repo/selftests/config")
 case "$FLAVOR" in
 "") ;;
-debug) fragments+=("$here/kernel/debug.config") ;;
+debug) fragments+=("$here/kernel/debug.config") ;;  # built with clang, see below
 *) echo "kernel-build: unknown flavor '$FLAVOR' (known: debug)" >&2; exit 2 ;;
 esac
 
 key=$( { echo "$SERIES $version${FLAVOR:+ $FLAVOR}"; cat "${fragments[@]}";
-         rustc --version; bindgen --version; gcc --version | head -n1; } | sha256sum | cut -c1-16)
+         rustc --version; bindgen --version; gcc --version | head -n1;
+         [ -z "$FLAVOR" ] || clang-19 --version | head -n1; } | sha256sum | cut -c1-16)
 src="$CACHE/src-$version"
 out="$CACHE/kbuild-$version${FLAVOR:+-$FLAVOR}-$key"
 
@@ -54,7 +55,15 @@ fi
 
 mkdir -p "$out"
 jobs=$(( $(nproc) + 1 ))
-kmake() { make -C "$src" O="$out" LLVM= CC=gcc -j"$jobs" "$@"; }
+# The test kernel is built with GCC. The debug flavor needs clang: Rust
+# and KASAN go together only on a clang-built kernel (init/Kconfig: RUST
+# depends on !KASAN || CC_IS_CLANG); modules for it are built with the
+# same LLVM=-19 (Makefile, check-debug).
+if [ -n "$FLAVOR" ]; then
+  kmake() { make -C "$src" O="$out" LLVM=-19 -j"$jobs" "$@"; }
+else
+  kmake() { make -C "$src" O="$out" LLVM= CC=gcc -j"$jobs" "$@"; }
+fi
 start=$(date +%s)
 kmake -s defconfig >&2
 kmake -s kvm_guest.config >&2
