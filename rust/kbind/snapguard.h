@@ -64,4 +64,19 @@ void snapguard_bio_set_sector(struct bio *bio, sector_t sector);
 void snapguard_bio_set_dev(struct bio *bio, struct block_device *bdev);
 dev_t snapguard_bdev_devt(struct block_device *bdev);
 
+/* volume I/O path (rust/target/volume.rs) */
+dev_t snapguard_dm_target_md_devt(struct dm_target *ti);
+void snapguard_dm_target_set_io(struct dm_target *ti, unsigned int per_io_data_size);
+unsigned int snapguard_bio_op(struct bio *bio);
+bool snapguard_bio_is_flush(struct bio *bio);
+bool snapguard_bio_is_fua(struct bio *bio);
+unsigned int snapguard_bio_sectors(struct bio *bio);
+void snapguard_bio_zero_endio(struct bio *bio);
+void snapguard_bio_endio(struct bio *bio, int err);
+struct bio *snapguard_bio_next(struct bio *bio);
+void snapguard_bio_set_next(struct bio *bio, struct bio *next);
+void *snapguard_alloc_wq(void);
+void snapguard_destroy_wq(void *wq);
+int snapguard_zeroout(struct block_device *bdev, sector_t sector, sector_t nr);
+
 #endif

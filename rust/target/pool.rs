@@ -9,17 +9,23 @@
 //! pool's figures. Messages `create`, `delete` and `snapshot` change the
 //! metadata and commit; `set_transaction_id` is not implemented yet.
 
+use super::volume::VolumeCore;
 use super::{refuse, DeviceClaim, NOT_IMPLEMENTED};
 use crate::dmtarget::{
     parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolMode, PoolStatus, POOL_TARGET,
 };
-use crate::kbind::dm::{self, Bio, BlockIo, Ctr, CtrError, Dev, Devices, Emit, IoBuf, MapResult, StatusType, Target};
+use crate::dmtarget::VolumeStatus;
+use crate::kbind::dm::{
+    self, Bio, BioKind, BioList, BlockIo, Ctr, CtrError, Dev, Devices, Emit, IoBuf, MapResult, OwnedBio, OwnedQueue,
+    StatusType, Target,
+};
 use crate::kbind::text::Text;
-use crate::pool::{self, CacheSlot, FormatParams, MetaDevice, Pool, BLOCK_SIZE};
+use crate::pool::{self, CacheSlot, FormatParams, Mapping, MetaDevice, Pool, BLOCK_SIZE};
 use core::fmt::Write;
 use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::Mutex;
+use kernel::sync::{Arc, Mutex};
+use kernel::time::{delay::fsleep, Delta};
 
 /// Sectors per metadata block.
 const BLOCK_SECTORS: u64 = (BLOCK_SIZE / 512) as u64;
@@ -161,24 +167,290 @@ impl Metadata {
     }
 }
 
-/// A pool: metadata and data device, configuration and open metadata.
+/// What the pool's lock protects: the open metadata and the data device.
+/// Both are `None` once the pool target is destroyed.
+pub(crate) struct PoolState {
+    meta: Option<Metadata>,
+    data: Option<BlockIo>,
+    /// Bounce buffer for sharing-break copies ([`COPY_CHUNK`] bytes).
+    copy_buf: IoBuf,
+}
+
+/// Bytes copied per step of a sharing break (extents are powers of two
+/// of at least 4 KiB, so a step never crosses an extent's end).
+const COPY_CHUNK: usize = 64 << 10;
+/// Longest wait (ms) for an origin's in-flight writes before a snapshot.
+const QUIESCE_MS: u32 = 10_000;
+
+/// The state a pool shares with its volumes (`snapguard` targets), found
+/// through [`super::LIVE_POOLS`] by the pool's device number.
 #[pin_data]
+pub(crate) struct PoolCore {
+    /// Device number of the pool's mapped device.
+    md_devt: u32,
+    /// log2 of the extent size in sectors.
+    extent_shift: u32,
+    /// Extent size in sectors (a power of two, at least 8).
+    pub(crate) extent_sectors: u64,
+    /// New extents are zeroed before they are mapped.
+    zero_new: bool,
+    /// Metadata and data device; the worker holds it for each batch.
+    #[pin]
+    state: Mutex<PoolState>,
+    /// Active volumes (several tables of one volume may be loaded).
+    #[pin]
+    active: Mutex<KVec<Arc<VolumeCore>>>,
+    /// The per-pool worker's queue; `None` once destroyed.
+    #[pin]
+    wq: Mutex<Option<Arc<OwnedQueue>>>,
+}
+
+/// What a volume's worker does with one bio.
+enum Plan {
+    /// Submit to this data device sector.
+    Submit(u64),
+    /// Reads of unmapped extents return zeroes.
+    Zero,
+}
+
+impl PoolCore {
+    /// The device number of the pool's mapped device.
+    pub(crate) fn md_devt(&self) -> u32 {
+        self.md_devt
+    }
+
+    /// The worker's queue, unless the pool is gone.
+    pub(crate) fn queue(&self) -> Option<Arc<OwnedQueue>> {
+        self.wq.lock().clone()
+    }
+
+    /// Checks that volume `id` exists and is at least `sectors` long;
+    /// returns its size in sectors.
+    pub(crate) fn volume_sectors(&self, id: u32) -> Result<u64, pool::Error> {
+        let mut st = self.state.lock();
+        let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
+        let info = meta.pool.volume(id)?;
+        Ok(info.size.saturating_mul(self.extent_sectors))
+    }
+
+    /// Registers an active volume.
+    pub(crate) fn attach(&self, v: Arc<VolumeCore>) -> Result {
+        let mut a = self.active.lock();
+        a.push(v, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// Unregisters an active volume.
+    pub(crate) fn detach(&self, v: &Arc<VolumeCore>) {
+        self.active.lock().retain(|x| !Arc::ptr_eq(x, v));
+    }
+
+    fn is_active(&self, id: u32) -> bool {
+        self.active.lock().iter().any(|v| v.id == id)
+    }
+
+    /// Waits (bounded) until no write of volume `id` submitted by the worker
+    /// is in flight. The caller holds the state lock, so the worker submits
+    /// nothing new meanwhile.
+    fn quiesce(&self, id: u32) -> Result<(), pool::Error> {
+        for _ in 0..QUIESCE_MS {
+            let busy = self.active.lock().iter().any(|v| v.id == id && v.inflight_writes() != 0);
+            if !busy {
+                return Ok(());
+            }
+            fsleep(Delta::from_millis(1));
+        }
+        Err(pool::Error::Busy)
+    }
+
+    /// Makes every completed data write and the open transaction durable:
+    /// flushes the data device, then commits the metadata.
+    fn commit_locked(st: &mut PoolState) -> Result<(), pool::Error> {
+        let (Some(meta), Some(data)) = (st.meta.as_mut(), st.data.as_ref()) else {
+            return Err(pool::Error::Io);
+        };
+        if !meta.pool.is_dirty() {
+            return Ok(());
+        }
+        data.flush().map_err(|_| pool::Error::Io)?;
+        meta.pool.commit()
+    }
+
+    /// Commits (see `commit_locked`).
+    pub(crate) fn commit(&self) -> Result<(), pool::Error> {
+        Self::commit_locked(&mut self.state.lock())
+    }
+
+    /// Copies data extent `from` to `to`.
+    fn copy_extent(&self, st: &mut PoolState, from: u64, to: u64) -> Result<(), pool::Error> {
+        let data = st.data.as_ref().ok_or(pool::Error::Io)?;
+        let es = self.extent_sectors;
+        let csec = ((COPY_CHUNK / 512) as u64).min(es);
+        let steps = es.checked_div(csec).unwrap_or(0);
+        let len = usize::try_from(csec.saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
+        let src0 = from.checked_mul(es).ok_or(pool::Error::Invalid)?;
+        let dst0 = to.checked_mul(es).ok_or(pool::Error::Invalid)?;
+        for i in 0..steps {
+            let off = i.checked_mul(csec).ok_or(pool::Error::Invalid)?;
+            let src = src0.checked_add(off).ok_or(pool::Error::Invalid)?;
+            let dst = dst0.checked_add(off).ok_or(pool::Error::Invalid)?;
+            data.read_part(src, &mut st.copy_buf, len).map_err(|_| pool::Error::Io)?;
+            data.write_part(dst, &mut st.copy_buf, len).map_err(|_| pool::Error::Io)?;
+        }
+        Ok(())
+    }
+
+    /// Decides where bio `b` of volume `id` goes: looks the extent up and,
+    /// for writes, provisions it (zeroed) or breaks its sharing (copied).
+    fn plan(&self, st: &mut PoolState, id: u32, b: &OwnedBio) -> Result<Plan, pool::Error> {
+        let es = self.extent_sectors;
+        let sector = b.target_sector();
+        let vext = sector.checked_shr(self.extent_shift).unwrap_or(0);
+        let off = sector & es.wrapping_sub(1);
+        let write = b.kind() == BioKind::Write;
+        let m = st.meta.as_mut().ok_or(pool::Error::Io)?.pool.lookup(id, vext)?;
+        let pext = match m {
+            Mapping::Unmapped if !write => return Ok(Plan::Zero),
+            Mapping::Mapped { pext, .. } if !write => pext,
+            Mapping::Mapped { pext, shared: false } => pext,
+            Mapping::Unmapped => {
+                let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
+                let p = meta.pool.provision(id, vext)?;
+                if self.zero_new {
+                    let data = st.data.as_ref().ok_or(pool::Error::Io)?;
+                    let start = p.checked_mul(es).ok_or(pool::Error::Invalid)?;
+                    if data.zero_out(start, es).is_err() {
+                        // Never leave an extent mapped with another
+                        // volume's old data in it.
+                        let _ = meta.pool.discard(id, vext, 1);
+                        return Err(pool::Error::Io);
+                    }
+                }
+                p
+            }
+            Mapping::Mapped { shared: true, .. } => {
+                let plan = st.meta.as_mut().ok_or(pool::Error::Io)?.pool.prepare_break(id, vext)?;
+                if plan.new != plan.old {
+                    let copied = self.copy_extent(st, plan.old, plan.new);
+                    let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
+                    if let Err(e) = copied {
+                        let _ = meta.pool.cancel_break(&plan);
+                        return Err(e);
+                    }
+                    meta.pool.complete_break(&plan)?;
+                }
+                plan.new
+            }
+        };
+        let base = pext.checked_mul(es).ok_or(pool::Error::Invalid)?;
+        Ok(Plan::Submit(base | off))
+    }
+
+    /// The worker: maps, provisions, breaks and submits a batch of bios of
+    /// volume `v`, in order; flushes and FUA writes wait for one commit.
+    pub(crate) fn process(&self, v: &VolumeCore, mut batch: BioList) {
+        let mut st = self.state.lock();
+        let mut after_commit = BioList::new();
+        while let Some(mut b) = batch.pop() {
+            match b.kind() {
+                BioKind::Flush => after_commit.push(b),
+                BioKind::Read | BioKind::Write => match self.plan(&mut st, v.id, &b) {
+                    Ok(Plan::Zero) => b.end_zeroed(),
+                    Ok(Plan::Submit(sector)) if b.kind() == BioKind::Write && b.is_fua() => {
+                        b.set_per_bio(sector);
+                        after_commit.push(b);
+                    }
+                    Ok(Plan::Submit(sector)) => {
+                        let Some(data) = st.data.as_ref() else {
+                            b.end(Some(EIO));
+                            continue;
+                        };
+                        if b.kind() == BioKind::Write {
+                            v.count_write(&mut b);
+                        }
+                        b.submit(data, sector);
+                    }
+                    Err(e) => b.end(Some(Error::from_errno(-e.to_errno()))),
+                },
+                BioKind::Other => b.end(Some(EOPNOTSUPP)),
+            }
+        }
+        if after_commit.is_empty() {
+            return;
+        }
+        // One commit for every flush and FUA write of the batch.
+        let r = Self::commit_locked(&mut st);
+        while let Some(mut b) = after_commit.pop() {
+            match (b.kind(), &r, st.data.as_ref()) {
+                (BioKind::Flush, Ok(()), _) => b.end(None),
+                (BioKind::Write, Ok(()), Some(data)) => {
+                    let sector = b.per_bio();
+                    v.count_write(&mut b);
+                    b.submit(data, sector);
+                }
+                _ => b.end(Some(EIO)),
+            }
+        }
+    }
+
+    /// The volume status figures: mapped sectors, highest mapped sector,
+    /// shared sectors (walks the volume's mappings under the lock).
+    pub(crate) fn volume_status(&self, id: u32) -> VolumeStatus {
+        let mut st = self.state.lock();
+        let Some(meta) = st.meta.as_mut() else { return VolumeStatus::Fail };
+        let Ok(info) = meta.pool.volume(id) else { return VolumeStatus::Fail };
+        let es = self.extent_sectors;
+        let (mut mapped, mut shared, mut highest) = (0u64, 0u64, None);
+        let mut from = 0;
+        // At most one step per extent of the volume.
+        for _ in 0..info.size {
+            match meta.pool.next_mapping(id, from) {
+                Ok(Some((vext, Mapping::Mapped { shared: sh, .. }))) => {
+                    mapped = mapped.saturating_add(1);
+                    if sh {
+                        shared = shared.saturating_add(1);
+                    }
+                    from = vext.saturating_add(1);
+                    highest = Some(from.saturating_mul(es).saturating_sub(1));
+                }
+                Ok(_) => break,
+                Err(_) => return VolumeStatus::Fail,
+            }
+        }
+        VolumeStatus::Active {
+            mapped_sectors: mapped.saturating_mul(es),
+            highest_mapped: highest,
+            shared_sectors: shared.saturating_mul(es),
+        }
+    }
+}
+
+/// A pool: metadata and data device, configuration and the state shared
+/// with its volumes.
 pub(crate) struct PoolTarget {
     metadata_dev: Dev,
     data: Dev,
     config: PoolConfig,
-    /// The open pool; status and messages take the lock (they may sleep).
-    #[pin]
-    meta: Mutex<Metadata>,
+    core: Arc<PoolCore>,
     /// Released last, once the metadata is closed.
-    claim: DeviceClaim,
+    _claim: DeviceClaim,
 }
 
 impl PoolTarget {
     /// Runs a valid message: changes the metadata and commits.
     fn run(&self, m: &Message) -> Result<(), pool::Error> {
-        let mut meta = self.meta.lock();
-        let pool = &mut meta.pool;
+        if let Message::Delete { id } = *m {
+            if self.core.is_active(id) {
+                return Err(pool::Error::Busy);
+            }
+        }
+        let mut st = self.core.state.lock();
+        if let Message::Snapshot { origin, .. } = *m {
+            // An active origin: the lock holds its new writes (the worker
+            // needs it); wait for those in flight.
+            self.core.quiesce(origin)?;
+        }
+        let pool = &mut st.meta.as_mut().ok_or(pool::Error::Io)?.pool;
         // Volumes are as large as the data device (no over-provisioning).
         let size = pool.stats().data_extents;
         match *m {
@@ -187,7 +459,23 @@ impl PoolTarget {
             Message::Snapshot { origin, new } => pool.snapshot(origin, new)?,
             Message::SetTransactionId { .. } => return Err(pool::Error::Invalid),
         }
-        pool.commit()
+        PoolCore::commit_locked(&mut st)
+    }
+}
+
+impl Drop for PoolTarget {
+    fn drop(&mut self) {
+        let core = &self.core;
+        super::unpublish(core);
+        // Drains the workers (no volume is active: each holds the pool
+        // device open, so the pool cannot be removed before them).
+        drop(core.wq.lock().take());
+        let mut st = core.state.lock();
+        if let Err(e) = PoolCore::commit_locked(&mut st) {
+            pr_err!("{}: final commit failed: {:?}\n", POOL_TARGET, e);
+        }
+        st.meta = None;
+        st.data = None;
     }
 }
 
@@ -217,6 +505,9 @@ impl Target for PoolTarget {
         }
         let claim = DeviceClaim::take([metadata_dev.devt(), data.devt()])?;
         let data_io = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
+        let copy_buf = IoBuf::new(COPY_CHUNK).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        let wq = OwnedQueue::new().map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        let wq = Arc::new(wq, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         if data_io.nr_sectors() < len {
             pr_err!(
                 "{}: the data device has {} sectors, the target {}\n",
@@ -232,8 +523,23 @@ impl Target for PoolTarget {
         let data_extents = len >> config.extent_shift();
         let meta = Metadata::open(MetaDev { io, buf, blocks }, &config, data_extents)?;
         ctr.set_num_flush_bios(1);
-        let init = pin_init!(PoolTarget { metadata_dev, data, config, meta <- new_mutex!(meta), claim });
-        KBox::pin_init(init, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
+        let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf };
+        let core = Arc::pin_init(
+            pin_init!(PoolCore {
+                md_devt: ctr.md_devt(),
+                extent_shift: config.extent_shift(),
+                extent_sectors: config.extent_sectors,
+                zero_new: !config.features.skip_block_zeroing,
+                state <- new_mutex!(st),
+                active <- new_mutex!(KVec::new()),
+                wq <- new_mutex!(Some(wq)),
+            }),
+            GFP_KERNEL,
+        )
+        .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        super::publish(core.clone())?;
+        let t = PoolTarget { metadata_dev, data, config, core, _claim: claim };
+        KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
     }
 
     fn map(&self, devs: &Devices, bio: &mut Bio<'_>) -> MapResult {
@@ -253,7 +559,9 @@ impl Target for PoolTarget {
                     .write_table(out, devs.name(self.metadata_dev), devs.name(self.data))
             }
             StatusType::Info => {
-                let st = self.meta.lock().pool.stats();
+                let Some(st) = self.core.state.lock().meta.as_ref().map(|m| m.pool.stats()) else {
+                    return;
+                };
                 let f = &self.config.features;
                 PoolStatus {
                     // Not stored by the pool core yet (set_transaction_id
@@ -272,6 +580,12 @@ impl Target for PoolTarget {
             }
             StatusType::Ima => Ok(()),
         };
+    }
+
+    fn postsuspend(&self) {
+        if let Err(e) = self.core.commit() {
+            pr_err!("{}: commit at suspend failed: {:?}\n", POOL_TARGET, e);
+        }
     }
 
     fn message(&self, args: &[&[u8]], _out: &mut Emit<'_>) -> Result {
