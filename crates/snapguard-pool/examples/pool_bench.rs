@@ -1,14 +1,133 @@
 //! Pool benchmarks on a RAM-backed metadata device (figures only, no
-//! assertions): snapshot time of a full vs an empty volume, warm-cache
-//! lookups, provision and break-sharing throughput, metadata bytes per
-//! mapped extent, commit latency with N dirty blocks.
+//! assertions): largest pools per extent size, a 2^32-extent pool with a
+//! 1 TiB metadata device formatted on a sparse file and exercised,
+//! snapshot time of a full vs an empty volume, warm-cache lookups,
+//! provision and break-sharing throughput, metadata bytes per mapped
+//! extent (counted by the checker from the device's space map), commit
+//! latency with N dirty blocks, the distribution of time each operation
+//! holds the pool (the writer's lock hold time: max, p99), and check time
+//! with 100 snapshots.
 //!
 //! `cargo run --release -p snapguard-pool --example pool_bench`
 //! (`BENCH_EXTENTS=1000000` for a quicker run; default 16 Mi extents).
 
-use snapguard_pool::host::{slots, MemDevice};
+use snapguard_pool::host::{slots, FileDevice, MemDevice};
 use snapguard_pool::*;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// Time each operation holds the pool (what a writer holds its lock for).
+#[derive(Default)]
+struct Holds(BTreeMap<&'static str, Vec<Duration>>);
+
+impl Holds {
+    fn time<T>(&mut self, op: &'static str, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let r = f();
+        self.0.entry(op).or_default().push(t.elapsed());
+        r
+    }
+
+    fn print(&mut self) {
+        println!("lock hold time per operation (n, p50, p99, max):");
+        for (op, v) in self.0.iter_mut() {
+            v.sort();
+            let q = |f: f64| v[((v.len() - 1) as f64 * f) as usize];
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            println!(
+                "  {op:<28} n {:>9}  p50 {:>10.1} us  p99 {:>10.1} us  max {:>10.1} us",
+                v.len(),
+                us(q(0.5)),
+                us(q(0.99)),
+                us(*v.last().unwrap())
+            );
+        }
+    }
+}
+
+fn human(bytes: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut b = bytes;
+    let mut i = 0;
+    while b >= 1024.0 && i + 1 < units.len() {
+        b /= 1024.0;
+        i += 1;
+    }
+    format!("{b:.2} {}", units[i])
+}
+
+/// Largest pools, and a 2^32-extent pool with a 1 TiB metadata device
+/// formatted on a sparse file and exercised.
+fn geometry() {
+    let tib_meta = 1u64 << 28;
+    let abs = max_data_extents(1 << 36);
+    for es in [4096u64, 64 << 10, 1 << 20] {
+        let m = max_data_extents(tib_meta);
+        // Fully mappable: fixed area (8 B/extent) plus leaves (6.05 B per
+        // mapped extent) in the metadata device.
+        let full = ((tib_meta * BLOCK_SIZE as u64) as f64 / 14.1) as u64;
+        println!(
+            "max pool at extent size {}: with a 1 TiB metadata device {} extents = {} fully mappable ({} extents = {} if mostly unmapped: fixed area only); format limit {} extents = {}",
+            human(es as f64),
+            full,
+            human(full as f64 * es as f64),
+            m,
+            human(m as f64 * es as f64),
+            abs,
+            human(abs as f64 * es as f64)
+        );
+    }
+    let need = min_meta_blocks(1 << 32).unwrap();
+    println!(
+        "2^32 data extents need a metadata device of at least {} (fixed area: space maps, written lazily)",
+        human((need * BLOCK_SIZE as u64) as f64)
+    );
+    let path = std::env::temp_dir().join(format!("pool_bench_{}.img", std::process::id()));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    f.set_len(1 << 40).unwrap();
+    let dev = FileDevice::new(f, 1 << 40);
+    let mut arena = slots(4096);
+    let mut p = FormatParams::new(1 << 32);
+    p.extent_size = 64 << 10;
+    let t = Instant::now();
+    let mut pool = Pool::format(dev, &mut arena, p).unwrap();
+    let tf = t.elapsed();
+    let t = Instant::now();
+    pool.create_volume(1, 1 << 32).unwrap();
+    for i in 0..10_000u64 {
+        pool.provision(1, i * 429_496).unwrap();
+    }
+    pool.commit().unwrap();
+    pool.snapshot(1, 2).unwrap();
+    for i in 0..1000u64 {
+        pool.break_sharing(2, i * 4_294_960).unwrap();
+    }
+    pool.commit().unwrap();
+    let (dev, arena) = pool.into_parts();
+    let mut pool = Pool::open(dev, arena).unwrap();
+    let m = pool.lookup(2, 4_294_960).unwrap();
+    let te = t.elapsed();
+    let st = pool.stats();
+    drop(pool);
+    let alloc = std::fs::metadata(&path)
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+        .unwrap_or(0);
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "2^32 extents (256 TiB at 64 KiB), 1 TiB sparse metadata file: format {:.1} ms; 10000 provisions across the volume, snapshot, 1000 breaks, 2 commits, reopen, lookup ({m:?}) {:.1} ms; file allocation {}; data extents {}, metadata blocks {}",
+        tf.as_secs_f64() * 1e3,
+        te.as_secs_f64() * 1e3,
+        human(alloc as f64),
+        st.data_extents,
+        st.meta_blocks
+    );
+}
 
 fn per(d: Duration, n: u64) -> f64 {
     d.as_secs_f64() * 1e9 / n.max(1) as f64
@@ -32,7 +151,9 @@ fn main() {
     // shadow copies.
     let meta = n / 678 * 3 + data / 1018 * 2 + 200_000;
     let cache = 96 * 1024; // 384 MiB arena: the whole table stays cached
+    geometry();
     println!("pool_bench: {n} mapped extents, data {data} extents, metadata {meta} blocks, cache {cache} slots");
+    let mut holds = Holds::default();
 
     let mut arena = slots(cache);
     let mut p = FormatParams::new(data);
@@ -45,9 +166,9 @@ fn main() {
     pool.create_volume(8, n).unwrap();
     let t = Instant::now();
     for v in 0..n {
-        pool.provision(1, v).unwrap();
+        holds.time("provision", || pool.provision(1, v).unwrap());
         if v % (1 << 20) == (1 << 20) - 1 {
-            pool.commit().unwrap();
+            holds.time("commit (1 Mi provisions)", || pool.commit().unwrap());
         }
     }
     pool.commit().unwrap();
@@ -61,9 +182,28 @@ fn main() {
         per(d, n)
     );
 
-    // Metadata cost per mapped extent.
+    // Metadata cost per mapped extent, counted by the checker from the
+    // device's metadata space map (blocks with a non-zero count) and the
+    // nodes it walked.
+    let mut scratch = vec![0u32; pool.check_scratch_len() as usize];
+    let r = pool.check(&mut scratch).unwrap();
+    let written = pool
+        .device()
+        .blocks
+        .iter()
+        .filter(|b| b.iter().any(|&x| x != 0))
+        .count();
+    println!(
+        "metadata counted from the device: {} blocks in use ({} tree nodes, {} fixed area reserved), {} blocks ever written; {:.2} bytes per mapped extent in use excluding the reserved fixed area, {:.2} B/extent of written blocks",
+        r.meta_used,
+        r.nodes,
+        pool.stats().meta_fixed,
+        written,
+        (r.meta_used - pool.stats().meta_fixed) as f64 * BLOCK_SIZE as f64 / r.mapped as f64,
+        written as f64 * BLOCK_SIZE as f64 / r.mapped as f64
+    );
     let st = pool.stats();
-    let used = st.meta_blocks - st.meta_free;
+    let used = st.meta_blocks - st.meta_free - st.meta_reserve;
     let dynamic = used - st.meta_fixed;
     let dsm_per_extent = 2.0 * BLOCK_SIZE as f64 / 1018.0;
     println!(
@@ -155,7 +295,7 @@ fn main() {
     // Break-sharing throughput: the snapshot's first `breaks` extents.
     let t = Instant::now();
     for v in 0..breaks {
-        pool.break_sharing(2, v).unwrap();
+        holds.time("break_sharing", || pool.break_sharing(2, v).unwrap());
     }
     let d = t.elapsed();
     let t2 = Instant::now();
@@ -189,15 +329,87 @@ fn main() {
         );
     }
 
-    // Check time on the full pool.
+    // Long operations: what they hold the pool for today.
+    let big = (n / 2).min(1 << 20);
+    pool.create_volume(20, n).unwrap();
+    pool.create_volume(21, n).unwrap();
+    holds.time("copy_range 1 Mi extents", || {
+        pool.copy_range(1, 0, 20, 0, big).unwrap()
+    });
+    holds.time("copy_range 1 Mi extents", || {
+        pool.copy_range(1, big, 21, 0, big).unwrap()
+    });
+    holds.time("commit after copies", || pool.commit().unwrap());
+    holds.time("discard 1 Mi extents", || pool.discard(20, 0, big).unwrap());
+    holds.time("delete 1 Mi-extent volume", || {
+        pool.delete_volume(21).unwrap()
+    });
+    holds.time("delete emptied volume", || pool.delete_volume(20).unwrap());
+    holds.time("commit after deletes", || pool.commit().unwrap());
+    // The same work in bounded steps (the kernel releases its lock
+    // between steps).
+    pool.create_volume(22, n).unwrap();
+    pool.create_volume(23, n).unwrap();
+    let mut done = 0;
+    while done < big {
+        done += holds.time("copy_range_step 4096", || {
+            pool.copy_range_step(1, done, 22, done, big - done, 4096)
+                .unwrap()
+        });
+    }
+    let mut done = 0;
+    while done < big {
+        done += holds.time("copy_range_step 4096", || {
+            pool.copy_range_step(1, big + done, 23, done, big - done, 4096)
+                .unwrap()
+        });
+    }
+    pool.commit().unwrap();
+    // Un-share volume 23's table first so that emptying it frees leaves.
+    for v in (0..big).step_by(678) {
+        pool.break_sharing(23, v).unwrap();
+    }
+    pool.commit().unwrap();
+    let mut done = 0;
+    while done < big {
+        done += holds.time("discard_step 64 leaves", || {
+            pool.discard_step(22, done, big - done, 64).unwrap()
+        });
+    }
+    let mut done = 0;
+    while done < n {
+        done += holds.time("discard_step 64 leaves", || {
+            pool.discard_step(23, done, n - done, 64).unwrap()
+        });
+    }
+    holds.time("delete emptied volume", || pool.delete_volume(23).unwrap());
+    holds.time("delete emptied volume", || pool.delete_volume(22).unwrap());
+    pool.commit().unwrap();
+    // 100 snapshots, each with one extent un-shared.
+    for i in 0..100u32 {
+        holds.time("snapshot", || pool.snapshot(1, 300 + i).unwrap());
+        holds.time("break_sharing", || {
+            pool.break_sharing(300 + i, u64::from(i) * 678 % n).unwrap()
+        });
+    }
+    holds.time("commit (100 snapshots)", || pool.commit().unwrap());
+    for i in 0..2000u64 {
+        let v = (i * 7919) % n;
+        holds.time("lookup (warm)", || pool.lookup(300, v).unwrap());
+    }
+    holds.print();
+
+    // Check time on the full pool with 100 snapshots.
     let mut scratch = vec![0u32; pool.check_scratch_len() as usize];
     let t = Instant::now();
     let r = pool.check(&mut scratch).unwrap();
     println!(
-        "check: {:.2} s, clean {}, {} nodes, {} mapped leaf entries",
+        "check ({n} mapped extents, {} volumes incl. 100 snapshots): {:.2} s, clean {}, {} nodes, {} mapped leaf entries, {} passes",
+        r.volumes,
         t.elapsed().as_secs_f64(),
         r.is_clean(),
         r.nodes,
-        r.mapped
+        r.mapped,
+        r.passes
     );
 }

@@ -260,6 +260,14 @@ pub fn fuzz_one(data: &[u8]) -> Option<crate::CheckReport> {
         }
         let _ = pool.bg_reset(id);
         let _ = pool.delete_volume(id ^ 1);
+        if let Ok(plan) = pool.prepare_break(id ^ 1, 5) {
+            let _ = pool.commit();
+            let _ = pool.complete_break(&plan);
+        }
+        let _ = pool.resize_volume(id, 700);
+        let _ = pool.resize_volume(id, 1 << 20);
+        let st = pool.stats();
+        let _ = pool.grow(st.data_capacity, st.meta_capacity.min(st.meta_blocks + 4));
         let _ = pool.commit();
         let _ = pool.check(&mut scratch);
         let (dev, arena) = pool.into_parts();

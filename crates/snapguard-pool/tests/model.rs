@@ -76,6 +76,20 @@ enum Op {
         id: u32,
         size: u64,
     },
+    DiscardStep {
+        id: u32,
+        vext: u64,
+        len: u64,
+        max: u64,
+    },
+    CopyStep {
+        src: u32,
+        a: u64,
+        dst: u32,
+        b: u64,
+        len: u64,
+        max: u64,
+    },
     Grow {
         data: u64,
         meta: u64,
@@ -216,6 +230,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => proptest::collection::vec(group_op(), 0..5).prop_map(|ops| Op::Group { ops }),
         1 => id().prop_map(|id| Op::BgStep { id }),
         1 => (id(), size()).prop_map(|(id, size)| Op::Resize { id, size }),
+        2 => (id(), vext(), len(), 0u64..4).prop_map(|(id, vext, len, max)| Op::DiscardStep { id, vext, len, max }),
+        1 => (id(), vext(), id(), vext(), len(), 0u64..300).prop_map(|(src, a, dst, b, len, max)| Op::CopyStep { src, a, dst, b, len, max }),
         1 => (0u64..200, 0u64..40).prop_map(|(data, meta)| Op::Grow { data, meta }),
         2 => Just(Op::Commit),
         1 => Just(Op::Reopen),
@@ -618,6 +634,57 @@ impl<'s> Run<'s> {
                         self.stale(id, size, u64::MAX);
                     }
                     self.model.vols.get_mut(&id).unwrap().size = size;
+                }
+            }
+            Op::DiscardStep { id, vext, len, max } => {
+                let expect = if max == 0 || id >= MAXV {
+                    Err(Error::Invalid)
+                } else {
+                    match self.model.vols.get(&id) {
+                        None => Err(Error::NotFound),
+                        Some(v) => match vext.checked_add(len) {
+                            Some(e) if e <= v.size => Ok(()),
+                            _ => Err(Error::Invalid),
+                        },
+                    }
+                };
+                let r = self.pool().discard_step(id, vext, len, max);
+                if let Some(done) = self.acc(r, expect, "discard_step") {
+                    assert!(done <= len && (len == 0 || done > 0), "{done} of {len}");
+                    if done > 0 {
+                        self.stale(id, vext, vext + len);
+                    }
+                    let v = self.model.vols.get_mut(&id).unwrap();
+                    v.map.retain(|k, _| *k < vext || *k >= vext + done);
+                }
+            }
+            Op::CopyStep {
+                src,
+                a,
+                dst,
+                b,
+                len,
+                max,
+            } => {
+                let overlap = src == dst && len > 0 && a < b + len && b < a + len;
+                let n = len.min(max);
+                let mut m = self.model.clone();
+                let expect = if max == 0 || overlap {
+                    Err(Error::Invalid)
+                } else {
+                    m.group_op(&GroupOp::Copy {
+                        src,
+                        src_vext: a,
+                        dst,
+                        dst_vext: b,
+                        len: n,
+                    })
+                };
+                let r = self.pool().copy_range_step(src, a, dst, b, len, max);
+                if let Some(done) = self.acc(r, expect, "copy_range_step") {
+                    assert_eq!(done, n);
+                    self.model = m;
+                    self.stale(dst, b, b + n);
                 }
             }
             Op::Grow { data, meta } => {

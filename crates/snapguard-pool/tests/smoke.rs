@@ -558,3 +558,35 @@ fn lookup_cached_hits_keep_blocks_cached() {
         pool.lookup(0, i * 678).unwrap();
     }
 }
+
+/// Issue 10: the pending-break table is shared fairly: one volume may hold
+/// at most half of it, so a busy volume cannot block the others.
+#[test]
+fn pending_breaks_are_limited_per_volume() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(4096), &mut s, params(2000)).unwrap();
+    pool.create_volume(1, 1000).unwrap();
+    for v in 0..600 {
+        pool.provision(1, v).unwrap();
+    }
+    pool.snapshot(1, 2).unwrap();
+    pool.commit().unwrap();
+    let mut plans = vec![];
+    for v in 0..MAX_PENDING_PER_VOLUME as u64 {
+        plans.push(pool.prepare_break(2, v).unwrap());
+    }
+    const { assert!(MAX_PENDING_PER_VOLUME >= 128) };
+    assert_eq!(
+        pool.prepare_break(2, MAX_PENDING_PER_VOLUME as u64),
+        Err(Error::Busy)
+    );
+    // Another volume still gets breaks.
+    let other = pool.prepare_break(1, 599).unwrap();
+    assert_ne!(other.new, other.old);
+    for p in &plans {
+        pool.complete_break(p).unwrap();
+    }
+    pool.complete_break(&other).unwrap();
+    pool.commit().unwrap();
+    clean(&mut pool);
+}

@@ -20,9 +20,11 @@
 //! [`Error::NoSpace`], [`Error::NoMetadataSpace`], [`Error::Busy`]) are
 //! detected before anything changes, so the failed operation has no effect
 //! and the open transaction stays usable. An [`Error::Io`] or
-//! [`Error::Corrupt`] met while an operation was changing metadata aborts
-//! the open transaction: the pool returns to the last committed state, as
-//! after a crash.
+//! [`Error::Corrupt`] met before an operation changed anything fails only
+//! that operation; met after it changed something (or in a commit), it
+//! puts the pool in the failed state ([`Pool::is_failed`]): the open
+//! transaction is dropped, lookups answer the last commit, and every
+//! change returns [`Error::Io`] until the device is reopened.
 
 // No panics on any input: no overflowing arithmetic, no slice indexing.
 #![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]

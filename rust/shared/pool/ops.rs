@@ -627,19 +627,42 @@ impl<D: MetaDevice> Pool<'_, D> {
     }
 
     fn discard_inner(&mut self, id: u32, rec: VolRec, start: u64, end: u64) -> Result<(), Error> {
+        self.discard_bounded(id, rec, start, end, None).map(|_| ())
+    }
+
+    /// Discards `[start, end)`; with `budget`, handles at most that many
+    /// leaves (freeing a leaf, or unmapping part of one) and descends into
+    /// unshared subtrees instead of freeing them whole, so the work is
+    /// bounded; returns the position reached (`end` when done).
+    fn discard_bounded(
+        &mut self,
+        id: u32,
+        rec: VolRec,
+        start: u64,
+        end: u64,
+        budget: Option<u64>,
+    ) -> Result<u64, Error> {
         let mut rec = rec;
         let orig_root = rec.root;
         let depth = Kind::Vol.depth_for(rec.size)?;
         let top = depth.saturating_sub(1);
-        if start == 0 && end == rec.size {
+        if start == 0
+            && end == rec.size
+            && (budget.is_none() || top == 0 || self.rc(SmKind::Meta, rec.root)? > 1)
+        {
             self.dec_tree(rec.root, Kind::Vol, top)?;
             rec.root = 0;
         }
+        let mut used = 0u64;
         let mut pos = start;
         'outer: while pos < end {
             let mut ptr = rec.root;
             let mut level = top;
             if ptr == 0 {
+                pos = end;
+                break;
+            }
+            if budget.map(|b| used >= b).unwrap_or(false) {
                 break;
             }
             loop {
@@ -657,6 +680,7 @@ impl<D: MetaDevice> Pool<'_, D> {
                     }
                     if any {
                         self.discard_leaf(&mut rec, depth, pos, e)?;
+                        used = used.saturating_add(1);
                     }
                     pos = e;
                     continue 'outer;
@@ -670,7 +694,17 @@ impl<D: MetaDevice> Pool<'_, D> {
                     pos = ce;
                     continue 'outer;
                 }
-                if cb == pos && ce <= end {
+                let below = level.saturating_sub(1);
+                let whole = cb == pos && ce <= end;
+                if whole && budget.is_some() && below > 0 && self.rc(SmKind::Meta, child)? == 1 {
+                    // Freeing this subtree whole is unbounded work: go
+                    // down and free its leaves one step at a time.
+                    ptr = child;
+                    level = below;
+                    continue;
+                }
+                if whole {
+                    used = used.saturating_add(1);
                     let (root, parent) = self.path_mut(rec.root, Kind::Vol, depth, pos, level)?;
                     rec.root = root;
                     self.node_set(parent, Kind::Vol, level, idx, 0)?;
@@ -687,7 +721,80 @@ impl<D: MetaDevice> Pool<'_, D> {
         if rec.root != orig_root {
             self.rec_put(id, Some(&rec))?;
         }
-        Ok(())
+        Ok(pos.min(end))
+    }
+
+    /// A bounded step of [`Pool::discard`]: unmaps from `vext` on, handling
+    /// at most `max_leaves` table leaves (each: one leaf freed or partly
+    /// unmapped, plus the nodes on its path), and returns how many extents
+    /// from `vext` are done (`len` when finished; more than 0 when
+    /// `len > 0`). The kernel loops, releasing its lock (and committing
+    /// when it likes) between steps, so a huge discard or the emptying of
+    /// a volume before [`Pool::delete_volume`] never holds the pool for
+    /// long. Shared subtrees inside the range are still dropped whole (one
+    /// reference decrement). May use the metadata reserve.
+    pub fn discard_step(
+        &mut self,
+        id: u32,
+        vext: u64,
+        len: u64,
+        max_leaves: u64,
+    ) -> Result<u64, Error> {
+        self.check_writable()?;
+        if max_leaves == 0 {
+            return Err(Error::Invalid);
+        }
+        let rec = self.rec_req(id)?;
+        let end = vext.checked_add(len).ok_or(Error::Invalid)?;
+        if end > rec.size {
+            return Err(Error::Invalid);
+        }
+        if len == 0 || rec.root == 0 {
+            return Ok(len);
+        }
+        let depth = Kind::Vol.depth_for(rec.size)?;
+        let need = Kind::Vol
+            .path_nodes(depth, vext, len)?
+            .min(
+                max_leaves
+                    .saturating_add(2)
+                    .saturating_mul(u64::from(depth)),
+            )
+            .saturating_add(u64::from(self.geo.dir_depth));
+        self.need_meta_freeing(need)?;
+        let reached = self.mutate(true, |p| {
+            p.pending_invalidate(id, vext, end)?;
+            p.discard_bounded(id, rec, vext, end, Some(max_leaves))
+        })?;
+        Ok(reached.saturating_sub(vext))
+    }
+
+    /// A bounded step of [`Pool::copy_range`]: copies at most
+    /// `max_extents` extents from the start of the range and returns how
+    /// many (the kernel loops, releasing its lock between steps; a crash
+    /// between steps leaves a prefix copied, and running the copy again
+    /// completes it). Overlapping ranges of one volume: [`Error::Invalid`]
+    /// (use [`Pool::copy_range`]).
+    pub fn copy_range_step(
+        &mut self,
+        src: u32,
+        src_vext: u64,
+        dst: u32,
+        dst_vext: u64,
+        len: u64,
+        max_extents: u64,
+    ) -> Result<u64, Error> {
+        if max_extents == 0 {
+            return Err(Error::Invalid);
+        }
+        let se = src_vext.checked_add(len).ok_or(Error::Invalid)?;
+        let de = dst_vext.checked_add(len).ok_or(Error::Invalid)?;
+        if src == dst && len > 0 && src_vext < de && dst_vext < se {
+            return Err(Error::Invalid);
+        }
+        let n = len.min(max_extents);
+        self.copy_range(src, src_vext, dst, dst_vext, n)?;
+        Ok(n)
     }
 
     /// Whether every entry of node `ptr` is zero.

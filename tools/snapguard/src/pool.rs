@@ -44,6 +44,13 @@ enum PoolCmd {
         /// Maximum number of volumes (ids 0..N).
         #[arg(long, default_value_t = DEFAULT_MAX_VOLUMES)]
         max_volumes: u32,
+        /// Largest data device size the pool may grow to later (the
+        /// metadata reserves 8 bytes per extent of it).
+        #[arg(long, value_parser = parse_size)]
+        max_data_size: Option<u64>,
+        /// Largest metadata device size the pool may grow to later.
+        #[arg(long, value_parser = parse_size)]
+        max_meta_size: Option<u64>,
     },
     /// Verify checksums, tree shape and every reference count.
     Check {
@@ -132,6 +139,8 @@ pub(crate) fn run(args: PoolArgs) -> ExitCode {
             data_size,
             meta_size,
             max_volumes,
+            max_data_size,
+            max_meta_size,
         } => format(
             &path,
             extent_size,
@@ -139,6 +148,7 @@ pub(crate) fn run(args: PoolArgs) -> ExitCode {
             data_size,
             meta_size,
             max_volumes,
+            (max_data_size, max_meta_size),
         ),
         PoolCmd::Check { path, json } => check(&path, json),
         PoolCmd::Dump { path, json, volume } => dump(&path, json, volume),
@@ -164,6 +174,7 @@ fn format(
     data_size: Option<u64>,
     meta_size: Option<u64>,
     max_volumes: u32,
+    (max_data_size, max_meta_size): (Option<u64>, Option<u64>),
 ) -> Result<u8, Fail> {
     let data_extents = match (data_extents, data_size) {
         (Some(n), _) => n,
@@ -189,6 +200,8 @@ fn format(
     let mut p = FormatParams::new(data_extents);
     p.extent_size = extent_size;
     p.max_volumes = max_volumes;
+    p.data_capacity = max_data_size.map(|b| b / extent_size.max(1)).unwrap_or(0);
+    p.meta_capacity = max_meta_size.map(|b| b / BLOCK_SIZE as u64).unwrap_or(0);
     let meta_blocks = dev.nr_blocks();
     let pool = Pool::format(dev, &mut arena, p).map_err(|e| {
         Fail::Other(format!(
@@ -198,11 +211,14 @@ fn format(
     })?;
     let st = pool.stats();
     println!(
-        "formatted {}: extent size {}, {} data extents, {} metadata blocks ({} fixed), {} volumes max",
+        "formatted {}: format version {}, extent size {}, {} data extents (capacity {}), {} metadata blocks (capacity {}, {} fixed), {} volumes max",
         path.display(),
+        FORMAT_VERSION,
         st.extent_size,
         st.data_extents,
+        st.data_capacity,
         st.meta_blocks,
+        st.meta_capacity,
         st.meta_fixed,
         st.max_volumes
     );

@@ -289,3 +289,49 @@ fn format_too_large_names_limit_and_fitting_extent_size() {
     assert!(t.contains("or a metadata device of at least"), "{t}");
     let _ = std::fs::remove_file(&p);
 }
+
+#[test]
+fn format_with_capacity_then_grow() {
+    let p = image("grow");
+    let o = run(&[
+        "pool",
+        "format",
+        p.to_str().unwrap(),
+        "--meta-size",
+        "4m",
+        "--data-size",
+        "1g",
+        "--max-data-size",
+        "4g",
+        "--max-meta-size",
+        "8m",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("(capacity 65536)"), "{}", text(&o));
+    // The metadata device grows (the file here), then the pool.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    {
+        let mut arena = slots(64);
+        let mut pool = Pool::open(open_dev(&p), &mut arena).unwrap();
+        assert_eq!(pool.grow(65537, 2048), Err(snapguard_pool::Error::Invalid));
+        pool.grow(65536, 2048).unwrap();
+        pool.create_volume(1, 70_000).unwrap();
+        for v in 0..20_000 {
+            pool.provision(1, v).unwrap();
+        }
+        pool.commit().unwrap();
+    }
+    let o = run(&["pool", "check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("data 20000/65536 extents"),
+        "{}",
+        text(&o)
+    );
+    let _ = std::fs::remove_file(&p);
+}
