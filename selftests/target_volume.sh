@@ -13,10 +13,13 @@
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 42
+ktap_plan 43
 
 dd if=/dev/zero of=/tmp/sgv-meta bs=1M count=0 seek=8 status=none
 dd if=/dev/zero of=/tmp/sgv-data bs=1M count=0 seek=96 status=none
+# Old data on the data device: volumes must never see it (unmapped reads
+# return zeroes, new extents are zeroed before they are mapped).
+tr '\000' '\377' </dev/zero | dd of=/tmp/sgv-data bs=1M count=16 conv=notrunc iflag=fullblock status=none
 META=$(losetup -f --show /tmp/sgv-meta)
 DATA=$(losetup -f --show /tmp/sgv-data)
 KLOG=/tmp/sgv-klog
@@ -82,9 +85,26 @@ ktap_check "deleting an active volume refused" sh -c "! dmsetup message sgv-pool
 # Raw I/O: an unaligned pattern across extents reads back, and neighbours
 # of a partial write read zeroes (new extents are zeroed).
 dd if=/dev/urandom of=/tmp/sgv-pat bs=4096 count=40 status=none
-dd if=/tmp/sgv-pat of=/dev/mapper/sgv1 bs=4096 seek=30 oflag=direct conv=notrunc status=none
+dd if=/tmp/sgv-pat of=/dev/mapper/sgv1 bs=4096 seek=30 oflag=direct conv=notrunc,fsync status=none
 ktap_check "direct write reads back" sh -c \
 	"dd if=/dev/mapper/sgv1 bs=4096 skip=30 count=40 iflag=direct status=none | cmp -s - /tmp/sgv-pat"
+# The fsync's flush committed the new mappings: a copy of both disks taken
+# now (the pool still live) opens as a pool with the written data.
+flushed() {
+	local m d r=1
+	cp /tmp/sgv-meta /tmp/sgv-meta-c && cp /tmp/sgv-data /tmp/sgv-data-c || return 1
+	m=$(losetup -f --show /tmp/sgv-meta-c) && d=$(losetup -f --show /tmp/sgv-data-c) || return 1
+	if create sgvc-pool "0 196608 snapguard-pool $m $d 128 10" &&
+		create sgvc1 "0 $VLEN snapguard /dev/mapper/sgvc-pool 1"; then
+		dd if=/dev/mapper/sgvc1 bs=4096 skip=30 count=40 iflag=direct status=none | cmp - /tmp/sgv-pat && r=0
+	fi
+	remove sgvc1
+	remove sgvc-pool
+	losetup -d "$m" "$d"
+	rm -f /tmp/sgv-meta-c /tmp/sgv-data-c
+	return $r
+}
+ktap_check "a flush commits: a copy of the disks has the data" flushed
 ktap_check "rest of a partly written extent reads zeroes" sh -c \
 	"[ \$(dd if=/dev/mapper/sgv1 bs=4096 skip=16 count=14 iflag=direct status=none | tr -d '\\000' | wc -c) -eq 0 ]"
 # 4 KiB blocks 30..69 touch extents 1..4 (16 blocks each).

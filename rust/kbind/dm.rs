@@ -409,6 +409,12 @@ impl<'a> Bio<'a> {
         unsafe { bio_kind(self.bio) }
     }
 
+    /// Whether it has `REQ_FUA`.
+    pub(crate) fn is_fua(&self) -> bool {
+        // SAFETY: `bio` is valid during `map` / `end_io`.
+        unsafe { sys::snapguard_bio_is_fua(self.bio) }
+    }
+
     /// The target's per-bio word ([`PER_BIO_BYTES`]); the target must have
     /// called [`Ctr::set_deferred_io`].
     pub(crate) fn per_bio(&self) -> u64 {
@@ -586,6 +592,17 @@ impl Bio<'_> {
     pub(crate) fn target_sector(&self) -> u64 {
         // SAFETY: `bio` and `ti` are valid during `map`.
         unsafe { sys::snapguard_dm_target_offset(self.ti, sys::snapguard_bio_sector(self.bio)) }
+    }
+
+    /// Sends the bio to `io`'s device at `sector`; then return
+    /// [`MapResult::Remapped`].
+    pub(crate) fn remap_to(&mut self, io: &BlockIo, sector: u64) {
+        // SAFETY: `bio` is valid during `map`; `io.bdev` is a held device
+        // (invariant of `BlockIo`).
+        unsafe {
+            sys::snapguard_bio_set_dev(self.bio, io.bdev);
+            sys::snapguard_bio_set_sector(self.bio, sector);
+        }
     }
 
     /// Sends the bio to device `dev` at `sector`; then return

@@ -8,6 +8,13 @@
 //! opened, anything else is refused without writing. Status reports the
 //! pool's figures. Messages `create`, `delete` and `snapshot` change the
 //! metadata and commit; `set_transaction_id` is not implemented yet.
+//!
+//! [`PoolCore`] is the state the pool shares with its volumes: the open
+//! metadata and the data device under one lock, the active volumes, and
+//! the per-pool workqueue. It also holds the volume I/O logic: the inline
+//! path of `map` ([`PoolCore::map_inline`]) and the worker
+//! ([`PoolCore::process`]); see `Documentation/snapshot-target.rst`, "I/O
+//! path".
 
 use super::volume::VolumeCore;
 use super::{refuse, DeviceClaim, NOT_IMPLEMENTED};
@@ -344,6 +351,40 @@ impl PoolCore {
         };
         let base = pext.checked_mul(es).ok_or(pool::Error::Invalid)?;
         Ok(Plan::Submit(base | off))
+    }
+
+    /// The inline path of `map`: never sleeps, never allocates. If the
+    /// pool's lock is free (try-lock) and the extent's mapping is cached: a
+    /// read of an unmapped extent is zero-filled and ended, a read of a
+    /// mapped one or a write to a mapped unshared one is remapped. Anything
+    /// else (`None`) goes to the worker.
+    pub(crate) fn map_inline(&self, v: &VolumeCore, b: &mut Bio<'_>) -> Option<MapResult> {
+        let kind = b.kind();
+        // FUA writes wait for a commit: the worker's.
+        if (kind != BioKind::Read && kind != BioKind::Write) || b.is_fua() {
+            return None;
+        }
+        let st = self.state.try_lock()?;
+        let meta = st.meta.as_ref()?;
+        let data = st.data.as_ref()?;
+        let es = self.extent_sectors;
+        let sector = b.target_sector();
+        let vext = sector.checked_shr(self.extent_shift)?;
+        let pext = match (meta.pool.lookup_cached(v.id, vext).ok()?, kind) {
+            (Mapping::Unmapped, BioKind::Read) => {
+                b.take().end_zeroed();
+                return Some(MapResult::Submitted);
+            }
+            (Mapping::Mapped { pext, .. }, BioKind::Read) => pext,
+            (Mapping::Mapped { pext, shared: false }, BioKind::Write) => pext,
+            _ => return None,
+        };
+        let target = pext.checked_mul(es)?.checked_add(sector & es.wrapping_sub(1))?;
+        if kind == BioKind::Write {
+            v.count_inline_write(b);
+        }
+        b.remap_to(data, target);
+        Some(MapResult::Remapped)
     }
 
     /// The worker: maps, provisions, breaks and submits a batch of bios of

@@ -85,6 +85,12 @@ impl VolumeCore {
         b.set_per_bio(COUNTED);
     }
 
+    /// Counts a write `map` remaps inline.
+    pub(crate) fn count_inline_write(&self, b: &mut Bio<'_>) {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        b.set_per_bio(COUNTED);
+    }
+
     /// Writes submitted and not ended.
     pub(crate) fn inflight_writes(&self) -> usize {
         self.inflight.load(Ordering::Acquire)
@@ -159,6 +165,9 @@ impl Target for VolumeTarget {
 
     fn map(&self, _devs: &Devices, bio: &mut Bio<'_>) -> MapResult {
         bio.set_per_bio(0);
+        if let Some(r) = self.core.pool.map_inline(&self.core, bio) {
+            return r;
+        }
         // Returning `Submitted` hands the bio over to the worker.
         let owned = bio.take();
         self.core.deferred.lock().push(owned);
