@@ -13,7 +13,7 @@
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 43
+ktap_plan 49
 
 dd if=/dev/zero of=/tmp/sgv-meta bs=1M count=0 seek=8 status=none
 dd if=/dev/zero of=/tmp/sgv-data bs=1M count=0 seek=96 status=none
@@ -88,15 +88,16 @@ dd if=/dev/urandom of=/tmp/sgv-pat bs=4096 count=40 status=none
 dd if=/tmp/sgv-pat of=/dev/mapper/sgv1 bs=4096 seek=30 oflag=direct conv=notrunc,fsync status=none
 ktap_check "direct write reads back" sh -c \
 	"dd if=/dev/mapper/sgv1 bs=4096 skip=30 count=40 iflag=direct status=none | cmp -s - /tmp/sgv-pat"
-# The fsync's flush committed the new mappings: a copy of both disks taken
-# now (the pool still live) opens as a pool with the written data.
-flushed() {
+# on_copy SKIP FILE: a copy of both disks taken now (the pool still live)
+# opens as a pool whose volume 1 has FILE at 4 KiB block SKIP.
+on_copy() {
 	local m d r=1
 	cp /tmp/sgv-meta /tmp/sgv-meta-c && cp /tmp/sgv-data /tmp/sgv-data-c || return 1
 	m=$(losetup -f --show /tmp/sgv-meta-c) && d=$(losetup -f --show /tmp/sgv-data-c) || return 1
 	if create sgvc-pool "0 196608 snapguard-pool $m $d 128 10" &&
 		create sgvc1 "0 $VLEN snapguard /dev/mapper/sgvc-pool 1"; then
-		dd if=/dev/mapper/sgvc1 bs=4096 skip=30 count=40 iflag=direct status=none | cmp - /tmp/sgv-pat && r=0
+		dd if=/dev/mapper/sgvc1 bs=4096 skip="$1" count=$(($(stat -c %s "$2") / 4096)) iflag=direct status=none |
+			cmp - "$2" && r=0
 	fi
 	remove sgvc1
 	remove sgvc-pool
@@ -104,11 +105,40 @@ flushed() {
 	rm -f /tmp/sgv-meta-c /tmp/sgv-data-c
 	return $r
 }
+# The fsync's flush committed the new mappings.
+flushed() { on_copy 30 /tmp/sgv-pat; }
 ktap_check "a flush commits: a copy of the disks has the data" flushed
+# Without a flush, the periodic commit (1 s) makes a new mapping durable.
+dd if=/dev/urandom of=/tmp/sgv-pat2 bs=4096 count=4 status=none
+dd if=/tmp/sgv-pat2 of=/dev/mapper/sgv1 bs=4096 seek=200 oflag=direct conv=notrunc status=none
+sleep 2
+ktap_check "the periodic commit: a copy 2 s after a write has it" on_copy 200 /tmp/sgv-pat2
 ktap_check "rest of a partly written extent reads zeroes" sh -c \
 	"[ \$(dd if=/dev/mapper/sgv1 bs=4096 skip=16 count=14 iflag=direct status=none | tr -d '\\000' | wc -c) -eq 0 ]"
-# 4 KiB blocks 30..69 touch extents 1..4 (16 blocks each).
-ktap_check "status counts 4 mapped extents" test "$(status_field sgv1 4-6)" = "512 639 0"
+# 4 KiB blocks 30..69 touch extents 1..4 (16 blocks each), 200..203 extent 12.
+ktap_check "status counts 5 mapped extents" test "$(status_field sgv1 4-6)" = "640 1663 0"
+
+# Discard (BLKDISCARD) of extents 2 and 3 (128 KiB .. 256 KiB) and of
+# part of extent 4: the whole extents are unmapped and read zeroes, their
+# neighbours keep their data, and the data device's file gave the space
+# back (discard passdown).
+blkdiscard() { "$(dirname "$0")/discard" "$@"; }
+used_before=$(stat -c %b /tmp/sgv-data)
+discards() { blkdiscard /dev/mapper/sgv1 131072 131072 && blkdiscard /dev/mapper/sgv1 266240 4096; }
+ktap_check "discard 2 whole extents and part of one" discards
+ktap_check "status counts 3 mapped extents" test "$(status_field sgv1 4-6)" = "384 1663 0"
+ktap_check "discarded extents read zeroes" sh -c \
+	"[ \$(dd if=/dev/mapper/sgv1 bs=4096 skip=32 count=32 iflag=direct status=none | tr -d '\\000' | wc -c) -eq 0 ]"
+keeps() {
+	cmp -s <(dd if=/dev/mapper/sgv1 bs=4096 skip=30 count=2 iflag=direct status=none) \
+		<(dd if=/tmp/sgv-pat bs=4096 count=2 status=none) &&
+		cmp -s <(dd if=/dev/mapper/sgv1 bs=4096 skip=64 count=6 iflag=direct status=none) \
+			<(dd if=/tmp/sgv-pat bs=4096 skip=34 count=6 status=none)
+}
+ktap_check "  the other extents keep their data" keeps
+used_after=$(stat -c %b /tmp/sgv-data)
+ktap_diag "data file: $used_before -> $used_after 512-byte blocks"
+ktap_check "  passed down: the data file shrank by 2 extents" test $((used_before - used_after)) -eq 256
 
 ktap_check "mkfs.ext4 on volume 1" mkfs.ext4 -q -F /dev/mapper/sgv1
 ktap_check "write files" fill sgv1

@@ -233,6 +233,15 @@ impl Ctr<'_> {
         Ok(())
     }
 
+    /// Accepts discards, split so that none crosses a multiple of the
+    /// target's `max_io` ([`Ctr::set_deferred_io`]); the target's
+    /// [`Target::io_hints`] must set the discard limits
+    /// ([`Limits::set_discard`]).
+    pub(crate) fn enable_discards(&mut self) {
+        // SAFETY: `ti` is valid during the constructor, which may set these.
+        unsafe { sys::snapguard_dm_target_enable_discards(self.ti) };
+    }
+
     /// Asks device-mapper for `n` empty flush bios per flush.
     pub(crate) fn set_num_flush_bios(&mut self, n: u32) {
         // SAFETY: `ti` is valid during the constructor, which may set it.
@@ -346,6 +355,20 @@ impl BlockIo {
         Ok(())
     }
 
+    /// Discards `nr` sectors at `sector` and waits.
+    pub(crate) fn discard(&self, sector: u64, nr: u64) -> Result {
+        let end = sector.checked_add(nr).ok_or(EINVAL)?;
+        if end > self.nr_sectors() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `bdev` is valid (invariant); the range is on the device.
+        let ret = unsafe { sys::snapguard_discard(self.bdev, sector, nr) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
     /// Makes every completed write durable.
     pub(crate) fn flush(&self) -> Result {
         // SAFETY: `bdev` is valid (invariant).
@@ -376,6 +399,8 @@ pub(crate) enum BioKind {
     Write,
     /// An empty `REQ_PREFLUSH` write: make completed writes durable.
     Flush,
+    /// A discard.
+    Discard,
     /// Anything else (discard, write zeroes, ...).
     Other,
 }
@@ -397,6 +422,8 @@ unsafe fn bio_kind(bio: *mut sys::bio) -> BioKind {
         } else {
             BioKind::Write
         }
+    } else if op == sys::req_op_REQ_OP_DISCARD {
+        BioKind::Discard
     } else {
         BioKind::Other
     }
@@ -478,6 +505,12 @@ impl OwnedBio {
     pub(crate) fn per_bio(&self) -> u64 {
         // SAFETY: as in `Bio::per_bio`: the bio is this target's clone.
         unsafe { *sys::dm_per_bio_data(self.bio, PER_BIO_BYTES).cast::<u64>() }
+    }
+
+    /// Length in sectors.
+    pub(crate) fn sectors(&self) -> u64 {
+        // SAFETY: `bio` is valid (invariant).
+        u64::from(unsafe { sys::snapguard_bio_sectors(self.bio) })
     }
 
     /// Sets the per-bio word (see [`Bio::per_bio`]).
@@ -683,6 +716,9 @@ pub(crate) trait Target: Send + Sync + Sized {
     /// A bio the target mapped has ended (`end_io`); nothing by default.
     fn end_io(&self, _bio: &mut Bio<'_>) {}
 
+    /// Adjusts the device's queue limits (`io_hints`); nothing by default.
+    fn io_hints(&self, _limits: &mut Limits<'_>) {}
+
     /// The device was suspended (`postsuspend`); nothing by default.
     fn postsuspend(&self) {}
 
@@ -814,6 +850,32 @@ unsafe extern "C" fn end_io_tramp<T: Target>(
     0
 }
 
+/// The `io_hints` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target with valid limits.
+unsafe extern "C" fn io_hints_tramp<T: Target>(ti: *mut sys::dm_target, limits: *mut sys::queue_limits) {
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    let mut l = Limits { l: limits, _p: PhantomData };
+    inst.target.io_hints(&mut l);
+}
+
+/// The queue limits handed to [`Target::io_hints`].
+pub(crate) struct Limits<'a> {
+    l: *mut sys::queue_limits,
+    _p: PhantomData<&'a mut sys::queue_limits>,
+}
+
+impl Limits<'_> {
+    /// Discards of at most `sectors` sectors, `sectors` aligned.
+    pub(crate) fn set_discard(&mut self, sectors: u32) {
+        // SAFETY: `l` is valid and ours to change during `io_hints`.
+        unsafe { sys::snapguard_limits_discard(self.l, sectors) };
+    }
+}
+
 /// The `postsuspend` callback.
 ///
 /// # Safety
@@ -924,6 +986,7 @@ impl Registration {
         tt.message = Some(message_tramp::<T>);
         tt.end_io = Some(end_io_tramp::<T>);
         tt.postsuspend = Some(postsuspend_tramp::<T>);
+        tt.io_hints = Some(io_hints_tramp::<T>);
         // SAFETY: `tt` is fully initialised, lives on the heap and stays
         // there until `drop` unregisters it.
         let ret = unsafe { sys::dm_register_target(&mut *tt) };

@@ -242,3 +242,26 @@ void snapguard_destroy_wq(void *wq)
 {
 	destroy_workqueue(wq);
 }
+
+void snapguard_dm_target_enable_discards(struct dm_target *ti)
+{
+	ti->num_discard_bios = 1;
+	ti->discards_supported = true;
+	ti->max_discard_granularity = true;
+}
+
+void snapguard_limits_discard(struct queue_limits *l, unsigned int sectors)
+{
+	l->discard_granularity = sectors << SECTOR_SHIFT;
+	l->max_hw_discard_sectors = sectors;
+}
+
+int snapguard_discard(struct block_device *bdev, sector_t sector, sector_t nr)
+{
+	return blkdev_issue_discard(bdev, sector, nr, GFP_NOIO);
+}
+
+bool snapguard_cancel_dwork_sync(void *dwork)
+{
+	return cancel_delayed_work_sync(dwork);
+}

@@ -77,6 +77,10 @@ struct bio *snapguard_bio_next(struct bio *bio);
 void snapguard_bio_set_next(struct bio *bio, struct bio *next);
 void *snapguard_alloc_wq(void);
 void snapguard_destroy_wq(void *wq);
+void snapguard_dm_target_enable_discards(struct dm_target *ti);
+void snapguard_limits_discard(struct queue_limits *l, unsigned int sectors);
+int snapguard_discard(struct block_device *bdev, sector_t sector, sector_t nr);
+bool snapguard_cancel_dwork_sync(void *dwork);
 int snapguard_zeroout(struct block_device *bdev, sector_t sector, sector_t nr);
 
 #endif

@@ -21,7 +21,7 @@ use super::{refuse, DeviceClaim, NOT_IMPLEMENTED};
 use crate::dmtarget::{
     parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolMode, PoolStatus, POOL_TARGET,
 };
-use crate::dmtarget::VolumeStatus;
+use crate::dmtarget::{Discard, VolumeStatus};
 use crate::kbind::dm::{
     self, Bio, BioKind, BioList, BlockIo, Ctr, CtrError, Dev, Devices, Emit, IoBuf, MapResult, OwnedBio, OwnedQueue,
     StatusType, Target,
@@ -31,7 +31,10 @@ use crate::pool::{self, CacheSlot, FormatParams, Mapping, MetaDevice, Pool, BLOC
 use core::fmt::Write;
 use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, Mutex, SpinLock};
+use kernel::time::msecs_to_jiffies;
+use kernel::workqueue::{new_delayed_work, DelayedWork, WorkItem};
+use kernel::new_spinlock;
 use kernel::time::{delay::fsleep, Delta};
 
 /// Sectors per metadata block.
@@ -186,6 +189,9 @@ pub(crate) struct PoolState {
 /// Bytes copied per step of a sharing break (extents are powers of two
 /// of at least 4 KiB, so a step never crosses an extent's end).
 const COPY_CHUNK: usize = 64 << 10;
+/// Commit period (ms) after a worker batch left uncommitted changes, as
+/// dm-thin's default `commit_interval_ms`-like period of one second.
+const COMMIT_MS: u32 = 1000;
 /// Longest wait (ms) for an origin's in-flight writes before a snapshot.
 const QUIESCE_MS: u32 = 10_000;
 
@@ -201,15 +207,37 @@ pub(crate) struct PoolCore {
     pub(crate) extent_sectors: u64,
     /// New extents are zeroed before they are mapped.
     zero_new: bool,
+    /// Volumes accept discards (not `ignore_discard`).
+    pub(crate) discard: bool,
+    /// Discards of whole unshared extents reach the data device.
+    passdown: bool,
     /// Metadata and data device; the worker holds it for each batch.
     #[pin]
     state: Mutex<PoolState>,
     /// Active volumes (several tables of one volume may be loaded).
     #[pin]
     active: Mutex<KVec<Arc<VolumeCore>>>,
-    /// The per-pool worker's queue; `None` once destroyed.
+    /// The per-pool worker's queue; `None` once the pool is being
+    /// destroyed. A spinlock: `map` queues work through it.
     #[pin]
-    wq: Mutex<Option<Arc<OwnedQueue>>>,
+    wq: SpinLock<Option<OwnedQueue>>,
+    /// The periodic commit ([`COMMIT_MS`] after a batch left changes).
+    #[pin]
+    commit_work: DelayedWork<PoolCore>,
+}
+
+kernel::impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for PoolCore { self.commit_work }
+}
+
+impl WorkItem for PoolCore {
+    type Pointer = Arc<PoolCore>;
+
+    fn run(this: Arc<PoolCore>) {
+        if let Err(e) = this.commit() {
+            pr_err!("{}: periodic commit failed: {:?}\n", POOL_TARGET, e);
+        }
+    }
 }
 
 /// What a volume's worker does with one bio.
@@ -226,9 +254,25 @@ impl PoolCore {
         self.md_devt
     }
 
-    /// The worker's queue, unless the pool is gone.
-    pub(crate) fn queue(&self) -> Option<Arc<OwnedQueue>> {
-        self.wq.lock().clone()
+    /// Queues `v`'s work item (never sleeps). Returns whether the queue is
+    /// still open, and the reference back if it was not queued (already
+    /// queued, or the pool is going): the caller drops it, outside the lock.
+    pub(crate) fn enqueue_volume(&self, v: Arc<VolumeCore>) -> (bool, Option<Arc<VolumeCore>>) {
+        let g = self.wq.lock();
+        match g.as_ref() {
+            Some(q) => (true, q.get().enqueue(v).err()),
+            None => (false, Some(v)),
+        }
+    }
+
+    /// Queues the periodic commit unless it is queued already.
+    pub(crate) fn schedule_commit(this: &Arc<PoolCore>) {
+        let back = {
+            let g = this.wq.lock();
+            g.as_ref().and_then(|q| q.get().enqueue_delayed(this.clone(), msecs_to_jiffies(COMMIT_MS)).err())
+        };
+        // Not the last reference: `this` is one.
+        drop(back);
     }
 
     /// Checks that volume `id` exists and is at least `sectors` long;
@@ -387,9 +431,36 @@ impl PoolCore {
         Some(MapResult::Remapped)
     }
 
+    /// A discard (device-mapper splits them at extent boundaries): a whole
+    /// extent is unmapped (freed if only this volume used it) and, if it
+    /// was not shared and passdown is on, discarded on the data device,
+    /// synchronously so that it cannot meet a later reuse of the extent.
+    /// Part of an extent changes nothing.
+    fn discard(&self, st: &mut PoolState, id: u32, b: &OwnedBio) -> Result<(), pool::Error> {
+        let es = self.extent_sectors;
+        let sector = b.target_sector();
+        if sector & es.wrapping_sub(1) != 0 || b.sectors() != es {
+            return Ok(());
+        }
+        let vext = sector.checked_shr(self.extent_shift).unwrap_or(0);
+        let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
+        let Mapping::Mapped { pext, shared } = meta.pool.lookup(id, vext)? else {
+            return Ok(());
+        };
+        meta.pool.discard(id, vext, 1)?;
+        if self.passdown && !shared {
+            if let (Some(data), Some(start)) = (st.data.as_ref(), pext.checked_mul(es)) {
+                // Advisory: a data device without discard support is fine.
+                let _ = data.discard(start, es);
+            }
+        }
+        Ok(())
+    }
+
     /// The worker: maps, provisions, breaks and submits a batch of bios of
     /// volume `v`, in order; flushes and FUA writes wait for one commit.
-    pub(crate) fn process(&self, v: &VolumeCore, mut batch: BioList) {
+    /// Returns whether the open transaction has changes.
+    pub(crate) fn process(&self, v: &VolumeCore, mut batch: BioList) -> bool {
         let mut st = self.state.lock();
         let mut after_commit = BioList::new();
         while let Some(mut b) = batch.pop() {
@@ -413,11 +484,15 @@ impl PoolCore {
                     }
                     Err(e) => b.end(Some(Error::from_errno(-e.to_errno()))),
                 },
+                BioKind::Discard => {
+                    let r = self.discard(&mut st, v.id, &b);
+                    b.end(r.err().map(|e| Error::from_errno(-e.to_errno())));
+                }
                 BioKind::Other => b.end(Some(EOPNOTSUPP)),
             }
         }
         if after_commit.is_empty() {
-            return;
+            return Self::dirty(&st);
         }
         // One commit for every flush and FUA write of the batch.
         let r = Self::commit_locked(&mut st);
@@ -432,6 +507,11 @@ impl PoolCore {
                 _ => b.end(Some(EIO)),
             }
         }
+        Self::dirty(&st)
+    }
+
+    fn dirty(st: &PoolState) -> bool {
+        st.meta.as_ref().is_some_and(|m| m.pool.is_dirty())
     }
 
     /// The volume status figures: mapped sectors, highest mapped sector,
@@ -508,9 +588,24 @@ impl Drop for PoolTarget {
     fn drop(&mut self) {
         let core = &self.core;
         super::unpublish(core);
+        // Closes the queue: nothing is queued from now on.
+        let wq = core.wq.lock().take();
+        // SAFETY: `commit_work` is the `delayed_work` of a `DelayedWork`
+        // (a transparent wrapper), alive as long as `core`.
+        let was_queued = unsafe {
+            crate::kbind::sys::snapguard_cancel_dwork_sync(
+                core::ptr::from_ref(&core.commit_work).cast_mut().cast(),
+            )
+        };
+        if was_queued {
+            // SAFETY: a queued work item owns one reference, made with
+            // `Arc::into_raw` by `enqueue_delayed`; cancelling it hands
+            // that reference back to us, and `core` is another one.
+            drop(unsafe { Arc::from_raw(Arc::as_ptr(core)) });
+        }
         // Drains the workers (no volume is active: each holds the pool
         // device open, so the pool cannot be removed before them).
-        drop(core.wq.lock().take());
+        drop(wq);
         let mut st = core.state.lock();
         if let Err(e) = PoolCore::commit_locked(&mut st) {
             pr_err!("{}: final commit failed: {:?}\n", POOL_TARGET, e);
@@ -548,7 +643,6 @@ impl Target for PoolTarget {
         let data_io = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
         let copy_buf = IoBuf::new(COPY_CHUNK).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         let wq = OwnedQueue::new().map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
-        let wq = Arc::new(wq, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         if data_io.nr_sectors() < len {
             pr_err!(
                 "{}: the data device has {} sectors, the target {}\n",
@@ -571,9 +665,12 @@ impl Target for PoolTarget {
                 extent_shift: config.extent_shift(),
                 extent_sectors: config.extent_sectors,
                 zero_new: !config.features.skip_block_zeroing,
+                discard: config.features.discard != Discard::Ignore,
+                passdown: config.features.discard == Discard::Passdown,
                 state <- new_mutex!(st),
                 active <- new_mutex!(KVec::new()),
-                wq <- new_mutex!(Some(wq)),
+                wq <- new_spinlock!(Some(wq)),
+                commit_work <- new_delayed_work!("snapguard-pool commit"),
             }),
             GFP_KERNEL,
         )

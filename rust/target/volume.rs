@@ -16,7 +16,7 @@ use super::pool::PoolCore;
 use super::{find_pool, refuse};
 use crate::dmtarget::{parse_volume_table, write_volume_table, VOLUME_TARGET};
 use crate::kbind::dm::{
-    Bio, BioKind, BioList, Ctr, CtrError, Dev, Devices, Emit, MapResult, OwnedBio, StatusType, Target,
+    Bio, BioKind, BioList, Ctr, CtrError, Dev, Devices, Emit, Limits, MapResult, OwnedBio, StatusType, Target,
 };
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::new_spinlock;
@@ -59,7 +59,9 @@ impl WorkItem for VolumeCore {
             if batch.is_empty() {
                 return;
             }
-            this.pool.process(&this, batch);
+            if this.pool.process(&this, batch) {
+                PoolCore::schedule_commit(&this.pool);
+            }
         }
         Self::kick(this);
     }
@@ -68,15 +70,14 @@ impl WorkItem for VolumeCore {
 impl VolumeCore {
     /// Queues the worker (a no-op if it is queued already).
     fn kick(this: Arc<VolumeCore>) {
-        match this.pool.queue() {
-            Some(q) => {
-                let _ = q.get().enqueue(this);
-            }
-            None => {
-                // The pool is gone: fail what is left.
-                drop(this.deferred.lock().take());
-            }
+        let pool = this.pool.clone();
+        let (open, back) = pool.enqueue_volume(this);
+        if let (false, Some(v)) = (open, back.as_ref()) {
+            // The pool is going: fail what is left.
+            let left = v.deferred.lock().take();
+            drop(left);
         }
+        drop(back);
     }
 
     /// Counts `b` as an in-flight write before it is submitted.
@@ -145,6 +146,9 @@ impl Target for VolumeTarget {
             return Err(CtrError::inval(c"Table longer than the volume"));
         }
         ctr.set_deferred_io(pool.extent_sectors)?;
+        if pool.discard {
+            ctr.enable_discards();
+        }
         let pool2 = pool.clone();
         let core = Arc::pin_init(
             pin_init!(VolumeCore {
@@ -178,6 +182,12 @@ impl Target for VolumeTarget {
     fn end_io(&self, bio: &mut Bio<'_>) {
         if bio.kind() == BioKind::Write && bio.per_bio() & COUNTED != 0 {
             self.core.inflight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn io_hints(&self, limits: &mut Limits<'_>) {
+        if self.core.pool.discard {
+            limits.set_discard(u32::try_from(self.core.pool.extent_sectors).unwrap_or(u32::MAX));
         }
     }
 
