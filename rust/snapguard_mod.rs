@@ -56,6 +56,9 @@ struct SnapGuard {
     _targets: target::Targets,
     _hooks: fshook::Hooks,
     _knobs: knobs::Knobs,
+    // Last: lifts the block-layer read-only states snapguard set, once no
+    // knob or scan can set one any more.
+    _protect: guard::protect::Protection,
 }
 
 impl kernel::Module for SnapGuard {
@@ -71,7 +74,8 @@ impl kernel::Module for SnapGuard {
             }
         }
         pr_info!("version {} loaded, guarding:{}\n", version(), types.as_str());
-        Ok(SnapGuard { _targets: targets, _hooks: hooks, _knobs: knobs })
+        let protect = guard::protect::Protection::start();
+        Ok(SnapGuard { _targets: targets, _hooks: hooks, _knobs: knobs, _protect: protect })
     }
 }
 

@@ -24,6 +24,10 @@ fi
 fixture() {
 	[ -f "$FIXTURES/$1.img" ] || return 1
 	if [ -b "$2" ]; then
+		# A device showing a sleeping OS is read-only at the block layer
+		# while snapguard is loaded (guard_protect.sh): lift that first,
+		# as a user rewriting the device would.
+		[ -w $G/unprotect ] && echo "$2" >$G/unprotect
 		dd if="$FIXTURES/$1.img" of="$2" bs=1M status=none && blockdev --flushbufs "$2"
 	else
 		cp "$FIXTURES/$1.img" "$2"

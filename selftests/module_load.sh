@@ -3,7 +3,7 @@
 # snapguard loads through modprobe (depmod-installed), creates its sysfs tree
 # and logs one line.
 . "$(dirname "$0")/lib.sh"
-ktap_plan 5
+ktap_plan 6
 
 rmmod snapguard 2>/dev/null
 dmesg_mark
@@ -28,4 +28,7 @@ else
 	ktap_fail "load lines logged:"
 	printf '%s\n' "$lines" | sed 's/^/# /'
 fi
+# tools/vm.py copies one python3 and that interpreter's standard library.
+ktap_check "guest python3 has its standard library" \
+	python3 -c 'import json, os; print(json.dumps(os.sep))'
 ktap_finish

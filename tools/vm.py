@@ -34,7 +34,7 @@ HOST_PROGS = [
     "mkfs.exfat", "fsck.exfat", "mkntfs", "ntfs-3g", "ntfscp", "ntfsinfo",
     "ntfsfix", "mkswap", "swapon", "swapoff", "mke2fs", "mkfs.ext4",
     "e2fsck", "fio", "sha256sum", "cmp", "timeout", "stat", "dd", "truncate",
-    "sync", "python3", "sed", "grep", "seq", "tr", "wc", "head", "tail", "sort", "cat",
+    "sync", "sed", "grep", "seq", "tr", "wc", "head", "tail", "sort", "cat",
     "od", "xxd", "md5sum", "cut", "date",
 ]
 KMOD_LINKS = ["modprobe", "depmod", "insmod", "rmmod", "lsmod", "modinfo"]
@@ -59,6 +59,21 @@ def which(prog):
         if os.path.exists(p):
             return p
     return shutil.which(prog)
+
+
+def host_python():
+    """The python3 copied into the guest, as (real path of the executable,
+    its standard library directory), both asked of that one interpreter."""
+    py = which("python3")
+    if not py:
+        sys.exit("vm: host program python3 is missing (run tools/setup-host.sh)")
+    out = subprocess.run([py, "-c", "import os, sys; print(os.path.realpath(sys.executable)); "
+                          "print(os.path.dirname(os.__file__))"],
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    exe, lib = out[0].strip(), out[1].strip()
+    if not (os.path.isfile(exe) and os.path.isfile(os.path.join(lib, "os.py"))):
+        sys.exit(f"vm: {py} reports executable {exe!r} and library {lib!r}, not usable")
+    return exe, lib
 
 
 def libs_of(path):
@@ -169,13 +184,21 @@ def build_initramfs(kdir, out, mode, cmd=None, only=None):
             copy_into(root, path)
             for lib in libs_of(os.path.realpath(path)):
                 copy_into(root, lib)
-        # python3's standard library (for test helpers written in python).
-        pylib = subprocess.run(["python3", "-c", "import os,sys;print(os.path.dirname(os.__file__))"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        if pylib.startswith("/usr/"):
-            shutil.copytree(pylib, os.path.join(root, pylib.lstrip("/")), symlinks=True,
-                            ignore=shutil.ignore_patterns("test", "tests", "idlelib", "tkinter",
-                                                          "ensurepip", "__pycache__", "lib2to3"))
+        # python3 (for test helpers written in python) and the standard
+        # library of that same interpreter: asking another one (the first
+        # python3 on PATH, e.g. pyenv's) would copy a library that the
+        # copied binary does not look for.
+        py_exe, py_lib = host_python()
+        copy_into(root, py_exe)
+        for lib in libs_of(py_exe):
+            copy_into(root, lib)
+        shutil.copytree(py_lib, os.path.join(root, py_lib.lstrip("/")), symlinks=True,
+                        dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("test", "tests", "idlelib", "tkinter",
+                                                      "ensurepip", "__pycache__", "lib2to3",
+                                                      "site-packages", "dist-packages"))
+        if py_exe != "/usr/bin/python3":
+            os.symlink(py_exe, os.path.join(root, "usr/bin/python3"))
         kmod = os.path.join(root, "usr/bin/kmod")
         for link in KMOD_LINKS:
             os.symlink("/usr/bin/kmod", os.path.join(root, "usr/sbin", link))

@@ -15,16 +15,25 @@
 //!   this module (taken in `init`/`dup`, dropped in `free`), so `rmmod` is
 //!   refused with EBUSY while a mount is being set up;
 //! * file system modules loaded after us are hooked from a module notifier
-//!   when they go live, and forgotten when they go away;
+//!   when they go live, and forgotten when they go away, together with the
+//!   wrapped copies of their operation tables (a copy is keyed by the
+//!   table's address, which a module loaded later may reuse);
 //! * on unload we restore the original pointers, wait until no call is
 //!   inside one of our trampolines, and then for an RCU-tasks grace period,
 //!   so that no task can still be about to run or return into our code.
+//!
+//! A read-write mount's source is resolved once and pinned (see
+//! [`PinnedSource`]): the device the guard checks is the device the file
+//! system opens. Where a resource runs short (no table, no descriptor, no
+//! `/proc`), the read-write mount is refused with `EROFS`, never let
+//! through unchecked.
 
+use crate::kbind::bdev::{PinError, PinnedSource};
 use crate::kbind::sys;
 use core::cell::UnsafeCell;
 use kernel::ffi::{c_int, c_ulong, c_void};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use kernel::prelude::*;
 
 /// `SB_RDONLY` (a `BIT()` macro that bindgen cannot evaluate).
@@ -57,28 +66,34 @@ const EMPTY_HOOK: TypeHook = TypeHook {
 };
 static HOOKS: [TypeHook; GUARDED.len()] = [EMPTY_HOOK; GUARDED.len()];
 
-const SLOT_EMPTY: u8 = 0;
-const SLOT_FILLING: u8 = 1;
-const SLOT_READY: u8 = 2;
-
 /// A wrapped copy of one file system's `fs_context_operations`.
 ///
 /// # Invariants
 ///
-/// `table` is written only by the thread that moved `state` from
-/// `SLOT_EMPTY` to `SLOT_FILLING`, and never after `state` is `SLOT_READY`.
+/// `table`, `orig` and `owner` are written only under [`HOOK_LOCK`] while
+/// `ready` is false, which is when no `fs_context` points at `table`. A
+/// ready slot is made free again only under [`HOOK_LOCK`], from the module
+/// notifier, when the module that owns the file system type (`owner`) or
+/// the table (`orig`) goes away: every `fs_context` using `table` holds a
+/// reference on `owner` (and so on the module of `orig`, which `owner`
+/// depends on or is), so none exists any more and none can be made.
 /// `table` is the first field, so a pointer to it is a pointer to the slot.
 #[repr(C)]
 struct OpsSlot {
     table: UnsafeCell<sys::fs_context_operations>,
     orig: AtomicPtr<sys::fs_context_operations>,
-    state: AtomicU8,
+    owner: AtomicPtr<sys::module>,
+    ready: AtomicBool,
 }
 
-// SAFETY: `table` is only written before `state` becomes `SLOT_READY`
-// (Release) and only read after observing `SLOT_READY` (Acquire).
+// SAFETY: `table` is only written under `HOOK_LOCK` while no context uses
+// it, and read by trampolines of contexts that were given it after it was
+// written (see the invariants).
 unsafe impl Sync for OpsSlot {}
 
+/// Slots: one per live table is needed (each guarded type installs one
+/// table), and a slot is freed when its module goes, so 16 cannot run out
+/// with the five guarded types; if they ever do, the mount is refused.
 const MAX_TABLES: usize = 16;
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY_SLOT: OpsSlot = OpsSlot {
@@ -86,7 +101,8 @@ const EMPTY_SLOT: OpsSlot = OpsSlot {
     // is an `Option` of a function pointer: `None`).
     table: UnsafeCell::new(unsafe { core::mem::zeroed() }),
     orig: AtomicPtr::new(ptr::null_mut()),
-    state: AtomicU8::new(SLOT_EMPTY),
+    owner: AtomicPtr::new(ptr::null_mut()),
+    ready: AtomicBool::new(false),
 };
 static SLOTS: [OpsSlot; MAX_TABLES] = [EMPTY_SLOT; MAX_TABLES];
 
@@ -121,41 +137,62 @@ fn this_module() -> *mut sys::module {
     unsafe { sys::snapguard_this_module() }
 }
 
-/// Finds or creates the wrapped table for `orig`.
-fn slot_for(orig: *const sys::fs_context_operations) -> Option<&'static OpsSlot> {
-    for slot in SLOTS.iter() {
-        if slot.state.load(Ordering::Acquire) == SLOT_READY && ptr::eq(slot.orig.load(Ordering::Relaxed), orig) {
-            return Some(slot);
-        }
-    }
-    for slot in SLOTS.iter() {
-        if slot
-            .state
-            .compare_exchange(SLOT_EMPTY, SLOT_FILLING, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            continue;
-        }
-        // SAFETY: `orig` is the live operations table the file system just
-        // installed; we are the only writer of `slot.table` (invariant).
-        unsafe {
-            let o = &*orig;
-            *slot.table.get() = sys::fs_context_operations {
-                free: Some(free_tramp),
-                dup: if o.dup.is_some() { Some(dup_tramp) } else { None },
-                parse_param: o.parse_param,
-                parse_monolithic: o.parse_monolithic,
-                get_tree: Some(get_tree_tramp),
-                reconfigure: Some(reconfigure_tramp),
-            };
-        }
-        slot.orig.store(orig.cast_mut(), Ordering::Relaxed);
-        slot.state.store(SLOT_READY, Ordering::Release);
-        // Another thread may have created a table for the same `orig`
-        // meanwhile; both are correct, the duplicate is only a wasted slot.
+/// Finds or creates the wrapped table for `orig`, a table installed by a
+/// file system type of module `owner` (null: built in).
+fn slot_for(orig: *const sys::fs_context_operations, owner: *mut sys::module) -> Option<&'static OpsSlot> {
+    let _g = HOOK_LOCK.lock();
+    let same = |s: &OpsSlot| {
+        s.ready.load(Ordering::Relaxed)
+            && ptr::eq(s.orig.load(Ordering::Relaxed), orig)
+            && ptr::eq(s.owner.load(Ordering::Relaxed), owner)
+    };
+    if let Some(slot) = SLOTS.iter().find(|s| same(s)) {
         return Some(slot);
     }
-    None
+    let slot = SLOTS.iter().find(|s| !s.ready.load(Ordering::Relaxed))?;
+    // SAFETY: `orig` is the live operations table the file system just
+    // installed. The slot is not ready, so no context uses `table`, and we
+    // hold `HOOK_LOCK` (invariant).
+    unsafe {
+        let o = &*orig;
+        *slot.table.get() = sys::fs_context_operations {
+            free: Some(free_tramp),
+            dup: if o.dup.is_some() { Some(dup_tramp) } else { None },
+            parse_param: o.parse_param,
+            parse_monolithic: o.parse_monolithic,
+            get_tree: Some(get_tree_tramp),
+            reconfigure: Some(reconfigure_tramp),
+        };
+    }
+    slot.orig.store(orig.cast_mut(), Ordering::Relaxed);
+    slot.owner.store(owner, Ordering::Relaxed);
+    slot.ready.store(true, Ordering::Relaxed);
+    Some(slot)
+}
+
+/// Frees the slots of the tables of `module`, which is going away.
+///
+/// # Safety
+///
+/// `module` is a module in `MODULE_STATE_GOING` with no references left
+/// (so no `fs_context` of its types exists), and `HOOK_LOCK` is held.
+unsafe fn free_slots_of(module: *mut sys::module) -> usize {
+    let mut freed = 0;
+    for slot in SLOTS.iter() {
+        if !slot.ready.load(Ordering::Relaxed) {
+            continue;
+        }
+        let orig = slot.orig.load(Ordering::Relaxed);
+        // SAFETY: `module` is valid for the notifier call (caller).
+        let inside = unsafe { sys::snapguard_within_module(orig.cast::<c_void>(), module) };
+        if inside || ptr::eq(slot.owner.load(Ordering::Relaxed), module) {
+            slot.ready.store(false, Ordering::Relaxed);
+            slot.orig.store(ptr::null_mut(), Ordering::Relaxed);
+            slot.owner.store(ptr::null_mut(), Ordering::Relaxed);
+            freed += 1;
+        }
+    }
+    freed
 }
 
 /// The original operations behind a wrapped `fc->ops`.
@@ -206,16 +243,23 @@ unsafe extern "C" fn init_tramp(fc: *mut sys::fs_context) -> c_int {
         }
         return ret;
     }
-    // SAFETY: `fc` is live and the file system set `fc->ops`.
-    let fs_ops = unsafe { (*fc).ops };
-    match slot_for(fs_ops) {
+    // SAFETY: `fc` is live and the file system set `fc->ops`; `fs_type`
+    // is its registered type.
+    let (fs_ops, owner) = unsafe { ((*fc).ops, (*fs_type).owner) };
+    match slot_for(fs_ops, owner) {
         // SAFETY: `fc` is live; our table stays valid while this module is
-        // pinned, which it is until `free_tramp` runs for this context.
+        // pinned, which it is until `free_tramp` runs for this context, and
+        // stays in the slot while the context pins the file system module.
         Some(slot) => unsafe { (*fc).ops = slot.table.get() },
         None => {
-            pr_err!("out of operation tables, this mount is not guarded\n");
+            // Never let a mount through unguarded: this context cannot be
+            // used at all. (Cannot happen with the guarded types: see
+            // `MAX_TABLES`.) The VFS frees it through the file system's
+            // own `free`, since `fc->ops` is still the file system's.
+            pr_err!("out of operation tables ({} in use): refusing this mount\n", MAX_TABLES);
             // SAFETY: drops the reference taken above.
             unsafe { sys::module_put(this_module()) };
+            return EROFS.to_errno();
         }
     }
     0
@@ -261,6 +305,12 @@ unsafe extern "C" fn free_tramp(fc: *mut sys::fs_context) {
 
 /// Our `get_tree`: asks the guard before a read-write mount.
 ///
+/// The source is resolved once and pinned ([`PinnedSource`]); the guard
+/// and the file system both look up the pinned name, so they get the same
+/// device whatever happens to the caller's path meanwhile, and the file
+/// system's `fill_super` never runs read-write on a device that was not
+/// checked. `fc->source` names the pinned link only during the call.
+///
 /// # Safety
 ///
 /// Called by the VFS with a live `fs_context` whose ops are ours.
@@ -268,26 +318,77 @@ unsafe extern "C" fn get_tree_tramp(fc: *mut sys::fs_context) -> c_int {
     let _in = InFlight::enter();
     // SAFETY: `fc->ops` is ours (we are its `get_tree`).
     let ops = unsafe { orig_ops(fc) };
+    let Some(get_tree) = ops.get_tree else { return EINVAL.to_errno() };
     // SAFETY: `fc` is live for the call.
     let (flags, source, fs_type) = unsafe { ((*fc).sb_flags, (*fc).source, (*fc).fs_type) };
-    // Holds the checked device open until the file system has opened it
-    // (dropped at the end of this function).
-    let _pin = if flags & SB_RDONLY == 0 && !source.is_null() {
-        // SAFETY: `source` is a NUL-terminated string owned by `fc`, and
-        // `fs_type->name` a static string of the file system.
-        let (source, fs_name) = unsafe { (CStr::from_char_ptr(source), CStr::from_char_ptr((*fs_type).name)) };
-        match super::check_new_mount(fc, source, fs_name) {
-            Ok(pin) => pin,
-            Err(e) => return e.to_errno(),
-        }
-    } else {
-        None
-    };
-    match ops.get_tree {
+    if flags & SB_RDONLY != 0 || source.is_null() || !super::guarding() {
         // SAFETY: forwarding the VFS call to the file system.
-        Some(get_tree) => unsafe { get_tree(fc) },
-        None => EINVAL.to_errno(),
+        return unsafe { get_tree(fc) };
     }
+    // SAFETY: `source` is a NUL-terminated string owned by `fc`, and
+    // `fs_type->name` a static string of the file system.
+    let (src, fs_name) = unsafe { (CStr::from_char_ptr(source), CStr::from_char_ptr((*fs_type).name)) };
+    let pinned = match PinnedSource::new(src) {
+        Ok(p) => p,
+        // Every guarded type mounts a block device named by a path: the
+        // file system's own lookup fails the same way (unless the path
+        // changes in between, which is why this is not "not ours").
+        Err(PinError::Lookup(e)) => return e.to_errno(),
+        Err(PinError::Short(e)) => {
+            pr_warn!(
+                "cannot pin the source of a read-write {} mount ({:?}: no free descriptor, no procfs at /proc, or a kernel thread): refusing it\n",
+                fs_name.to_str().unwrap_or("?"),
+                e
+            );
+            return EROFS.to_errno();
+        }
+    };
+    // SAFETY: `fc` is live; `pinned` outlives the use (restored below).
+    unsafe { (*fc).source = pinned.as_cstr().as_char_ptr() };
+    let ret = check_and_get_tree(fc, get_tree, &pinned, fs_name);
+    // SAFETY: as above; the caller's string is back before anyone else
+    // (e.g. the new mount's device name) reads it, and freed with `fc`.
+    unsafe { (*fc).source = source };
+    drop(pinned);
+    ret
+}
+
+/// The check, then the file system's `get_tree` on the pinned source.
+fn check_and_get_tree(
+    fc: *mut sys::fs_context,
+    get_tree: unsafe extern "C" fn(*mut sys::fs_context) -> c_int,
+    pinned: &PinnedSource,
+    fs_name: &CStr,
+) -> c_int {
+    // Holds the checked device open until the file system has opened it.
+    let checked = match super::check_new_mount(fc, pinned.as_cstr(), fs_name) {
+        Ok(pin) => pin,
+        Err(e) if e == EROFS => return e.to_errno(),
+        Err(e) => {
+            let (ma, mi) = crate::kbind::bdev::dev_parts(pinned.dev());
+            pr_warn!("cannot check device {}:{} ({:?}): refusing the read-write mount\n", ma, mi, e);
+            return EROFS.to_errno();
+        }
+    };
+    // SAFETY: forwarding the VFS call to the file system.
+    let ret = unsafe { get_tree(fc) };
+    if ret != 0 {
+        return ret;
+    }
+    // The pinned name cannot lead elsewhere; this only states it.
+    // SAFETY: `get_tree` succeeded, so `fc->root` pins the superblock.
+    let opened = unsafe { sys::snapguard_fc_root_bdev(fc) };
+    if let Some(file) = &checked {
+        if !file.is(opened) {
+            let (ma, mi) = crate::kbind::bdev::dev_parts(pinned.dev());
+            pr_err!("the file system opened another device than the checked {}:{}: undoing the mount\n", ma, mi);
+            // SAFETY: `fc->root` is set and its superblock locked, as
+            // `get_tree` leaves them.
+            unsafe { sys::snapguard_fc_drop_root(fc) };
+            return EROFS.to_errno();
+        }
+    }
+    0
 }
 
 /// Our `reconfigure`: asks the guard before a remount to read-write.
@@ -381,7 +482,21 @@ unsafe extern "C" fn module_notify(_nb: *mut sys::notifier_block, action: c_ulon
             }
         }
     } else if state == sys::module_state_MODULE_STATE_GOING {
+        // A module is GOING here after `delete_module` found it unreferenced:
+        // no `fs_context` or superblock of its types exists (each holds a
+        // reference on it, and our trampolines are done with a context's
+        // table before the VFS drops that reference), and `try_module_get`
+        // on it fails from now on. So no mount can be using its types'
+        // hooks or tables and none can start: both are forgotten at once,
+        // without waiting for anyone. (The other way to GOING, a failed
+        // init, must not leave contexts of its types behind either: their
+        // code is freed next.)
         let _g = HOOK_LOCK.lock();
+        // SAFETY: `module` is going (above) and we hold `HOOK_LOCK`.
+        let freed = unsafe { free_slots_of(module) };
+        if freed > 0 && ANNOUNCE.load(Ordering::Relaxed) {
+            pr_debug!("forgot {} operation table(s) of a module going away\n", freed);
+        }
         for hook in HOOKS.iter() {
             let fs = hook.fs_type.load(Ordering::Acquire);
             // SAFETY: a non-null entry is a type whose module has not gone

@@ -10,6 +10,7 @@
 
 pub(crate) mod evidence;
 pub(crate) mod fshook;
+pub(crate) mod protect;
 
 use crate::kbind::bdev::{self, BdevFile, DevT, Stamp};
 use crate::kbind::sys;
@@ -184,6 +185,9 @@ fn store_allow_once(input: &[u8]) -> Result {
     };
     let mut name = Text::<32>::new();
     let _ = name.write_str(core::str::from_utf8(input).map_err(|_| EINVAL)?);
+    // A mount cannot be read-write on a device that is read-only at the
+    // block layer: allowing it lifts snapguard's protection too.
+    protect::user_override(dev)?;
     let mut s = SHARED.lock();
     if s.allow.iter().flatten().any(|(d, _)| *d == dev) {
         return Ok(());
@@ -194,22 +198,36 @@ fn store_allow_once(input: &[u8]) -> Result {
 }
 
 /// The files in `/sys/kernel/snapguard/guard/`.
-pub(crate) static GUARD_KNOBS: [Knob; 6] = [
+pub(crate) static GUARD_KNOBS: [Knob; 8] = [
     Knob { name: c"mode", show: show_mode, store: Some(store_mode) },
     Knob { name: c"policy", show: show_policy, store: Some(store_policy) },
     Knob { name: c"unclean", show: show_unclean, store: Some(store_unclean) },
     Knob { name: c"allow_once", show: show_allow_once, store: Some(store_allow_once) },
     Knob { name: c"stats", show: show_stats, store: None },
     Knob { name: c"last_refusal", show: show_last_refusal, store: None },
+    Knob { name: c"protect", show: protect::show_protect, store: Some(protect::store_protect) },
+    Knob { name: c"unprotect", show: protect::show_unprotect, store: Some(protect::store_unprotect) },
 ];
+
+/// Whether the guard enforces (`mode` is `enforce`): block-layer
+/// protection ([`protect`]) marks devices only then.
+pub(crate) fn enforcing() -> bool {
+    MODE.get() == 0
+}
 
 /// Sets up the guard's shared state. Call once, before the hooks.
 pub(crate) fn init() {
     // SAFETY: called once, at module init, before any other use.
     unsafe { SHARED.init() };
+    protect::init();
 }
 
 // ---------------------------------------------------------------- checks
+
+/// Whether read-write mounts are checked at all (`mode` is not `off`).
+pub(crate) fn guarding() -> bool {
+    MODE.get() != MODE_OFF
+}
 
 /// A read-write mount of `source` is being set up.
 ///
@@ -278,6 +296,7 @@ fn check(fc: *mut sys::fs_context, dev: DevT, fs: &CStr, what: &str) -> Result<O
             return Ok(None);
         }
     };
+    protect::refresh(&file, dev);
     let mut name_buf = [0u8; 32];
     let name = file.name(&mut name_buf);
     let mut reasons = KBox::new(Text::<768>::new(), GFP_KERNEL)?;
@@ -373,6 +392,7 @@ fn machine_scan(s: &mut Shared, target: &BdevFile, target_dev: DevT, reasons: &m
                         continue;
                     }
                 };
+                protect::note(&f, *d, &sm);
                 let mut nb = [0u8; 32];
                 let mut name = Text::<32>::new();
                 let _ = name.write_str(f.name(&mut nb));

@@ -188,3 +188,215 @@ fn bdev_name(bdev: *mut sys::block_device, buf: &mut [u8; 32]) -> &str {
     let n = usize::try_from(n).unwrap_or(0).min(buf.len() - 1);
     core::str::from_utf8(buf.get(..n).unwrap_or(&[])).unwrap_or("?")
 }
+
+impl BdevFile {
+    /// Whether `bdev` is the block device this file has open.
+    pub(crate) fn is(&self, bdev: *const sys::block_device) -> bool {
+        core::ptr::eq(self.bdev, bdev)
+    }
+}
+
+/// Why a mount source could not be pinned.
+#[derive(Debug)]
+pub(crate) enum PinError {
+    /// The path does not name a usable block device node (the errno the
+    /// file system's own `lookup_bdev` would fail with).
+    Lookup(Error),
+    /// No descriptor, no file table or no `/proc` to pin it with.
+    Short(Error),
+}
+
+/// Length of `/proc/thread-self/fd/` followed by a descriptor number.
+const PIN_PATH_LEN: usize = 40;
+
+/// A mount source resolved once, held open (`O_PATH`) as a descriptor of
+/// the current task, and named by the magic link `/proc/thread-self/fd/N`
+/// to that descriptor: whatever then happens to the path the caller gave
+/// (a symlink exchanged, a file replaced, a directory renamed), looking up
+/// the pinned name finds the same device node.
+///
+/// # Invariants
+///
+/// `fd` is a descriptor this object installed in the current task's file
+/// table for an `O_PATH` file of a block device node whose `i_rdev` is
+/// `dev`; `path` holds its magic link's NUL-terminated name, `len` bytes
+/// including the NUL. The object must be dropped by the task that made it.
+pub(crate) struct PinnedSource {
+    fd: u32,
+    dev: DevT,
+    path: [u8; PIN_PATH_LEN],
+    len: usize,
+}
+
+impl PinnedSource {
+    /// Resolves `source` as `lookup_bdev` does (following symlinks) and
+    /// pins the device node it names.
+    pub(crate) fn new(source: &CStr) -> core::result::Result<Self, PinError> {
+        let flags = (sys::O_PATH | sys::O_CLOEXEC) as kernel::ffi::c_int;
+        // SAFETY: `source` is NUL-terminated. An `O_PATH` open resolves the
+        // path without opening the device.
+        let file = unsafe { sys::filp_open(source.as_char_ptr(), flags, 0) };
+        let file = from_err_ptr(file).map_err(PinError::Lookup)?;
+        let mut dev: sys::dev_t = 0;
+        // SAFETY: `file` is a valid file we own a reference to; `dev` is a
+        // valid out pointer.
+        let ret = unsafe { sys::snapguard_path_file_dev(file, &mut dev) };
+        if ret != 0 {
+            // SAFETY: drops our reference.
+            unsafe { sys::snapguard_fput(file) };
+            return Err(PinError::Lookup(Error::from_errno(ret)));
+        }
+        // SAFETY: plain query of the current task.
+        if !unsafe { sys::snapguard_can_install_fd() } {
+            // SAFETY: drops our reference.
+            unsafe { sys::snapguard_fput(file) };
+            return Err(PinError::Short(EPERM));
+        }
+        // SAFETY: the current task has a file table of its own (above).
+        let fd = unsafe { sys::get_unused_fd_flags(sys::O_CLOEXEC) };
+        let Ok(fd) = u32::try_from(fd) else {
+            // SAFETY: drops our reference.
+            unsafe { sys::snapguard_fput(file) };
+            return Err(PinError::Short(Error::from_errno(fd)));
+        };
+        // SAFETY: `fd` was reserved above for this task; `fd_install` takes
+        // over our reference to `file`.
+        unsafe { sys::fd_install(fd, file) };
+        let mut pin = PinnedSource { fd, dev, path: [0; PIN_PATH_LEN], len: 0 };
+        pin.len = pin_path(&mut pin.path, fd);
+        // The link must lead back to the node: it does not without a procfs
+        // at /proc (or with a policy that forbids the magic link).
+        match lookup(pin.as_cstr()) {
+            Ok(d) if d == dev => Ok(pin),
+            Ok(_) => Err(PinError::Short(EXDEV)),
+            Err(e) => Err(PinError::Short(e)),
+        }
+    }
+
+    /// The device number of the pinned node.
+    pub(crate) fn dev(&self) -> DevT {
+        self.dev
+    }
+
+    /// The pinned name, `/proc/thread-self/fd/N`.
+    pub(crate) fn as_cstr(&self) -> &CStr {
+        let bytes = self.path.get(..self.len).unwrap_or(b"\0");
+        CStr::from_bytes_with_nul(bytes).unwrap_or(c"")
+    }
+}
+
+impl Drop for PinnedSource {
+    fn drop(&mut self) {
+        // SAFETY: `fd` is the descriptor we installed in this task's table
+        // (invariant). A thread of the same process that closed it and
+        // opened another file at that number meanwhile loses that file:
+        // the same as closing a descriptor it never owned.
+        unsafe { sys::close_fd(self.fd) };
+    }
+}
+
+/// Writes `/proc/thread-self/fd/<fd>` and a NUL into `buf`; returns the
+/// length including the NUL.
+fn pin_path(buf: &mut [u8; PIN_PATH_LEN], fd: u32) -> usize {
+    const PREFIX: &[u8] = b"/proc/thread-self/fd/";
+    let mut digits = [0u8; 10];
+    let mut n = fd;
+    let mut nd = 0;
+    // Bounded: a u32 has at most 10 decimal digits.
+    while nd < digits.len() {
+        if let Some(d) = digits.get_mut(nd) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        nd += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut len = 0;
+    for &b in Iterator::chain(PREFIX.iter(), digits.iter().take(nd).rev()) {
+        if let Some(slot) = buf.get_mut(len) {
+            *slot = b;
+            len += 1;
+        }
+    }
+    // PREFIX (21) + 10 digits + NUL fit in PIN_PATH_LEN (40).
+    if let Some(slot) = buf.get_mut(len) {
+        *slot = 0;
+        len += 1;
+    }
+    len
+}
+
+// ------------------------------------------------ block-layer read-only state
+
+impl BdevFile {
+    /// Whether the device is read-only at the block layer for any reason:
+    /// its own flag (`BLKROSET`), its whole disk's, or the driver's.
+    pub(crate) fn is_read_only(&self) -> bool {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { sys::snapguard_bdev_read_only(self.bdev) }
+    }
+
+    /// Whether the device's own read-only flag (the `BLKROSET` state) is set.
+    pub(crate) fn ro_flag(&self) -> bool {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { sys::snapguard_bdev_ro_flag(self.bdev) }
+    }
+
+    /// Sets or clears the device's own read-only flag, as `BLKROSET` does
+    /// (without the driver's `set_read_only` hook). While it is set, every
+    /// write through the device node fails (`write(2)` with `EPERM`,
+    /// read-write mounts with `EACCES`, discard and zero-out with `EPERM`).
+    pub(crate) fn set_ro_flag(&self, ro: bool) {
+        // SAFETY: `bdev` is valid while the file is open (invariant); the
+        // flag is an atomic bit.
+        unsafe { sys::snapguard_bdev_set_ro_flag(self.bdev, ro) }
+    }
+}
+
+/// Calls `f` for every block device on the system (disks and partitions)
+/// with its number and content stamp, without needing a device at hand
+/// (as at module load). Stops early when `f` returns false; at most `max`
+/// devices. `Err(ENODEV)` when the system has no block device yet.
+pub(crate) fn for_each_block_device(max: usize, mut f: impl FnMut(DevT, Stamp) -> bool) -> Result {
+    // SAFETY: plain call; the result is the block class (static) or null.
+    let class = unsafe { sys::snapguard_block_class() };
+    if class.is_null() {
+        return Err(ENODEV);
+    }
+    // SAFETY: `class` is the registered block class.
+    let iter = unsafe { sys::snapguard_class_iter_new(class) };
+    if iter.is_null() {
+        return Err(ENOMEM);
+    }
+    for _ in 0..max {
+        // SAFETY: `iter` was initialised above and not freed yet.
+        let dev = unsafe { sys::snapguard_class_iter_next(iter) };
+        if dev.is_null() {
+            break;
+        }
+        // SAFETY: the iterator holds a reference on `dev` until the next
+        // call, so `dev` and its embedded block device are valid.
+        let (devt, stamp) = unsafe {
+            let bdev = sys::snapguard_dev_to_bdev(dev);
+            (sys::snapguard_dev_devt(dev), stamp_of(bdev))
+        };
+        if !f(devt, stamp) {
+            break;
+        }
+    }
+    // SAFETY: `iter` came from `snapguard_class_iter_new`.
+    unsafe { sys::snapguard_class_iter_free(iter) };
+    Ok(())
+}
+
+impl BdevFile {
+    /// Whether someone holds the device exclusively: a mounted file
+    /// system, swap, a device-mapper or md device on top, or an `O_EXCL`
+    /// opener such as `fsck`. A hint: the holder can change right after.
+    pub(crate) fn has_holder(&self) -> bool {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { sys::snapguard_bdev_has_holder(self.bdev) }
+    }
+}

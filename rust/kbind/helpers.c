@@ -265,3 +265,97 @@ bool snapguard_cancel_dwork_sync(void *dwork)
 {
 	return cancel_delayed_work_sync(dwork);
 }
+
+/* The checks lookup_bdev() makes on the path it resolved, on the path of an
+ * O_PATH file: a block device node on a mount that allows devices (the
+ * test of may_open_dev(), which is not exported; the file system's own
+ * lookup_bdev() of the pinned path makes the real one again). */
+int snapguard_path_file_dev(struct file *f, dev_t *dev)
+{
+	struct inode *inode = d_backing_inode(f->f_path.dentry);
+
+	if (!S_ISBLK(inode->i_mode))
+		return -ENOTBLK;
+	if ((f->f_path.mnt->mnt_flags & MNT_NODEV) ||
+	    (f->f_path.mnt->mnt_sb->s_iflags & SB_I_NODEV))
+		return -EACCES;
+	if (!inode->i_rdev)
+		return -ENODEV;
+	*dev = inode->i_rdev;
+	return 0;
+}
+
+/* Whether the current task has a file table of its own to put a descriptor
+ * in (kernel threads share init's). */
+bool snapguard_can_install_fd(void)
+{
+	return current->files && !(current->flags & PF_KTHREAD);
+}
+
+struct block_device *snapguard_fc_root_bdev(struct fs_context *fc)
+{
+	return fc->root ? fc->root->d_sb->s_bdev : NULL;
+}
+
+/* Undoes a successful get_tree (as the VFS's own fc_drop_locked()). */
+void snapguard_fc_drop_root(struct fs_context *fc)
+{
+	struct super_block *sb = fc->root->d_sb;
+
+	dput(fc->root);
+	fc->root = NULL;
+	deactivate_locked_super(sb);
+}
+
+bool snapguard_within_module(const void *addr, struct module *mod)
+{
+	return within_module((unsigned long)addr, mod);
+}
+
+/* Block-layer read-only state (rust/guard/protect.rs). BD_READ_ONLY is the
+ * per-device flag BLKROSET sets; bdev_read_only() also honours the whole
+ * disk's and the driver's read-only state. */
+bool snapguard_bdev_ro_flag(struct block_device *bdev)
+{
+	return bdev_test_flag(bdev, BD_READ_ONLY);
+}
+
+bool snapguard_bdev_read_only(struct block_device *bdev)
+{
+	return bdev_read_only(bdev);
+}
+
+void snapguard_bdev_set_ro_flag(struct block_device *bdev, bool ro)
+{
+	if (ro)
+		bdev_set_flag(bdev, BD_READ_ONLY);
+	else
+		bdev_clear_flag(bdev, BD_READ_ONLY);
+}
+
+/* block_class is not exported; every disk's and partition's device points
+ * at it. (C because the walk is list_for_each_entry under a spinlock,
+ * macros bindgen cannot bind.) Take it from the first block device inode that has one (the bdev
+ * file system's root inode has none). */
+const struct class *snapguard_block_class(void)
+{
+	const struct class *class = NULL;
+	struct inode *inode;
+
+	spin_lock(&blockdev_superblock->s_inode_list_lock);
+	list_for_each_entry(inode, &blockdev_superblock->s_inodes, i_sb_list) {
+		class = I_BDEV(inode)->bd_device.class;
+		if (class)
+			break;
+	}
+	spin_unlock(&blockdev_superblock->s_inode_list_lock);
+	return class;
+}
+
+/* Whether someone holds the device exclusively (a mounted file system,
+ * swap, device-mapper, an O_EXCL opener such as fsck). Unlocked read:
+ * a hint, see rust/guard/protect.rs. */
+bool snapguard_bdev_has_holder(struct block_device *bdev)
+{
+	return READ_ONCE(bdev->bd_holder) != NULL;
+}

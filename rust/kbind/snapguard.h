@@ -83,4 +83,19 @@ int snapguard_discard(struct block_device *bdev, sector_t sector, sector_t nr);
 bool snapguard_cancel_dwork_sync(void *dwork);
 int snapguard_zeroout(struct block_device *bdev, sector_t sector, sector_t nr);
 
+/* mount source pinning and module lifetimes (rust/guard/fshook.rs) */
+#include <linux/fdtable.h>
+int snapguard_path_file_dev(struct file *f, dev_t *dev);
+bool snapguard_can_install_fd(void);
+struct block_device *snapguard_fc_root_bdev(struct fs_context *fc);
+void snapguard_fc_drop_root(struct fs_context *fc);
+bool snapguard_within_module(const void *addr, struct module *mod);
+
+/* block-layer read-only state (protect.rs) */
+bool snapguard_bdev_ro_flag(struct block_device *bdev);
+bool snapguard_bdev_read_only(struct block_device *bdev);
+void snapguard_bdev_set_ro_flag(struct block_device *bdev, bool ro);
+const struct class *snapguard_block_class(void);
+bool snapguard_bdev_has_holder(struct block_device *bdev);
+
 #endif

@@ -159,6 +159,11 @@ fn main() {
     let mut p = FormatParams::new(data);
     p.extent_size = 64 << 10;
     let mut pool = Pool::format(MemDevice::new(meta), &mut arena, p).unwrap();
+    let fast_arena: Vec<FastSlot> = (0..(n as usize).clamp(1 << 16, 1 << 22))
+        .map(|_| FastSlot::new())
+        .collect();
+    let fast = FastMap::new(&fast_arena).unwrap();
+    pool.set_fast_map(fast);
 
     // Provision throughput (commit every 1 Mi extents).
     pool.create_volume(1, n).unwrap();
@@ -291,6 +296,31 @@ fn main() {
         per(d, probes),
         per(dc, probes)
     );
+    // Lock-free fast map: it holds unshared mappings only, so drop the
+    // snapshot, fill the map with blocking lookups of a window of volume
+    // 1, then take the snapshot again for the break measurements.
+    let uid1 = pool.volume(1).unwrap().uid;
+    let window = n.min(1 << 20);
+    pool.delete_volume(2).unwrap();
+    pool.commit().unwrap();
+    for v in 0..window {
+        pool.lookup(1, v).unwrap();
+    }
+    let t = Instant::now();
+    let mut hits = 0u64;
+    for _ in 0..probes {
+        if fast.lookup(uid1, rnd() % window).is_some() {
+            hits += 1;
+        }
+    }
+    let df = t.elapsed();
+    println!(
+        "fast map lookup (lock-free, {} slots, random over {window} extents): {:.0} ns, {hits} hits of {probes}",
+        fast_arena.len(),
+        per(df, probes)
+    );
+    pool.snapshot(1, 2).unwrap();
+    pool.commit().unwrap();
 
     // Break-sharing throughput: the snapshot's first `breaks` extents.
     let t = Instant::now();

@@ -202,3 +202,114 @@ fn readers_lookup_cached_while_writer_changes() {
     eprintln!("concurrency: {h} mapped answers compared, {m} unmapped/absent, {b} would-block");
     assert!(h > 1000, "{h}");
 }
+
+/// The lock-free fast map: readers look mappings up without any lock
+/// while the writer (owning the pool) runs every operation; every hit must
+/// be the model's unshared mapping whenever no writer operation overlapped
+/// the read (sequence-checked), and hits must be frequent.
+#[test]
+fn fast_map_readers_without_lock() {
+    use std::sync::atomic::fence;
+    use std::sync::atomic::Ordering::{Acquire, Release};
+    let fast: &'static [FastSlot] = Box::leak((0..4096).map(|_| FastSlot::new()).collect());
+    let arena: &'static mut [CacheSlot] = Box::leak(slots(256).into_boxed_slice());
+    let mut p = FormatParams::new(20_000);
+    p.max_volumes = 16;
+    p.extent_size = 4096;
+    let mut pool = Pool::format(MemDevice::new(4096), arena, p).unwrap();
+    pool.set_fast_map(FastMap::new(fast).unwrap());
+    // (version, model, uid per volume): published by the writer when even.
+    type Pub = (u64, Arc<Model>, BTreeMap<u32, u64>);
+    let version = Arc::new(AtomicU64::new(0));
+    let published: Arc<RwLock<Pub>> = Arc::new(RwLock::new((
+        0,
+        Arc::new(Model::default()),
+        BTreeMap::new(),
+    )));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (hits, checked, skipped) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let readers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (version, published, stop) = (version.clone(), published.clone(), stop.clone());
+            let (hits, checked, skipped) = (hits.clone(), checked.clone(), skipped.clone());
+            std::thread::spawn(move || {
+                let map = FastMap::new(fast).unwrap();
+                let mut rng = Rng(0x51_7CC1 + t);
+                while !stop.load(Relaxed) {
+                    let v1 = version.load(Acquire);
+                    if v1 & 1 != 0 {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    let (pv, model, uids) = published.read().unwrap().clone();
+                    if pv != v1 {
+                        continue;
+                    }
+                    for _ in 0..256 {
+                        let id = rng.below(u64::from(IDS)) as u32;
+                        let Some(&uid) = uids.get(&id) else { continue };
+                        let vext = rng.below(SIZE);
+                        let r = map.lookup(uid, vext);
+                        fence(Acquire);
+                        if version.load(Relaxed) != v1 {
+                            skipped.fetch_add(1, Relaxed);
+                            break;
+                        }
+                        checked.fetch_add(1, Relaxed);
+                        if let Some(pext) = r {
+                            assert_eq!(
+                                model.expect(id, vext),
+                                Ok(Mapping::Mapped {
+                                    pext,
+                                    shared: false
+                                }),
+                                "fast map hit for volume {id} (uid {uid}) extent {vext}"
+                            );
+                            hits.fetch_add(1, Relaxed);
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(20));
+                }
+            })
+        })
+        .collect();
+    let mut shared = Shared {
+        pool,
+        model: Model::default(),
+    };
+    let mut rng = Rng(7);
+    for _ in 0..2500 {
+        version.fetch_add(1, Release);
+        writer_step(&mut shared, &mut rng);
+        // Lookups fill the fast map.
+        for _ in 0..8 {
+            let id = rng.below(u64::from(IDS)) as u32;
+            let _ = shared.pool.lookup(id, rng.below(SIZE));
+        }
+        let mut uids = BTreeMap::new();
+        for id in 0..IDS {
+            if let Ok(v) = shared.pool.volume(id) {
+                uids.insert(id, v.uid);
+            }
+        }
+        let v = version.load(Relaxed) + 1;
+        *published.write().unwrap() = (v, Arc::new(shared.model.clone()), uids);
+        version.store(v, Release);
+        std::thread::yield_now();
+    }
+    stop.store(true, Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let (h, c, s) = (
+        hits.load(Relaxed),
+        checked.load(Relaxed),
+        skipped.load(Relaxed),
+    );
+    eprintln!("fast map: {c} lock-free lookups checked, {h} hits, {s} reads overlapped a writer op (not checked)");
+    assert!(h > 1000, "{h} hits");
+}

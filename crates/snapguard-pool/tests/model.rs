@@ -18,6 +18,7 @@ static SPACE_ERR: AtomicU64 = AtomicU64::new(0);
 static CHECKS: AtomicU64 = AtomicU64::new(0);
 static MAPPED: AtomicU64 = AtomicU64::new(0);
 static SHARED: AtomicU64 = AtomicU64::new(0);
+static FAST_HITS: AtomicU64 = AtomicU64::new(0);
 
 const MAXV: u32 = 300;
 const IDS: [u32; 8] = [0, 1, 2, 3, 4, 5, 130, 299];
@@ -290,6 +291,8 @@ struct Run<'s> {
     com_meta: u64,
     data_cap: u64,
     meta_cap: u64,
+    /// The lock-free fast map the pool keeps (checked against the model).
+    fast: FastMap<'static>,
 }
 
 impl<'s> Run<'s> {
@@ -766,6 +769,8 @@ impl<'s> Run<'s> {
             dev.fired = false;
         }
         self.pool = Some(Pool::open(dev, s).unwrap());
+        let fast = self.fast;
+        self.pool().set_fast_map(fast);
         let gen = self.pool().stats().generation;
         if gen == self.gen + 1 {
             // A commit that failed after its superblock reached the disk.
@@ -826,9 +831,11 @@ impl<'s> Run<'s> {
         let news = self.pending_news();
         let pool = self.pool.as_mut().unwrap();
         let mut ids = vec![];
+        let mut uids = BTreeMap::new();
         let mut from = 0u32;
         while let Some(v) = pool.next_volume(from).unwrap() {
             ids.push(v.id);
+            uids.insert(v.id, v.uid);
             let mv = &model.vols[&v.id];
             assert_eq!(
                 (v.size, v.bg_cursor, v.bg_done),
@@ -865,6 +872,23 @@ impl<'s> Run<'s> {
                 }
             }
         }
+        // The fast map: fill it with a few lookups, then every hit must be
+        // the model's unshared mapping, for mapped and unmapped keys.
+        for (id, mv) in &model.vols {
+            for k in mv.map.keys().take(4) {
+                pool.lookup(*id, *k).unwrap();
+            }
+        }
+        for (id, mv) in &model.vols {
+            let uid = uids[id];
+            for k in mv.map.keys().flat_map(|k| [*k, k + 1]).chain(0..50) {
+                if let Some(p) = self.fast.lookup(uid, k) {
+                    assert_eq!(mv.map.get(&k), Some(&p), "fast map: vol {id} vext {k}");
+                    assert_eq!(counts[&p], 1, "fast map: vol {id} vext {k} shared");
+                    FAST_HITS.fetch_add(1, Relaxed);
+                }
+            }
+        }
         let committed = self.committed.counts();
         let mut used = 0;
         for p in 0..self.data {
@@ -898,6 +922,14 @@ fn run_opts(ops: &[Op], cache: usize, meta: u64, data: u64, fail_at: Option<u64>
     p.data_capacity = data_cap;
     p.meta_capacity = meta_cap;
     let mut pool = Pool::format(MemDevice::new(meta_cap), &mut s, p).unwrap();
+    let fast = FastMap::new(Box::leak(
+        (0..509)
+            .map(|_| FastSlot::new())
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    ))
+    .unwrap();
+    pool.set_fast_map(fast);
     pool.device_mut().fail_at = fail_at;
     let gen = pool.stats().generation;
     let mut r = Run {
@@ -914,6 +946,7 @@ fn run_opts(ops: &[Op], cache: usize, meta: u64, data: u64, fail_at: Option<u64>
         com_meta: meta,
         data_cap,
         meta_cap,
+        fast,
     };
     let mut ios = vec![];
     for op in ops.iter().chain([Op::Commit, Op::Reopen].iter()) {
@@ -941,13 +974,14 @@ fn run_opts(ops: &[Op], cache: usize, meta: u64, data: u64, fail_at: Option<u64>
 fn run(ops: &[Op], cache: usize, meta: u64, data: u64) {
     run_opts(ops, cache, meta, data, None);
     eprintln!(
-        "model: ok {} expected-errors {} space-errors {} checks {} mapped-compared {} shared {}",
+        "model: ok {} expected-errors {} space-errors {} checks {} mapped-compared {} shared {} fast-map hits {}",
         OK.load(Relaxed),
         EXPECTED_ERR.load(Relaxed),
         SPACE_ERR.load(Relaxed),
         CHECKS.load(Relaxed),
         MAPPED.load(Relaxed),
-        SHARED.load(Relaxed)
+        SHARED.load(Relaxed),
+        FAST_HITS.load(Relaxed)
     );
 }
 

@@ -33,6 +33,7 @@ mod block;
 mod cache;
 mod check;
 mod crc;
+mod fast;
 mod geom;
 mod ops;
 mod read;
@@ -42,6 +43,7 @@ mod tree;
 pub use cache::CacheSlot;
 pub use check::{CheckReport, Problem, ProblemKind, MAX_PROBLEMS};
 pub use crc::crc32c;
+pub use fast::{FastMap, FastSlot};
 
 use cache::{Cache, RESERVED, SLOT_COM, SLOT_PENDING, SLOT_WORK};
 use geom::{decode_sb, encode_sb, Geometry, SbVars};
@@ -367,6 +369,8 @@ pub struct Pool<'a, D: MetaDevice> {
     npending: usize,
     /// Token of the next prepared break.
     next_token: u64,
+    /// Lock-free map of known unshared mappings, if the caller gave one.
+    fast: Option<FastMap<'a>>,
     dirty: bool,
     failed: bool,
 }
@@ -482,6 +486,7 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
             meta_reserved: 0,
             npending: 0,
             next_token: vars.gen.saturating_mul(1 << 32).saturating_add(1),
+            fast: None,
             dirty: false,
             failed: false,
         })
@@ -531,6 +536,33 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
     /// The metadata device, mutably (e.g. to inject faults in tests).
     pub fn device_mut(&mut self) -> &mut D {
         &mut self.dev
+    }
+
+    /// Attaches a lock-free fast map (see [`FastMap`]): from now on the
+    /// pool records there the unshared mappings it finds and invalidates
+    /// them before any change. Readers use [`FastMap::new`] on the same
+    /// arena.
+    pub fn set_fast_map(&mut self, map: FastMap<'a>) {
+        map.invalidate_all();
+        self.fast = Some(map);
+    }
+
+    fn fast_insert(&self, uid: u64, vext: u64, pext: u64) {
+        if let Some(f) = &self.fast {
+            f.insert(uid, vext, pext);
+        }
+    }
+
+    fn fast_invalidate(&self, uid: u64, start: u64, end: u64) {
+        if let Some(f) = &self.fast {
+            f.invalidate(uid, start, end);
+        }
+    }
+
+    fn fast_invalidate_all(&self) {
+        if let Some(f) = &self.fast {
+            f.invalidate_all();
+        }
     }
 
     /// On-disk format version of the open pool.
@@ -640,6 +672,9 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
     /// Returns to the last committed state; pending breaks stay known but
     /// become stale (their completion only frees their extent).
     fn reset_to_committed(&mut self) {
+        if let Some(f) = &self.fast {
+            f.invalidate_all();
+        }
         self.cache.invalidate();
         let _ = self.cache.copy(SLOT_COM, SLOT_WORK);
         self.work = self.com;

@@ -227,6 +227,8 @@ impl<D: MetaDevice> Pool<'_, D> {
     }
 
     fn snapshot_inner(&mut self, src: u32, dst: u32) -> Result<(), Error> {
+        // Everything of `src` becomes shared.
+        self.fast_invalidate_all();
         let s = self.rec_req(src)?;
         if s.root != 0 {
             self.inc(SmKind::Meta, s.root)?;
@@ -248,6 +250,9 @@ impl<D: MetaDevice> Pool<'_, D> {
         let mut drec = self.rec_req(dst)?;
         let orig_root = drec.root;
         self.pending_invalidate(dst, b, b.saturating_add(len))?;
+        // Destination mappings change, source extents become shared.
+        self.fast_invalidate(drec.uid, b, b.saturating_add(len));
+        self.fast_invalidate(srec.uid, a, a.saturating_add(len));
         let depth = Kind::Vol.depth_for(drec.size)?;
         let leaf_n = Kind::Vol.leaf_entries();
         // A destination key whose leaf got an unmapping: pruned when the
@@ -298,7 +303,15 @@ impl<D: MetaDevice> Pool<'_, D> {
         let rec = self.rec_req(id)?;
         let geo = self.geo;
         let gen = self.gen();
-        read::vol_lookup(&mut self.loader(), &geo, &rec, vext, gen)
+        let m = read::vol_lookup(&mut self.loader(), &geo, &rec, vext, gen)?;
+        if let Mapping::Mapped {
+            pext,
+            shared: false,
+        } = m
+        {
+            self.fast_insert(rec.uid, vext, pext);
+        }
+        Ok(m)
     }
 
     /// Looks up `vext` of volume `id` from the cache only: never does I/O,
@@ -336,6 +349,7 @@ impl<D: MetaDevice> Pool<'_, D> {
             if rec.root != orig {
                 p.rec_put(id, Some(&rec))?;
             }
+            p.fast_insert(rec.uid, vext, pext);
             Ok(pext)
         })
     }
@@ -557,6 +571,7 @@ impl<D: MetaDevice> Pool<'_, D> {
                     if r.root != orig {
                         p.rec_put(plan.volume, Some(&r))?;
                     }
+                    p.fast_insert(r.uid, plan.vext, plan.new);
                     true
                 }
                 None => {
@@ -642,6 +657,7 @@ impl<D: MetaDevice> Pool<'_, D> {
         end: u64,
         budget: Option<u64>,
     ) -> Result<u64, Error> {
+        self.fast_invalidate(rec.uid, start, end);
         let mut rec = rec;
         let orig_root = rec.root;
         let depth = Kind::Vol.depth_for(rec.size)?;

@@ -6,8 +6,10 @@ use snapguard_hibernate::{self as hib, ReadAt, Report, Verdict};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write as _};
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::process::ExitCode;
 
 /// Arguments of `snapguard probe`.
@@ -16,6 +18,13 @@ pub(crate) struct ProbeArgs {
     /// Print one JSON object per line per volume.
     #[arg(long)]
     json: bool,
+    /// Make each block device that shows a sleeping OS read-only at the
+    /// block layer (BLKROSET), so that no program writes it. With the
+    /// snapguard module loaded the kernel does it (and `unprotect` lifts
+    /// it); without, this tool sets the flag itself (`blockdev --setrw`
+    /// lifts it). Used by the udev rule for new and changed devices.
+    #[arg(long)]
+    protect: bool,
     /// Block devices or image files to probe.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
@@ -100,6 +109,79 @@ fn verdict_line(v: Verdict, sleeping: bool) -> String {
     }
 }
 
+/// The module's knob that probes a device and protects it.
+const PROTECT_KNOB: &str = "/sys/kernel/snapguard/guard/protect";
+
+/// Whether the block device `meta` describes is read-only at the block
+/// layer (what `BLKROGET` says; sysfs shows the same, no ioctl needed).
+fn blk_ro(meta: &std::fs::Metadata) -> Result<bool, String> {
+    let rdev = meta.rdev();
+    // glibc's encoding of a dev_t (major/minor of <sys/sysmacros.h>).
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    let attr = format!("/sys/dev/block/{major}:{minor}/ro");
+    let v = std::fs::read_to_string(&attr).map_err(|e| format!("{attr}: {e}"))?;
+    Ok(v.trim() != "0")
+}
+
+/// `--protect` for one probed path: the line to print, or `None` when
+/// there is nothing to say (no sleeping OS, or not a block device).
+fn protect(path: &Path, rep: &Report) -> Result<Option<String>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.file_type().is_block_device() {
+        return Ok(None);
+    }
+    let shown = path.display();
+    let before = blk_ro(&meta)?;
+    if Path::new(PROTECT_KNOB).exists() {
+        // The module probes the device itself and decides: it marks it,
+        // lifts a mark it left for an earlier medium (a loop device keeps
+        // the flag when detached), or leaves it; it remembers what it set,
+        // so that its `unprotect` knob and unloading can lift it.
+        std::fs::write(PROTECT_KNOB, path.as_os_str().as_bytes())
+            .map_err(|e| format!("{PROTECT_KNOB}: {e}"))?;
+        let after = blk_ro(&meta)?;
+        return Ok(match (rep.sleeping_os(), before, after) {
+            (true, false, true) => Some(format!(
+                "  made read-only at the block layer by the snapguard module; \
+                 lift with: echo {shown} > /sys/kernel/snapguard/guard/unprotect"
+            )),
+            (true, true, true) => Some("  already read-only at the block layer".to_string()),
+            (true, _, false) => Some(
+                "  not made read-only by the snapguard module (in use, mode not \
+                 enforce, or unprotected by the user; see dmesg)"
+                    .to_string(),
+            ),
+            (false, true, false) => Some(
+                "  read-only state the snapguard module set for an earlier medium lifted"
+                    .to_string(),
+            ),
+            (false, _, _) => None,
+        });
+    }
+    if !rep.sleeping_os() {
+        return Ok(None);
+    }
+    if before {
+        return Ok(Some("  already read-only at the block layer".to_string()));
+    }
+    // No module: BLKROSET through util-linux (this crate has no unsafe code).
+    let out = Command::new("blockdev")
+        .arg("--setro")
+        .arg(path)
+        .output()
+        .map_err(|e| format!("blockdev --setro: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "blockdev --setro: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(Some(format!(
+        "  made read-only at the block layer; lift with: blockdev --setrw {shown}"
+    )))
+}
+
 /// Runs `snapguard probe`: exit 0 when every volume is clean or
 /// unsupported, 1 when any is hibernated, unclean or corrupt, 2 on I/O
 /// errors.
@@ -113,6 +195,15 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
                 if !rep.verdict().is_safe() {
                     worst = worst.max(1);
                 }
+                let protected = if args.protect {
+                    protect(path, &rep).unwrap_or_else(|e| {
+                        worst = 2;
+                        eprintln!("{shown}: --protect: {e}");
+                        None
+                    })
+                } else {
+                    None
+                };
                 if args.json {
                     let j = JsonReport {
                         path: shown,
@@ -134,6 +225,9 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
                         bytes_read: rep.bytes_read(),
                     };
                     let _ = writeln!(out, "{}", serde_json::to_string(&j).unwrap_or_default());
+                    if let Some(p) = &protected {
+                        eprintln!("{}:{p}", path.display());
+                    }
                 } else {
                     let v = verdict_line(rep.verdict(), rep.sleeping_os());
                     let _ = writeln!(out, "{shown}: {}, {v}", rep.fs().as_str());
@@ -152,6 +246,9 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
                     }
                     if !rep.verdict().is_safe() {
                         let _ = writeln!(out, "  remedy: {}", rep.remedy());
+                    }
+                    if let Some(p) = &protected {
+                        let _ = writeln!(out, "{p}");
                     }
                 }
             }

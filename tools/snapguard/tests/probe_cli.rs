@@ -186,3 +186,82 @@ fn damaged_boot_sectors_are_recognised() {
         (Some("fat32"), Some("unclean"))
     );
 }
+
+#[test]
+fn protect_ignores_image_files() {
+    // `--protect` acts on block devices only; on files it changes nothing
+    // and the exit codes stay those of `probe`.
+    let hib = img("ntfs-hiberfil-HIBR");
+    let before = std::fs::read(&hib).unwrap();
+    let o = snapguard(&["probe", "--protect"], &[hib.clone(), img("ntfs-clean")]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("read-only at the block layer"), "{out}");
+    assert_eq!(std::fs::read(&hib).unwrap(), before);
+}
+
+/// Runs `cmd`, returning its trimmed stdout, or `None` if it failed.
+fn run(cmd: &str, args: &[&str]) -> Option<String> {
+    let o = Command::new(cmd).args(args).output().ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+#[test]
+fn protect_sets_blkroset_on_a_hibernated_loop_device() {
+    // Needs root and loop devices; without the snapguard module the tool
+    // sets the flag itself (`blockdev --setro`).
+    if run("id", &["-u"]).as_deref() != Some("0")
+        || std::path::Path::new("/sys/kernel/snapguard").exists()
+    {
+        eprintln!("skipped: needs root, and the snapguard module not loaded");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe-protect");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (hib, clean) = (dir.join("hib.img"), dir.join("clean.img"));
+    std::fs::copy(img("ntfs-hiberfil-HIBR"), &hib).unwrap();
+    std::fs::copy(img("ntfs-clean"), &clean).unwrap();
+    let attach = |p: &Path| run("losetup", &["-f", "--show", p.to_str().unwrap()]);
+    let (Some(l1), Some(l2)) = (attach(&hib), attach(&clean)) else {
+        eprintln!("skipped: no loop devices");
+        return;
+    };
+    // A loop device keeps its read-only flag across detach: start clean.
+    let _ = run("blockdev", &["--setrw", &l1, &l2]);
+    let o = snapguard(
+        &["probe", "--protect"],
+        &[l1.clone().into(), l2.clone().into()],
+    );
+    let ro1 = run("blockdev", &["--getro", &l1]);
+    let ro2 = run("blockdev", &["--getro", &l2]);
+    let dd = Command::new("dd")
+        .args([
+            "if=/dev/zero",
+            &format!("of={l1}"),
+            "bs=512",
+            "count=1",
+            "conv=notrunc",
+        ])
+        .output()
+        .unwrap();
+    let _ = run("blockdev", &["--setrw", &l1, &l2]);
+    let _ = run("losetup", &["-d", &l1, &l2]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "made read-only at the block layer; lift with: blockdev --setrw {l1}"
+        )),
+        "{out}"
+    );
+    assert_eq!(ro1.as_deref(), Some("1"));
+    assert_eq!(ro2.as_deref(), Some("0"));
+    assert!(!dd.status.success());
+    assert!(String::from_utf8_lossy(&dd.stderr).contains("Operation not permitted"));
+    assert_eq!(
+        std::fs::read(&hib).unwrap(),
+        std::fs::read(img("ntfs-hiberfil-HIBR")).unwrap()
+    );
+}
