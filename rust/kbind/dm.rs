@@ -716,6 +716,12 @@ pub(crate) trait Target: Send + Sync + Sized {
     /// A bio the target mapped has ended (`end_io`); nothing by default.
     fn end_io(&self, _bio: &mut Bio<'_>) {}
 
+    /// The device whose queue limits this target's device stacks on
+    /// (`iterate_devices`, over the target's whole length); none by default.
+    fn limits_device(&self) -> Option<Dev> {
+        None
+    }
+
     /// Adjusts the device's queue limits (`io_hints`); nothing by default.
     fn io_hints(&self, _limits: &mut Limits<'_>) {}
 
@@ -848,6 +854,26 @@ unsafe extern "C" fn end_io_tramp<T: Target>(
     inst.target.end_io(&mut b);
     // DM_ENDIO_DONE: device-mapper completes the bio.
     0
+}
+
+/// The `iterate_devices` callback: reports [`Target::limits_device`].
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target with a valid callout.
+unsafe extern "C" fn iterate_devices_tramp<T: Target>(
+    ti: *mut sys::dm_target,
+    f: sys::iterate_devices_callout_fn,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    let (Some(f), Some(dev)) = (f, inst.target.limits_device().and_then(|d| inst.devs.get(d))) else {
+        return 0;
+    };
+    // SAFETY: `ti` is valid, `dev` is a device the target holds, `data`
+    // is device-mapper's own cookie for `f`.
+    unsafe { f(ti, dev, 0, (*ti).len, data) }
 }
 
 /// The `io_hints` callback.
@@ -987,6 +1013,7 @@ impl Registration {
         tt.end_io = Some(end_io_tramp::<T>);
         tt.postsuspend = Some(postsuspend_tramp::<T>);
         tt.io_hints = Some(io_hints_tramp::<T>);
+        tt.iterate_devices = Some(iterate_devices_tramp::<T>);
         // SAFETY: `tt` is fully initialised, lives on the heap and stays
         // there until `drop` unregisters it.
         let ret = unsafe { sys::dm_register_target(&mut *tt) };

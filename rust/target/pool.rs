@@ -720,6 +720,10 @@ impl Target for PoolTarget {
         };
     }
 
+    fn limits_device(&self) -> Option<Dev> {
+        Some(self.data)
+    }
+
     fn postsuspend(&self) {
         if let Err(e) = self.core.commit() {
             pr_err!("{}: commit at suspend failed: {:?}\n", POOL_TARGET, e);

@@ -185,6 +185,11 @@ impl Target for VolumeTarget {
         }
     }
 
+    fn limits_device(&self) -> Option<Dev> {
+        // The pool device, which stacks on the data device.
+        Some(self.pool_dev)
+    }
+
     fn io_hints(&self, limits: &mut Limits<'_>) {
         if self.core.pool.discard {
             limits.set_discard(u32::try_from(self.core.pool.extent_sectors).unwrap_or(u32::MAX));
