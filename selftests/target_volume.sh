@@ -13,7 +13,7 @@
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 49
+ktap_plan 50
 
 dd if=/dev/zero of=/tmp/sgv-meta bs=1M count=0 seek=8 status=none
 dd if=/dev/zero of=/tmp/sgv-data bs=1M count=0 seek=96 status=none
@@ -183,6 +183,14 @@ ktap_check "delete refused while 3 is active, allowed after" del3
 remove sgv1
 remove sgv2
 remove sgv-pool
+# The metadata after all of this passes the userspace checker (space maps,
+# reference counts, tree shapes), when the CLI is in the guest (tools/vm.py
+# adds it if it was built).
+if command -v snapguard >/dev/null; then
+	ktap_check "snapguard pool check: the metadata is clean" snapguard pool check "$META"
+else
+	ktap_skip "snapguard pool check: the metadata is clean" "snapguard CLI not built (cargo build -p snapguard --release)"
+fi
 no_dm_device() { ! compgen -G '/sys/block/dm-*' >/dev/null; }
 ktap_check "no device left" no_dm_device
 dmesg >>$KLOG
