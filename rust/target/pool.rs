@@ -27,7 +27,7 @@ use crate::kbind::dm::{
     StatusType, Target,
 };
 use crate::kbind::text::Text;
-use crate::pool::{self, CacheSlot, FormatParams, Mapping, MetaDevice, Pool, BLOCK_SIZE};
+use crate::pool::{self, CacheSlot, FastMap, FastSlot, FormatParams, Mapping, MetaDevice, Pool, BLOCK_SIZE};
 use core::fmt::Write;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -35,7 +35,6 @@ use kernel::sync::{Arc, Mutex, SpinLock};
 use kernel::time::msecs_to_jiffies;
 use kernel::workqueue::{new_delayed_work, DelayedWork, WorkItem};
 use kernel::new_spinlock;
-use kernel::time::{delay::fsleep, Delta};
 
 /// Sectors per metadata block.
 const BLOCK_SECTORS: u64 = (BLOCK_SIZE / 512) as u64;
@@ -189,11 +188,11 @@ pub(crate) struct PoolState {
 /// Bytes copied per step of a sharing break (extents are powers of two
 /// of at least 4 KiB, so a step never crosses an extent's end).
 const COPY_CHUNK: usize = 64 << 10;
+/// Most fast-map slots (2.5 MiB).
+const FAST_SLOTS_MAX: usize = 1 << 16;
 /// Commit period (ms) after a worker batch left uncommitted changes, as
 /// dm-thin's default `commit_interval_ms`-like period of one second.
 const COMMIT_MS: u32 = 1000;
-/// Longest wait (ms) for an origin's in-flight writes before a snapshot.
-const QUIESCE_MS: u32 = 10_000;
 
 /// The state a pool shares with its volumes (`snapguard` targets), found
 /// through [`super::LIVE_POOLS`] by the pool's device number.
@@ -214,6 +213,15 @@ pub(crate) struct PoolCore {
     /// Metadata and data device; the worker holds it for each batch.
     #[pin]
     state: Mutex<PoolState>,
+    /// The lock-free fast map `map` reads (in `fast_slots`).
+    fast: FastMap<'static>,
+    /// The data device for `map`'s fast-map hits (see `PoolState::data`):
+    /// `map` runs only while a volume holds the pool device open, so
+    /// while the pool target, which holds the data device, exists.
+    data_fast: BlockIo,
+    /// The fast map's arena; dropped after `state` (declaration order),
+    /// whose pool borrows it, and never used otherwise.
+    _fast_slots: VVec<FastSlot>,
     /// Active volumes (several tables of one volume may be loaded).
     #[pin]
     active: Mutex<KVec<Arc<VolumeCore>>>,
@@ -277,11 +285,11 @@ impl PoolCore {
 
     /// Checks that volume `id` exists and is at least `sectors` long;
     /// returns its size in sectors.
-    pub(crate) fn volume_sectors(&self, id: u32) -> Result<u64, pool::Error> {
+    pub(crate) fn volume_sectors(&self, id: u32) -> Result<(u64, u64), pool::Error> {
         let mut st = self.state.lock();
         let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
         let info = meta.pool.volume(id)?;
-        Ok(info.size.saturating_mul(self.extent_sectors))
+        Ok((info.size.saturating_mul(self.extent_sectors), info.uid))
     }
 
     /// Registers an active volume.
@@ -300,18 +308,16 @@ impl PoolCore {
         self.active.lock().iter().any(|v| v.id == id)
     }
 
-    /// Waits (bounded) until no write of volume `id` submitted by the worker
-    /// is in flight. The caller holds the state lock, so the worker submits
-    /// nothing new meanwhile.
+    /// Waits (bounded, [`VolumeCore::drain`]) until every write of the
+    /// active tables of volume `id` counted so far has ended. The caller
+    /// holds the state lock, so the worker submits nothing new meanwhile,
+    /// and has invalidated the fast map, so `map` remaps no new write from
+    /// a stale entry.
     fn quiesce(&self, id: u32) -> Result<(), pool::Error> {
-        for _ in 0..QUIESCE_MS {
-            let busy = self.active.lock().iter().any(|v| v.id == id && v.inflight_writes() != 0);
-            if !busy {
-                return Ok(());
-            }
-            fsleep(Delta::from_millis(1));
+        for v in self.active.lock().iter().filter(|v| v.id == id) {
+            v.drain().map_err(|_| pool::Error::Busy)?;
         }
-        Err(pool::Error::Busy)
+        Ok(())
     }
 
     /// Makes every completed data write and the open transaction durable:
@@ -397,23 +403,43 @@ impl PoolCore {
         Ok(Plan::Submit(base | off))
     }
 
-    /// The inline path of `map`: never sleeps, never allocates. If the
-    /// pool's lock is free (try-lock) and the extent's mapping is cached: a
-    /// read of an unmapped extent is zero-filled and ended, a read of a
-    /// mapped one or a write to a mapped unshared one is remapped. Anything
-    /// else (`None`) goes to the worker.
+    /// The inline path of `map`: never sleeps, never allocates, never
+    /// waits for the worker. Reads and non-FUA writes first ask the pool
+    /// core's lock-free fast map (known unshared mappings): a hit is
+    /// remapped. Otherwise, if the pool's lock is free (try-lock) and the
+    /// extent's mapping is cached: a read of an unmapped extent is
+    /// zero-filled and ended, a read of a mapped one or a write to a
+    /// mapped unshared one is remapped. Anything else (`None`) goes to the
+    /// worker. Writes are counted ([`VolumeCore::enter`]) before the
+    /// lookup, so that a snapshot or discard can wait for them.
     pub(crate) fn map_inline(&self, v: &VolumeCore, b: &mut Bio<'_>) -> Option<MapResult> {
         let kind = b.kind();
         // FUA writes wait for a commit: the worker's.
         if (kind != BioKind::Read && kind != BioKind::Write) || b.is_fua() {
             return None;
         }
-        let st = self.state.try_lock()?;
-        let meta = st.meta.as_ref()?;
-        let data = st.data.as_ref()?;
+        let word = if kind == BioKind::Write { v.enter() } else { 0 };
+        let r = self.map_counted(v, b, kind);
+        match r {
+            Some(MapResult::Remapped) => b.set_per_bio(word),
+            _ => v.leave(word),
+        }
+        r
+    }
+
+    fn map_counted(&self, v: &VolumeCore, b: &mut Bio<'_>, kind: BioKind) -> Option<MapResult> {
         let es = self.extent_sectors;
         let sector = b.target_sector();
         let vext = sector.checked_shr(self.extent_shift)?;
+        let off = sector & es.wrapping_sub(1);
+        if let Some(pext) = self.fast.lookup(v.uid, vext) {
+            let target = pext.checked_mul(es)?.checked_add(off)?;
+            b.remap_to(&self.data_fast, target);
+            return Some(MapResult::Remapped);
+        }
+        let st = self.state.try_lock()?;
+        let meta = st.meta.as_ref()?;
+        let data = st.data.as_ref()?;
         let pext = match (meta.pool.lookup_cached(v.id, vext).ok()?, kind) {
             (Mapping::Unmapped, BioKind::Read) => {
                 b.take().end_zeroed();
@@ -423,10 +449,7 @@ impl PoolCore {
             (Mapping::Mapped { pext, shared: false }, BioKind::Write) => pext,
             _ => return None,
         };
-        let target = pext.checked_mul(es)?.checked_add(sector & es.wrapping_sub(1))?;
-        if kind == BioKind::Write {
-            v.count_inline_write(b);
-        }
+        let target = pext.checked_mul(es)?.checked_add(off)?;
         b.remap_to(data, target);
         Some(MapResult::Remapped)
     }
@@ -436,7 +459,8 @@ impl PoolCore {
     /// was not shared and passdown is on, discarded on the data device,
     /// synchronously so that it cannot meet a later reuse of the extent.
     /// Part of an extent changes nothing.
-    fn discard(&self, st: &mut PoolState, id: u32, b: &OwnedBio) -> Result<(), pool::Error> {
+    fn discard(&self, st: &mut PoolState, v: &VolumeCore, b: &OwnedBio) -> Result<(), pool::Error> {
+        let id = v.id;
         let es = self.extent_sectors;
         let sector = b.target_sector();
         if sector & es.wrapping_sub(1) != 0 || b.sectors() != es {
@@ -448,6 +472,13 @@ impl PoolCore {
             return Ok(());
         };
         meta.pool.discard(id, vext, 1)?;
+        // The discard invalidated the fast map's entry; writes remapped
+        // from it must end before the extent can be reused (next commit)
+        // or discarded below.
+        if v.drain().is_err() {
+            pr_err!("{}: writes to volume {} did not end within 10 s of a discard\n", POOL_TARGET, id);
+            return Err(pool::Error::Busy);
+        }
         if self.passdown && !shared {
             if let (Some(data), Some(start)) = (st.data.as_ref(), pext.checked_mul(es)) {
                 // Advisory: a data device without discard support is fine.
@@ -485,7 +516,7 @@ impl PoolCore {
                     Err(e) => b.end(Some(Error::from_errno(-e.to_errno()))),
                 },
                 BioKind::Discard => {
-                    let r = self.discard(&mut st, v.id, &b);
+                    let r = self.discard(&mut st, v, &b);
                     b.end(r.err().map(|e| Error::from_errno(-e.to_errno())));
                 }
                 BioKind::Other => b.end(Some(EOPNOTSUPP)),
@@ -566,18 +597,24 @@ impl PoolTarget {
             }
         }
         let mut st = self.core.state.lock();
-        if let Message::Snapshot { origin, .. } = *m {
-            // An active origin: the lock holds its new writes (the worker
-            // needs it); wait for those in flight.
-            self.core.quiesce(origin)?;
-        }
         let pool = &mut st.meta.as_mut().ok_or(pool::Error::Io)?.pool;
         // Volumes are as large as the data device (no over-provisioning).
         let size = pool.stats().data_extents;
         match *m {
             Message::Create { id } => pool.create_volume(id, size)?,
             Message::Delete { id } => pool.delete_volume(id)?,
-            Message::Snapshot { origin, new } => pool.snapshot(origin, new)?,
+            Message::Snapshot { origin, new } => {
+                pool.snapshot(origin, new)?;
+                // An active origin: the snapshot invalidated the fast map
+                // and the lock holds new writes (the worker and the
+                // try-lock level need it); wait for those in flight, so
+                // that none lands in the now shared extents.
+                if let Err(e) = self.core.quiesce(origin) {
+                    pr_err!("{}: writes to volume {} did not end within 10 s of a snapshot\n", POOL_TARGET, origin);
+                    let _ = PoolCore::commit_locked(&mut st);
+                    return Err(e);
+                }
+            }
             Message::SetTransactionId { .. } => return Err(pool::Error::Invalid),
         }
         PoolCore::commit_locked(&mut st)
@@ -656,7 +693,24 @@ impl Target for PoolTarget {
         let blocks = io.nr_sectors() / BLOCK_SECTORS;
         let buf = IoBuf::new(BLOCK_SIZE).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         let data_extents = len >> config.extent_shift();
-        let meta = Metadata::open(MetaDev { io, buf, blocks }, &config, data_extents)?;
+        let mut meta = Metadata::open(MetaDev { io, buf, blocks }, &config, data_extents)?;
+        // The fast map: one slot per data extent, at most FAST_SLOTS_MAX
+        // (40 bytes each), plus the epoch slot.
+        let nfast = usize::try_from(data_extents).unwrap_or(usize::MAX).min(FAST_SLOTS_MAX).saturating_add(1);
+        let mut fast_slots = VVec::<FastSlot>::with_capacity(nfast, GFP_KERNEL | __GFP_ZERO)
+            .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate the fast map" })?;
+        // SAFETY: the capacity is `nfast` zeroed slots, and the all-zero
+        // bit pattern is a valid empty `FastSlot` (documented by the pool
+        // core).
+        unsafe { fast_slots.inc_len(nfast) };
+        // SAFETY: the buffer lives as long as `fast_slots`, which goes into
+        // the `PoolCore` and outlives its pool and readers there (field
+        // order); moving the `VVec` does not move its buffer. Only shared
+        // references are made.
+        let fast_arena: &'static [FastSlot] = unsafe { core::slice::from_raw_parts(fast_slots.as_ptr(), nfast) };
+        let fast = FastMap::new(fast_arena).ok_or(CtrError { err: ENOMEM, msg: c"Cannot allocate the fast map" })?;
+        meta.pool.set_fast_map(fast);
+        let data_fast = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
         ctr.set_num_flush_bios(1);
         let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf };
         let core = Arc::pin_init(
@@ -668,6 +722,9 @@ impl Target for PoolTarget {
                 discard: config.features.discard != Discard::Ignore,
                 passdown: config.features.discard == Discard::Passdown,
                 state <- new_mutex!(st),
+                fast,
+                data_fast,
+                _fast_slots: fast_slots,
                 active <- new_mutex!(KVec::new()),
                 wq <- new_spinlock!(Some(wq)),
                 commit_work <- new_delayed_work!("snapguard-pool commit"),

@@ -18,16 +18,22 @@ use crate::dmtarget::{parse_volume_table, write_volume_table, VOLUME_TARGET};
 use crate::kbind::dm::{
     Bio, BioKind, BioList, Ctr, CtrError, Dev, Devices, Emit, Limits, MapResult, OwnedBio, StatusType, Target,
 };
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicUsize, Ordering};
+use kernel::time::{delay::fsleep, Delta};
 use kernel::new_spinlock;
 use kernel::prelude::*;
 use kernel::sync::{Arc, SpinLock};
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 
-/// Per-bio word: set when the worker submitted the bio as a write it
-/// counts in [`VolumeCore::inflight`] (the end of such a bio uncounts it).
-/// Other bits hold the data sector of a FUA write waiting for a commit.
+/// Per-bio word: set when the bio is a write counted in
+/// [`VolumeCore::inflight`] (its end uncounts it), with the generation in
+/// [`GEN_BIT`]. Otherwise the word holds the data sector of a FUA write
+/// waiting for a commit, or 0.
 const COUNTED: u64 = 1 << 63;
+/// The generation (0 or 1) of a counted write.
+const GEN_BIT: u64 = 1 << 62;
+/// Longest wait (ms) in [`VolumeCore::drain`].
+const DRAIN_MS: u32 = 10_000;
 /// Most batches one run of the worker takes before it queues itself again
 /// (so that other volumes' work gets the pool's lock in between).
 const MAX_ROUNDS: usize = 16;
@@ -40,8 +46,13 @@ pub(crate) struct VolumeCore {
     /// Bios `map` deferred to the worker, in arrival order.
     #[pin]
     deferred: SpinLock<BioList>,
-    /// Writes the worker submitted that have not ended yet.
-    inflight: AtomicUsize,
+    /// Writes counted by generation (see [`VolumeCore::enter`]): remapped
+    /// or submitted and not ended, or being looked up in `map`.
+    inflight: [AtomicUsize; 2],
+    /// The current generation (its low bit indexes `inflight`).
+    gen: AtomicUsize,
+    /// Identity of the volume in the pool (keys the pool's fast map).
+    pub(crate) uid: u64,
     #[pin]
     work: Work<VolumeCore>,
 }
@@ -80,21 +91,56 @@ impl VolumeCore {
         drop(back);
     }
 
-    /// Counts `b` as an in-flight write before it is submitted.
+    /// Counts a write in the current generation, before its extent is
+    /// looked up; returns the per-bio word to store if the write goes on
+    /// ([`VolumeCore::leave`] with it otherwise). A SRCU-like pair of
+    /// counters: [`VolumeCore::drain`] waits only for the generation it
+    /// closes, so writes that keep coming cannot starve it.
+    pub(crate) fn enter(&self) -> u64 {
+        let g = self.gen.load(Ordering::SeqCst) & 1;
+        if let Some(c) = self.inflight.get(g) {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+        // Pairs with the fence in `drain`: either `drain` sees this count,
+        // or the lookup after this sees the invalidation made before it.
+        fence(Ordering::SeqCst);
+        COUNTED | if g == 1 { GEN_BIT } else { 0 }
+    }
+
+    /// Uncounts a write counted with per-bio word `word`.
+    pub(crate) fn leave(&self, word: u64) {
+        if word & COUNTED == 0 {
+            return;
+        }
+        let g = usize::from(word & GEN_BIT != 0);
+        if let Some(c) = self.inflight.get(g) {
+            c.fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    /// Counts `b` as an in-flight write before the worker submits it.
     pub(crate) fn count_write(&self, b: &mut OwnedBio) {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        b.set_per_bio(COUNTED);
+        let w = self.enter();
+        b.set_per_bio(w);
     }
 
-    /// Counts a write `map` remaps inline.
-    pub(crate) fn count_inline_write(&self, b: &mut Bio<'_>) {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        b.set_per_bio(COUNTED);
-    }
-
-    /// Writes submitted and not ended.
-    pub(crate) fn inflight_writes(&self) -> usize {
-        self.inflight.load(Ordering::Acquire)
+    /// Waits (bounded) until every write counted before this call has
+    /// ended: closes the current generation and waits for its count to
+    /// reach zero. Called after an invalidation of the pool's fast map
+    /// (snapshot, discard), under the pool's lock (so calls do not
+    /// overlap), it guarantees no write remapped from a stale entry is
+    /// still in flight.
+    pub(crate) fn drain(&self) -> Result {
+        fence(Ordering::SeqCst);
+        let old = self.gen.fetch_add(1, Ordering::SeqCst) & 1;
+        let Some(c) = self.inflight.get(old) else { return Ok(()) };
+        for _ in 0..DRAIN_MS {
+            if c.load(Ordering::Acquire) == 0 {
+                return Ok(());
+            }
+            fsleep(Delta::from_millis(1));
+        }
+        Err(EBUSY)
     }
 }
 
@@ -130,7 +176,7 @@ impl Target for VolumeTarget {
             );
             return Err(CtrError::inval(c"Not a snapguard pool device"));
         };
-        let size = match pool.volume_sectors(id) {
+        let (size, uid) = match pool.volume_sectors(id) {
             Ok(s) => s,
             Err(crate::pool::Error::NotFound) => {
                 pr_err!("{}: the pool has no volume {}\n", VOLUME_TARGET, id);
@@ -155,7 +201,9 @@ impl Target for VolumeTarget {
                 id,
                 pool: pool2,
                 deferred <- new_spinlock!(BioList::new()),
-                inflight: AtomicUsize::new(0),
+                inflight: [AtomicUsize::new(0), AtomicUsize::new(0)],
+                gen: AtomicUsize::new(0),
+                uid,
                 work <- new_work!("snapguard volume worker"),
             }),
             GFP_KERNEL,
@@ -180,8 +228,8 @@ impl Target for VolumeTarget {
     }
 
     fn end_io(&self, bio: &mut Bio<'_>) {
-        if bio.kind() == BioKind::Write && bio.per_bio() & COUNTED != 0 {
-            self.core.inflight.fetch_sub(1, Ordering::AcqRel);
+        if bio.kind() == BioKind::Write {
+            self.core.leave(bio.per_bio());
         }
     }
 
