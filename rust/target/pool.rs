@@ -410,15 +410,15 @@ impl PoolCore {
     /// extent's mapping is cached: a read of an unmapped extent is
     /// zero-filled and ended, a read of a mapped one or a write to a
     /// mapped unshared one is remapped. Anything else (`None`) goes to the
-    /// worker. Writes are counted ([`VolumeCore::enter`]) before the
-    /// lookup, so that a snapshot or discard can wait for them.
+    /// worker. Reads and writes are counted ([`VolumeCore::enter`]) before
+    /// the lookup, so that a snapshot or discard can wait for them.
     pub(crate) fn map_inline(&self, v: &VolumeCore, b: &mut Bio<'_>) -> Option<MapResult> {
         let kind = b.kind();
         // FUA writes wait for a commit: the worker's.
         if (kind != BioKind::Read && kind != BioKind::Write) || b.is_fua() {
             return None;
         }
-        let word = if kind == BioKind::Write { v.enter() } else { 0 };
+        let word = v.enter();
         let r = self.map_counted(v, b, kind);
         match r {
             Some(MapResult::Remapped) => b.set_per_bio(word),
@@ -508,9 +508,7 @@ impl PoolCore {
                             b.end(Some(EIO));
                             continue;
                         };
-                        if b.kind() == BioKind::Write {
-                            v.count_write(&mut b);
-                        }
+                        v.count_io(&mut b);
                         b.submit(data, sector);
                     }
                     Err(e) => b.end(Some(Error::from_errno(-e.to_errno()))),
@@ -532,7 +530,7 @@ impl PoolCore {
                 (BioKind::Flush, Ok(()), _) => b.end(None),
                 (BioKind::Write, Ok(()), Some(data)) => {
                     let sector = b.per_bio();
-                    v.count_write(&mut b);
+                    v.count_io(&mut b);
                     b.submit(data, sector);
                 }
                 _ => b.end(Some(EIO)),

@@ -16,16 +16,16 @@ use super::pool::PoolCore;
 use super::{find_pool, refuse};
 use crate::dmtarget::{parse_volume_table, write_volume_table, VOLUME_TARGET};
 use crate::kbind::dm::{
-    Bio, BioKind, BioList, Ctr, CtrError, Dev, Devices, Emit, Limits, MapResult, OwnedBio, StatusType, Target,
+    Bio, BioList, Ctr, CtrError, Dev, Devices, Emit, Limits, MapResult, OwnedBio, StatusType, Target,
 };
 use core::sync::atomic::{fence, AtomicUsize, Ordering};
-use kernel::time::{delay::fsleep, Delta};
 use kernel::new_spinlock;
 use kernel::prelude::*;
 use kernel::sync::{Arc, SpinLock};
+use kernel::time::{delay::fsleep, Delta};
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 
-/// Per-bio word: set when the bio is a write counted in
+/// Per-bio word: set when the bio is a read or write counted in
 /// [`VolumeCore::inflight`] (its end uncounts it), with the generation in
 /// [`GEN_BIT`]. Otherwise the word holds the data sector of a FUA write
 /// waiting for a commit, or 0.
@@ -91,7 +91,7 @@ impl VolumeCore {
         drop(back);
     }
 
-    /// Counts a write in the current generation, before its extent is
+    /// Counts a read or write in the current generation, before its extent is
     /// looked up; returns the per-bio word to store if the write goes on
     /// ([`VolumeCore::leave`] with it otherwise). A SRCU-like pair of
     /// counters: [`VolumeCore::drain`] waits only for the generation it
@@ -118,8 +118,9 @@ impl VolumeCore {
         }
     }
 
-    /// Counts `b` as an in-flight write before the worker submits it.
-    pub(crate) fn count_write(&self, b: &mut OwnedBio) {
+    /// Counts `b` (a read or write) as in flight before the worker submits
+    /// it.
+    pub(crate) fn count_io(&self, b: &mut OwnedBio) {
         let w = self.enter();
         b.set_per_bio(w);
     }
@@ -228,9 +229,8 @@ impl Target for VolumeTarget {
     }
 
     fn end_io(&self, bio: &mut Bio<'_>) {
-        if bio.kind() == BioKind::Write {
-            self.core.leave(bio.per_bio());
-        }
+        // Flushes, discards and bios ended by the target carry no count.
+        self.core.leave(bio.per_bio());
     }
 
     fn limits_device(&self) -> Option<Dev> {
