@@ -13,7 +13,7 @@
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 50
+ktap_plan 54
 
 dd if=/dev/zero of=/tmp/sgv-meta bs=1M count=0 seek=8 status=none
 dd if=/dev/zero of=/tmp/sgv-data bs=1M count=0 seek=96 status=none
@@ -163,6 +163,25 @@ sums sgv2 /tmp/sgv-sum2b
 ktap_check "  snapshot 2 has the new bytes" differ /tmp/sgv-sum2a /tmp/sgv-sum2b
 ktap_check "  snapshot 3 still has the old bytes" same sgv3 /tmp/sgv-sum3a /tmp/sgv-sum1a
 ktap_check "  the origin is unchanged" same sgv1 /tmp/sgv-sum1c /tmp/sgv-sum1b
+
+# Snapshots of a volume under concurrent direct writes: the message waits
+# for the writes in flight, not for the writer to stop.
+busy_writer() {
+	while :; do
+		dd if=/dev/urandom of=/dev/mapper/sgv6 bs=64k count=16 seek=10 oflag=direct conv=notrunc status=none || break
+	done
+}
+ktap_check "volume 6 for a busy writer" sh -c "dmsetup message sgv-pool 0 create 6"
+ktap_check "  activate it" vol 6
+busy_writer &
+writer=$!
+sleep 1
+snaps_under_load() { msg snapshot 6 7 && msg snapshot 6 8; }
+ktap_check "two snapshots while it is being written" snaps_under_load
+kill $writer
+wait $writer 2>/dev/null
+cleanup6() { remove sgv6 && msg delete 6 && msg delete 7 && msg delete 8; }
+ktap_check "  remove and delete them" cleanup6
 
 # Tear everything down and build it again from the same disks.
 teardown() { remove sgv1 && remove sgv2 && remove sgv3 && remove sgv-pool; }
