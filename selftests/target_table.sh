@@ -4,7 +4,7 @@
 # lines with a precise message, both device-mapper's short one and
 # snapguard's detailed one in the kernel log, and leave no device behind.
 # Valid tables that cannot work here (a read-only pool on a zeroed metadata
-# device, a data device too small, a volume: not implemented yet) are
+# device, a data device too small, a volume whose device is no pool) are
 # refused after their devices were opened, without writing anything. See
 # Documentation/snapshot-target.rst; target_pool.sh tests live pools.
 . "$(dirname "$0")/lib.sh"
@@ -118,7 +118,7 @@ vol "id leading zero" "Invalid volume id" "leading zero not allowed ('01')" "$D 
 vol "id 2^24" "Invalid volume id: out of range" "volume id 16777216 is above 16777215" "$D 16777216"
 vol "id overflows" "Invalid volume id" "too large for 64 bits" "$D 18446744073709551616"
 vol "missing pool device" "Error opening pool device" - "/dev/nonexistent 1"
-vol "valid table: not implemented yet" "Not implemented yet" "valid table (volume 16777215)" "$D 16777215"
+vol "valid table on a device that is not a pool" "Not a snapguard pool device" "is not a live snapguard pool" "$D 16777215"
 
 # The refusals changed nothing: no device, no open of the loop devices,
 # nothing written to the metadata device.

@@ -197,6 +197,16 @@ def build_initramfs(kdir, out, mode, cmd=None, only=None, timeout_scale=1):
                         ignore=shutil.ignore_patterns("test", "tests", "idlelib", "tkinter",
                                                       "ensurepip", "__pycache__", "lib2to3",
                                                       "site-packages", "dist-packages"))
+        # The project's own CLI, if built (`cargo build -p snapguard
+        # --release`): selftests run `snapguard pool check` with it and
+        # skip that check without it.
+        for cli in ("target/release/snapguard", "target/debug/snapguard"):
+            cli = os.path.join(REPO, cli)
+            if os.path.exists(cli):
+                shutil.copy2(cli, os.path.join(root, "usr/bin/snapguard"))
+                for lib in libs_of(cli):
+                    copy_into(root, lib)
+                break
         if py_exe != "/usr/bin/python3":
             os.symlink(py_exe, os.path.join(root, "usr/bin/python3"))
         kmod = os.path.join(root, "usr/bin/kmod")

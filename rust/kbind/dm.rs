@@ -62,6 +62,8 @@ pub(crate) enum MapResult {
     Remapped,
     /// Fail the bio with an I/O error.
     Kill,
+    /// The target took the bio ([`Bio::take`]) and will submit or end it.
+    Submitted,
 }
 
 impl MapResult {
@@ -69,6 +71,7 @@ impl MapResult {
         let v = match self {
             MapResult::Remapped => sys::DM_MAPIO_REMAPPED,
             MapResult::Kill => sys::DM_MAPIO_KILL,
+            MapResult::Submitted => sys::DM_MAPIO_SUBMITTED,
         };
         c_int::try_from(v).unwrap_or(-(EIO.to_errno()))
     }
@@ -208,6 +211,37 @@ impl Ctr<'_> {
         Some(BlockIo { bdev })
     }
 
+    /// The device number of the mapped device this table belongs to.
+    pub(crate) fn md_devt(&self) -> u32 {
+        // SAFETY: `ti` and its table are valid during the constructor.
+        unsafe { sys::snapguard_dm_target_md_devt(self.ti) }
+    }
+
+    /// Prepares the target for bios it takes ([`MapResult::Submitted`]):
+    /// [`PER_BIO_BYTES`] of per-bio data, remapped I/O accounted at
+    /// submission, one empty flush bio per flush, and bios split so that
+    /// none crosses a multiple of `max_io` sectors (a power of two).
+    pub(crate) fn set_deferred_io(&mut self, max_io: u64) -> Result<(), CtrError> {
+        let per_bio = c_uint::try_from(PER_BIO_BYTES).unwrap_or(c_uint::MAX);
+        // SAFETY: `ti` is valid during the constructor, which may set these.
+        unsafe { sys::snapguard_dm_target_set_io(self.ti, per_bio) };
+        // SAFETY: as above.
+        let ret = unsafe { sys::dm_set_target_max_io_len(self.ti, max_io) };
+        if ret != 0 {
+            return Err(CtrError { err: Error::from_errno(ret), msg: c"Cannot set the I/O size" });
+        }
+        Ok(())
+    }
+
+    /// Accepts discards, split so that none crosses a multiple of the
+    /// target's `max_io` ([`Ctr::set_deferred_io`]); the target's
+    /// [`Target::io_hints`] must set the discard limits
+    /// ([`Limits::set_discard`]).
+    pub(crate) fn enable_discards(&mut self) {
+        // SAFETY: `ti` is valid during the constructor, which may set these.
+        unsafe { sys::snapguard_dm_target_enable_discards(self.ti) };
+    }
+
     /// Asks device-mapper for `n` empty flush bios per flush.
     pub(crate) fn set_num_flush_bios(&mut self, n: u32) {
         // SAFETY: `ti` is valid during the constructor, which may set it.
@@ -291,6 +325,50 @@ impl BlockIo {
         self.rw(sector, buf.buf.as_mut_ptr(), len, sys::req_op_REQ_OP_WRITE)
     }
 
+    /// Reads `len` bytes (a multiple of 512, at most the buffer) at `sector`.
+    pub(crate) fn read_part(&self, sector: u64, buf: &mut IoBuf, len: usize) -> Result {
+        if len > buf.buf.len() {
+            return Err(EINVAL);
+        }
+        self.rw(sector, buf.buf.as_mut_ptr(), len, sys::req_op_REQ_OP_READ)
+    }
+
+    /// Writes the first `len` bytes of `buf` (a multiple of 512) at `sector`.
+    pub(crate) fn write_part(&self, sector: u64, buf: &mut IoBuf, len: usize) -> Result {
+        if len > buf.buf.len() {
+            return Err(EINVAL);
+        }
+        self.rw(sector, buf.buf.as_mut_ptr(), len, sys::req_op_REQ_OP_WRITE)
+    }
+
+    /// Writes zeroes to `nr` sectors at `sector` and waits.
+    pub(crate) fn zero_out(&self, sector: u64, nr: u64) -> Result {
+        let end = sector.checked_add(nr).ok_or(EINVAL)?;
+        if end > self.nr_sectors() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `bdev` is valid (invariant); the range is on the device.
+        let ret = unsafe { sys::snapguard_zeroout(self.bdev, sector, nr) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// Discards `nr` sectors at `sector` and waits.
+    pub(crate) fn discard(&self, sector: u64, nr: u64) -> Result {
+        let end = sector.checked_add(nr).ok_or(EINVAL)?;
+        if end > self.nr_sectors() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `bdev` is valid (invariant); the range is on the device.
+        let ret = unsafe { sys::snapguard_discard(self.bdev, sector, nr) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
     /// Makes every completed write durable.
     pub(crate) fn flush(&self) -> Result {
         // SAFETY: `bdev` is valid (invariant).
@@ -309,11 +387,255 @@ pub(crate) struct Bio<'a> {
     _p: PhantomData<&'a mut sys::bio>,
 }
 
+/// Bytes of per-bio data a target gets with [`Ctr::set_deferred_io`].
+pub(crate) const PER_BIO_BYTES: usize = core::mem::size_of::<u64>();
+
+/// What a bio asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BioKind {
+    /// A read.
+    Read,
+    /// A write (possibly with `REQ_FUA`).
+    Write,
+    /// An empty `REQ_PREFLUSH` write: make completed writes durable.
+    Flush,
+    /// A discard.
+    Discard,
+    /// Anything else (discard, write zeroes, ...).
+    Other,
+}
+
+/// Classifies `bio`.
+///
+/// # Safety
+///
+/// `bio` must be a valid bio.
+unsafe fn bio_kind(bio: *mut sys::bio) -> BioKind {
+    // SAFETY: `bio` is valid (caller).
+    let (op, flush, sectors) =
+        unsafe { (sys::snapguard_bio_op(bio), sys::snapguard_bio_is_flush(bio), sys::snapguard_bio_sectors(bio)) };
+    if op == sys::req_op_REQ_OP_READ {
+        BioKind::Read
+    } else if op == sys::req_op_REQ_OP_WRITE {
+        if flush && sectors == 0 {
+            BioKind::Flush
+        } else {
+            BioKind::Write
+        }
+    } else if op == sys::req_op_REQ_OP_DISCARD {
+        BioKind::Discard
+    } else {
+        BioKind::Other
+    }
+}
+
+impl<'a> Bio<'a> {
+    /// What the bio asks for.
+    pub(crate) fn kind(&self) -> BioKind {
+        // SAFETY: `bio` is valid during `map` / `end_io`.
+        unsafe { bio_kind(self.bio) }
+    }
+
+    /// Whether it has `REQ_FUA`.
+    pub(crate) fn is_fua(&self) -> bool {
+        // SAFETY: `bio` is valid during `map` / `end_io`.
+        unsafe { sys::snapguard_bio_is_fua(self.bio) }
+    }
+
+    /// The target's per-bio word ([`PER_BIO_BYTES`]); the target must have
+    /// called [`Ctr::set_deferred_io`].
+    pub(crate) fn per_bio(&self) -> u64 {
+        // SAFETY: `bio` is a clone made by device-mapper for this target,
+        // which asked for `PER_BIO_BYTES` of per-bio data (caller
+        // contract above); the word is aligned (dm aligns the area).
+        unsafe { *sys::dm_per_bio_data(self.bio, PER_BIO_BYTES).cast::<u64>() }
+    }
+
+    /// Sets the per-bio word.
+    pub(crate) fn set_per_bio(&mut self, v: u64) {
+        // SAFETY: as in `per_bio`.
+        unsafe { *sys::dm_per_bio_data(self.bio, PER_BIO_BYTES).cast::<u64>() = v };
+    }
+
+    /// Takes ownership of the bio; `map` must then return
+    /// [`MapResult::Submitted`], and the target submits or ends it.
+    pub(crate) fn take(&mut self) -> OwnedBio {
+        // INVARIANT: device-mapper hands the bio over once `map` returns
+        // `DM_MAPIO_SUBMITTED`, which the caller does.
+        OwnedBio { bio: self.bio, ti: self.ti }
+    }
+}
+
+/// A bio a target took in `map` ([`Bio::take`]): it must be submitted
+/// ([`OwnedBio::submit`]) or ended ([`OwnedBio::end`]), which consumes it.
+///
+/// # Invariants
+///
+/// `bio` is a device-mapper clone for target `ti`, owned by the target
+/// (`map` returned `DM_MAPIO_SUBMITTED`), not ended nor submitted yet; dm
+/// keeps `ti` alive until every such bio has ended.
+pub(crate) struct OwnedBio {
+    bio: *mut sys::bio,
+    ti: *mut sys::dm_target,
+}
+
+// SAFETY: a bio may be submitted or ended from any thread.
+unsafe impl Send for OwnedBio {}
+
+impl OwnedBio {
+    /// What the bio asks for.
+    pub(crate) fn kind(&self) -> BioKind {
+        // SAFETY: `bio` is valid (invariant).
+        unsafe { bio_kind(self.bio) }
+    }
+
+    /// Whether it has `REQ_FUA`.
+    pub(crate) fn is_fua(&self) -> bool {
+        // SAFETY: `bio` is valid (invariant).
+        unsafe { sys::snapguard_bio_is_fua(self.bio) }
+    }
+
+    /// First sector, relative to the start of the target.
+    pub(crate) fn target_sector(&self) -> u64 {
+        // SAFETY: `bio` and `ti` are valid (invariant).
+        unsafe { sys::snapguard_dm_target_offset(self.ti, sys::snapguard_bio_sector(self.bio)) }
+    }
+
+    /// The per-bio word (see [`Bio::per_bio`]).
+    pub(crate) fn per_bio(&self) -> u64 {
+        // SAFETY: as in `Bio::per_bio`: the bio is this target's clone.
+        unsafe { *sys::dm_per_bio_data(self.bio, PER_BIO_BYTES).cast::<u64>() }
+    }
+
+    /// Length in sectors.
+    pub(crate) fn sectors(&self) -> u64 {
+        // SAFETY: `bio` is valid (invariant).
+        u64::from(unsafe { sys::snapguard_bio_sectors(self.bio) })
+    }
+
+    /// Sets the per-bio word (see [`Bio::per_bio`]).
+    pub(crate) fn set_per_bio(&mut self, v: u64) {
+        // SAFETY: as in `Bio::per_bio`: the bio is this target's clone.
+        unsafe { *sys::dm_per_bio_data(self.bio, PER_BIO_BYTES).cast::<u64>() = v };
+    }
+
+    /// Sends the bio to `io`'s device at `sector`.
+    pub(crate) fn submit(self, io: &BlockIo, sector: u64) {
+        // SAFETY: `bio` is owned and valid (invariant); `io.bdev` is a held
+        // device (invariant of `BlockIo`). Submitting hands it back to dm.
+        unsafe {
+            sys::snapguard_bio_set_dev(self.bio, io.bdev);
+            sys::snapguard_bio_set_sector(self.bio, sector);
+            sys::dm_submit_bio_remap(self.bio, core::ptr::null_mut());
+        }
+    }
+
+    /// Ends the bio: success if `err` is `None`.
+    pub(crate) fn end(self, err: Option<Error>) {
+        let e = err.map_or(0, |e| e.to_errno());
+        // SAFETY: `bio` is owned and valid (invariant); ending consumes it.
+        unsafe { sys::snapguard_bio_endio(self.bio, e) };
+    }
+
+    /// Fills the bio's pages with zeroes and ends it successfully.
+    pub(crate) fn end_zeroed(self) {
+        // SAFETY: `bio` is owned and valid (invariant); ending consumes it.
+        unsafe { sys::snapguard_bio_zero_endio(self.bio) };
+    }
+}
+
+/// A FIFO of taken bios, linked through their `bi_next` (as `bio_list`):
+/// no allocation.
+///
+/// # Invariants
+///
+/// `head` .. `tail` are owned bios (as [`OwnedBio`]) linked by `bi_next`,
+/// the last one's `bi_next` null; both null when empty.
+pub(crate) struct BioList {
+    head: *mut sys::bio,
+    tail: *mut sys::bio,
+    ti: *mut sys::dm_target,
+}
+
+// SAFETY: the list owns its bios, which may move between threads.
+unsafe impl Send for BioList {}
+
+impl BioList {
+    /// An empty list.
+    pub(crate) const fn new() -> Self {
+        BioList { head: core::ptr::null_mut(), tail: core::ptr::null_mut(), ti: core::ptr::null_mut() }
+    }
+
+    /// Whether the list is empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Appends `b`.
+    pub(crate) fn push(&mut self, b: OwnedBio) {
+        // SAFETY: `b.bio` is owned and valid; the tail (if any) is a bio of
+        // this list (invariant).
+        unsafe {
+            sys::snapguard_bio_set_next(b.bio, core::ptr::null_mut());
+            if self.tail.is_null() {
+                self.head = b.bio;
+            } else {
+                sys::snapguard_bio_set_next(self.tail, b.bio);
+            }
+        }
+        self.tail = b.bio;
+        self.ti = b.ti;
+    }
+
+    /// Removes and returns the first bio.
+    pub(crate) fn pop(&mut self) -> Option<OwnedBio> {
+        if self.head.is_null() {
+            return None;
+        }
+        let bio = self.head;
+        // SAFETY: `bio` is a bio of this list (invariant).
+        self.head = unsafe { sys::snapguard_bio_next(bio) };
+        if self.head.is_null() {
+            self.tail = core::ptr::null_mut();
+        }
+        // SAFETY: as above; unlinking it.
+        unsafe { sys::snapguard_bio_set_next(bio, core::ptr::null_mut()) };
+        // INVARIANT: every bio of the list is an owned bio of target `ti`
+        // (one list serves one target).
+        Some(OwnedBio { bio, ti: self.ti })
+    }
+
+    /// Moves the whole list out, leaving this one empty.
+    pub(crate) fn take(&mut self) -> BioList {
+        core::mem::replace(self, BioList::new())
+    }
+}
+
+impl Drop for BioList {
+    fn drop(&mut self) {
+        // Never leak a bio: fail whatever is left.
+        while let Some(b) = self.pop() {
+            b.end(Some(EIO));
+        }
+    }
+}
+
 impl Bio<'_> {
     /// First sector, relative to the start of the target.
     pub(crate) fn target_sector(&self) -> u64 {
         // SAFETY: `bio` and `ti` are valid during `map`.
         unsafe { sys::snapguard_dm_target_offset(self.ti, sys::snapguard_bio_sector(self.bio)) }
+    }
+
+    /// Sends the bio to `io`'s device at `sector`; then return
+    /// [`MapResult::Remapped`].
+    pub(crate) fn remap_to(&mut self, io: &BlockIo, sector: u64) {
+        // SAFETY: `bio` is valid during `map`; `io.bdev` is a held device
+        // (invariant of `BlockIo`).
+        unsafe {
+            sys::snapguard_bio_set_dev(self.bio, io.bdev);
+            sys::snapguard_bio_set_sector(self.bio, sector);
+        }
     }
 
     /// Sends the bio to device `dev` at `sector`; then return
@@ -390,6 +712,21 @@ pub(crate) trait Target: Send + Sync + Sized {
 
     /// Writes the status or table line.
     fn status(&self, devs: &Devices, kind: StatusType, out: &mut Emit<'_>);
+
+    /// A bio the target mapped has ended (`end_io`); nothing by default.
+    fn end_io(&self, _bio: &mut Bio<'_>) {}
+
+    /// The device whose queue limits this target's device stacks on
+    /// (`iterate_devices`, over the target's whole length); none by default.
+    fn limits_device(&self) -> Option<Dev> {
+        None
+    }
+
+    /// Adjusts the device's queue limits (`io_hints`); nothing by default.
+    fn io_hints(&self, _limits: &mut Limits<'_>) {}
+
+    /// The device was suspended (`postsuspend`); nothing by default.
+    fn postsuspend(&self) {}
 
     /// Handles `dmsetup message`; refused by default.
     fn message(&self, _args: &[&[u8]], _out: &mut Emit<'_>) -> Result {
@@ -501,6 +838,81 @@ unsafe extern "C" fn map_tramp<T: Target>(ti: *mut sys::dm_target, bio: *mut sys
     inst.target.map(&inst.devs, &mut b).to_c()
 }
 
+/// The `end_io` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target with a valid bio.
+unsafe extern "C" fn end_io_tramp<T: Target>(
+    ti: *mut sys::dm_target,
+    bio: *mut sys::bio,
+    _err: *mut sys::blk_status_t,
+) -> c_int {
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    let mut b = Bio { bio, ti, _p: PhantomData };
+    inst.target.end_io(&mut b);
+    // DM_ENDIO_DONE: device-mapper completes the bio.
+    0
+}
+
+/// The `iterate_devices` callback: reports [`Target::limits_device`].
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target with a valid callout.
+unsafe extern "C" fn iterate_devices_tramp<T: Target>(
+    ti: *mut sys::dm_target,
+    f: sys::iterate_devices_callout_fn,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    let (Some(f), Some(dev)) = (f, inst.target.limits_device().and_then(|d| inst.devs.get(d))) else {
+        return 0;
+    };
+    // SAFETY: `ti` is valid, `dev` is a device the target holds, `data`
+    // is device-mapper's own cookie for `f`.
+    unsafe { f(ti, dev, 0, (*ti).len, data) }
+}
+
+/// The `io_hints` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target with valid limits.
+unsafe extern "C" fn io_hints_tramp<T: Target>(ti: *mut sys::dm_target, limits: *mut sys::queue_limits) {
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    let mut l = Limits { l: limits, _p: PhantomData };
+    inst.target.io_hints(&mut l);
+}
+
+/// The queue limits handed to [`Target::io_hints`].
+pub(crate) struct Limits<'a> {
+    l: *mut sys::queue_limits,
+    _p: PhantomData<&'a mut sys::queue_limits>,
+}
+
+impl Limits<'_> {
+    /// Discards of at most `sectors` sectors, `sectors` aligned.
+    pub(crate) fn set_discard(&mut self, sectors: u32) {
+        // SAFETY: `l` is valid and ours to change during `io_hints`.
+        unsafe { sys::snapguard_limits_discard(self.l, sectors) };
+    }
+}
+
+/// The `postsuspend` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target.
+unsafe extern "C" fn postsuspend_tramp<T: Target>(ti: *mut sys::dm_target) {
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    inst.target.postsuspend();
+}
+
 /// The `status` callback.
 ///
 /// # Safety
@@ -598,6 +1010,10 @@ impl Registration {
         tt.map = Some(map_tramp::<T>);
         tt.status = Some(status_tramp::<T>);
         tt.message = Some(message_tramp::<T>);
+        tt.end_io = Some(end_io_tramp::<T>);
+        tt.postsuspend = Some(postsuspend_tramp::<T>);
+        tt.io_hints = Some(io_hints_tramp::<T>);
+        tt.iterate_devices = Some(iterate_devices_tramp::<T>);
         // SAFETY: `tt` is fully initialised, lives on the heap and stays
         // there until `drop` unregisters it.
         let ret = unsafe { sys::dm_register_target(&mut *tt) };
@@ -613,5 +1029,48 @@ impl Drop for Registration {
         // SAFETY: `tt` is registered (invariant). Tables using the type hold
         // a module reference, so none exists when the module unloads.
         unsafe { sys::dm_unregister_target(&mut *self.tt) };
+    }
+}
+
+/// A workqueue of one target instance (`WQ_MEM_RECLAIM | WQ_UNBOUND`):
+/// work on it can make progress under memory pressure, since bios wait on
+/// it. Destroying it (drop) waits for every queued and running item.
+///
+/// # Invariants
+///
+/// `wq` is a workqueue from `alloc_workqueue`, destroyed only on drop.
+pub(crate) struct OwnedQueue {
+    wq: *mut c_void,
+}
+
+// SAFETY: workqueues may be used and destroyed from any thread.
+unsafe impl Send for OwnedQueue {}
+// SAFETY: queueing work is thread-safe.
+unsafe impl Sync for OwnedQueue {}
+
+impl OwnedQueue {
+    /// Allocates the queue.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: plain allocation.
+        let wq = unsafe { sys::snapguard_alloc_wq() };
+        if wq.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(OwnedQueue { wq })
+    }
+
+    /// The queue, to enqueue work items on.
+    pub(crate) fn get(&self) -> &kernel::workqueue::Queue {
+        // SAFETY: `wq` is a live workqueue until `self` is dropped, which
+        // outlives the returned borrow (invariant).
+        unsafe { kernel::workqueue::Queue::from_raw(self.wq.cast()) }
+    }
+}
+
+impl Drop for OwnedQueue {
+    fn drop(&mut self) {
+        // SAFETY: `wq` is live (invariant) and destroyed once, here; it
+        // drains queued and running work first.
+        unsafe { sys::snapguard_destroy_wq(self.wq) };
     }
 }

@@ -171,6 +171,101 @@ dev_t snapguard_bdev_devt(struct block_device *bdev)
 	return bdev->bd_dev;
 }
 
+/* volume I/O path (rust/target/volume.rs) */
+
+dev_t snapguard_dm_target_md_devt(struct dm_target *ti)
+{
+	return disk_devt(dm_disk(dm_table_get_md(ti->table)));
+}
+
+void snapguard_dm_target_set_io(struct dm_target *ti, unsigned int per_io_data_size)
+{
+	ti->per_io_data_size = per_io_data_size;
+	ti->accounts_remapped_io = true;
+	ti->num_flush_bios = 1;
+	ti->flush_supported = true;
+}
+
+unsigned int snapguard_bio_op(struct bio *bio)
+{
+	return bio_op(bio);
+}
+
+bool snapguard_bio_is_flush(struct bio *bio)
+{
+	return op_is_flush(bio->bi_opf) && (bio->bi_opf & REQ_PREFLUSH);
+}
+
+bool snapguard_bio_is_fua(struct bio *bio)
+{
+	return bio->bi_opf & REQ_FUA;
+}
+
+unsigned int snapguard_bio_sectors(struct bio *bio)
+{
+	return bio_sectors(bio);
+}
+
+void snapguard_bio_zero_endio(struct bio *bio)
+{
+	zero_fill_bio(bio);
+	bio_endio(bio);
+}
+
+void snapguard_bio_endio(struct bio *bio, int err)
+{
+	bio->bi_status = errno_to_blk_status(err);
+	bio_endio(bio);
+}
+
+struct bio *snapguard_bio_next(struct bio *bio)
+{
+	return bio->bi_next;
+}
+
+void snapguard_bio_set_next(struct bio *bio, struct bio *next)
+{
+	bio->bi_next = next;
+}
+
+int snapguard_zeroout(struct block_device *bdev, sector_t sector, sector_t nr)
+{
+	return blkdev_issue_zeroout(bdev, sector, nr, GFP_NOIO, 0);
+}
+
+void *snapguard_alloc_wq(void)
+{
+	return alloc_workqueue("snapguard-pool", WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
+}
+
+void snapguard_destroy_wq(void *wq)
+{
+	destroy_workqueue(wq);
+}
+
+void snapguard_dm_target_enable_discards(struct dm_target *ti)
+{
+	ti->num_discard_bios = 1;
+	ti->discards_supported = true;
+	ti->max_discard_granularity = true;
+}
+
+void snapguard_limits_discard(struct queue_limits *l, unsigned int sectors)
+{
+	l->discard_granularity = sectors << SECTOR_SHIFT;
+	l->max_hw_discard_sectors = sectors;
+}
+
+int snapguard_discard(struct block_device *bdev, sector_t sector, sector_t nr)
+{
+	return blkdev_issue_discard(bdev, sector, nr, GFP_NOIO);
+}
+
+bool snapguard_cancel_dwork_sync(void *dwork)
+{
+	return cancel_delayed_work_sync(dwork);
+}
+
 /* The checks lookup_bdev() makes on the path it resolved, on the path of an
  * O_PATH file: a block device node on a mount that allows devices (the
  * test of may_open_dev(), which is not exported; the file system's own

@@ -64,6 +64,25 @@ void snapguard_bio_set_sector(struct bio *bio, sector_t sector);
 void snapguard_bio_set_dev(struct bio *bio, struct block_device *bdev);
 dev_t snapguard_bdev_devt(struct block_device *bdev);
 
+/* volume I/O path (rust/target/volume.rs) */
+dev_t snapguard_dm_target_md_devt(struct dm_target *ti);
+void snapguard_dm_target_set_io(struct dm_target *ti, unsigned int per_io_data_size);
+unsigned int snapguard_bio_op(struct bio *bio);
+bool snapguard_bio_is_flush(struct bio *bio);
+bool snapguard_bio_is_fua(struct bio *bio);
+unsigned int snapguard_bio_sectors(struct bio *bio);
+void snapguard_bio_zero_endio(struct bio *bio);
+void snapguard_bio_endio(struct bio *bio, int err);
+struct bio *snapguard_bio_next(struct bio *bio);
+void snapguard_bio_set_next(struct bio *bio, struct bio *next);
+void *snapguard_alloc_wq(void);
+void snapguard_destroy_wq(void *wq);
+void snapguard_dm_target_enable_discards(struct dm_target *ti);
+void snapguard_limits_discard(struct queue_limits *l, unsigned int sectors);
+int snapguard_discard(struct block_device *bdev, sector_t sector, sector_t nr);
+bool snapguard_cancel_dwork_sync(void *dwork);
+int snapguard_zeroout(struct block_device *bdev, sector_t sector, sector_t nr);
+
 /* mount source pinning and module lifetimes (rust/guard/fshook.rs) */
 #include <linux/fdtable.h>
 int snapguard_path_file_dev(struct file *f, dev_t *dev);

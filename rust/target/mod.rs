@@ -7,9 +7,9 @@
 //! Table lines and messages are parsed by the shared `no_std` code
 //! (`rust/shared/dmtarget/`); this module is only the kernel glue. The
 //! pool opens or formats its metadata through the pool core
-//! (`rust/shared/pool/`) and answers status; executing messages and the
-//! volume target are not implemented yet: a valid volume table is refused
-//! with "Not implemented yet" after full validation.
+//! (`rust/shared/pool/`), answers status and runs messages; a volume binds
+//! to its pool's shared state ([`pool::PoolCore`], found by the pool's
+//! device number) and serves I/O through the pool's worker.
 
 mod pool;
 mod volume;
@@ -19,6 +19,7 @@ use crate::kbind::dm::{CtrError, Registration};
 use crate::kbind::text::Text;
 use core::fmt::Write;
 use kernel::prelude::*;
+use kernel::sync::Arc;
 
 /// Both target types, registered while this object lives.
 pub(crate) struct Targets {
@@ -33,6 +34,8 @@ impl Targets {
         // SAFETY: called once, at module init, before the targets (the
         // lock's only users) are registered.
         unsafe { POOL_DEVICES.init() };
+        // SAFETY: as above.
+        unsafe { LIVE_POOLS.init() };
         let pool = Registration::new::<pool::PoolTarget>()?;
         let volume = Registration::new::<volume::VolumeTarget>()?;
         Ok(Targets { _volume: volume, _pool: pool })
@@ -42,6 +45,29 @@ impl Targets {
 kernel::sync::global_lock! {
     // SAFETY: initialised in `Targets::register` before first use.
     unsafe(uninit) static POOL_DEVICES: Mutex<KVec<u32>> = KVec::new();
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: initialised in `Targets::register` before first use.
+    unsafe(uninit) static LIVE_POOLS: Mutex<KVec<Arc<pool::PoolCore>>> = KVec::new();
+}
+
+/// Makes a constructed pool findable by its volumes.
+fn publish(core: Arc<pool::PoolCore>) -> Result<(), CtrError> {
+    LIVE_POOLS
+        .lock()
+        .push(core, GFP_KERNEL)
+        .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
+}
+
+/// Removes a pool being destroyed from the list.
+fn unpublish(core: &Arc<pool::PoolCore>) {
+    LIVE_POOLS.lock().retain(|c| !Arc::ptr_eq(c, core));
+}
+
+/// The live pool whose mapped device is `devt`.
+fn find_pool(devt: u32) -> Option<Arc<pool::PoolCore>> {
+    LIVE_POOLS.lock().iter().find(|c| c.md_devt() == devt).cloned()
 }
 
 /// The metadata and data devices of a live pool, claimed so that no other

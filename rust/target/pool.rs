@@ -8,18 +8,33 @@
 //! opened, anything else is refused without writing. Status reports the
 //! pool's figures. Messages `create`, `delete` and `snapshot` change the
 //! metadata and commit; `set_transaction_id` is not implemented yet.
+//!
+//! [`PoolCore`] is the state the pool shares with its volumes: the open
+//! metadata and the data device under one lock, the active volumes, and
+//! the per-pool workqueue. It also holds the volume I/O logic: the inline
+//! path of `map` ([`PoolCore::map_inline`]) and the worker
+//! ([`PoolCore::process`]); see `Documentation/snapshot-target.rst`, "I/O
+//! path".
 
+use super::volume::VolumeCore;
 use super::{not_implemented, refuse, DeviceClaim};
 use crate::dmtarget::{
     parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolMode, PoolStatus, POOL_TARGET,
 };
-use crate::kbind::dm::{self, Bio, BlockIo, Ctr, CtrError, Dev, Devices, Emit, IoBuf, MapResult, StatusType, Target};
+use crate::dmtarget::{Discard, VolumeStatus};
+use crate::kbind::dm::{
+    self, Bio, BioKind, BioList, BlockIo, Ctr, CtrError, Dev, Devices, Emit, IoBuf, MapResult, OwnedBio, OwnedQueue,
+    StatusType, Target,
+};
 use crate::kbind::text::Text;
-use crate::pool::{self, CacheSlot, FormatParams, MetaDevice, Pool, BLOCK_SIZE};
+use crate::pool::{self, CacheSlot, FastMap, FastSlot, FormatParams, Mapping, MetaDevice, Pool, BLOCK_SIZE};
 use core::fmt::Write;
 use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::Mutex;
+use kernel::sync::{Arc, Mutex, SpinLock};
+use kernel::time::msecs_to_jiffies;
+use kernel::workqueue::{new_delayed_work, DelayedWork, WorkItem};
+use kernel::new_spinlock;
 
 /// Sectors per metadata block.
 const BLOCK_SECTORS: u64 = (BLOCK_SIZE / 512) as u64;
@@ -161,33 +176,477 @@ impl Metadata {
     }
 }
 
-/// A pool: metadata and data device, configuration and open metadata.
+/// What the pool's lock protects: the open metadata and the data device.
+/// Both are `None` once the pool target is destroyed.
+pub(crate) struct PoolState {
+    meta: Option<Metadata>,
+    data: Option<BlockIo>,
+    /// Bounce buffer for sharing-break copies ([`COPY_CHUNK`] bytes).
+    copy_buf: IoBuf,
+}
+
+/// Bytes copied per step of a sharing break (extents are powers of two
+/// of at least 4 KiB, so a step never crosses an extent's end).
+const COPY_CHUNK: usize = 64 << 10;
+/// Most fast-map slots (2.5 MiB).
+const FAST_SLOTS_MAX: usize = 1 << 16;
+/// Commit period (ms) after a worker batch left uncommitted changes, as
+/// dm-thin's default `commit_interval_ms`-like period of one second.
+const COMMIT_MS: u32 = 1000;
+
+/// The state a pool shares with its volumes (`snapguard` targets), found
+/// through [`super::LIVE_POOLS`] by the pool's device number.
 #[pin_data]
+pub(crate) struct PoolCore {
+    /// Device number of the pool's mapped device.
+    md_devt: u32,
+    /// log2 of the extent size in sectors.
+    extent_shift: u32,
+    /// Extent size in sectors (a power of two, at least 8).
+    pub(crate) extent_sectors: u64,
+    /// New extents are zeroed before they are mapped.
+    zero_new: bool,
+    /// Volumes accept discards (not `ignore_discard`).
+    pub(crate) discard: bool,
+    /// Discards of whole unshared extents reach the data device.
+    passdown: bool,
+    /// Metadata and data device; the worker holds it for each batch.
+    #[pin]
+    state: Mutex<PoolState>,
+    /// The lock-free fast map `map` reads (in `fast_slots`).
+    fast: FastMap<'static>,
+    /// The data device for `map`'s fast-map hits (see `PoolState::data`):
+    /// `map` runs only while a volume holds the pool device open, so
+    /// while the pool target, which holds the data device, exists.
+    data_fast: BlockIo,
+    /// The fast map's arena; dropped after `state` (declaration order),
+    /// whose pool borrows it, and never used otherwise.
+    _fast_slots: VVec<FastSlot>,
+    /// Active volumes (several tables of one volume may be loaded).
+    #[pin]
+    active: Mutex<KVec<Arc<VolumeCore>>>,
+    /// The per-pool worker's queue; `None` once the pool is being
+    /// destroyed. A spinlock: `map` queues work through it.
+    #[pin]
+    wq: SpinLock<Option<OwnedQueue>>,
+    /// The periodic commit ([`COMMIT_MS`] after a batch left changes).
+    #[pin]
+    commit_work: DelayedWork<PoolCore>,
+}
+
+kernel::impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for PoolCore { self.commit_work }
+}
+
+impl WorkItem for PoolCore {
+    type Pointer = Arc<PoolCore>;
+
+    fn run(this: Arc<PoolCore>) {
+        if let Err(e) = this.commit() {
+            pr_err!("{}: periodic commit failed: {:?}\n", POOL_TARGET, e);
+        }
+    }
+}
+
+/// What a volume's worker does with one bio.
+enum Plan {
+    /// Submit to this data device sector.
+    Submit(u64),
+    /// Reads of unmapped extents return zeroes.
+    Zero,
+}
+
+impl PoolCore {
+    /// The device number of the pool's mapped device.
+    pub(crate) fn md_devt(&self) -> u32 {
+        self.md_devt
+    }
+
+    /// Queues `v`'s work item (never sleeps). Returns whether the queue is
+    /// still open, and the reference back if it was not queued (already
+    /// queued, or the pool is going): the caller drops it, outside the lock.
+    pub(crate) fn enqueue_volume(&self, v: Arc<VolumeCore>) -> (bool, Option<Arc<VolumeCore>>) {
+        let g = self.wq.lock();
+        match g.as_ref() {
+            Some(q) => (true, q.get().enqueue(v).err()),
+            None => (false, Some(v)),
+        }
+    }
+
+    /// Queues the periodic commit unless it is queued already.
+    pub(crate) fn schedule_commit(this: &Arc<PoolCore>) {
+        let back = {
+            let g = this.wq.lock();
+            g.as_ref().and_then(|q| q.get().enqueue_delayed(this.clone(), msecs_to_jiffies(COMMIT_MS)).err())
+        };
+        // Not the last reference: `this` is one.
+        drop(back);
+    }
+
+    /// Checks that volume `id` exists and is at least `sectors` long;
+    /// returns its size in sectors.
+    pub(crate) fn volume_sectors(&self, id: u32) -> Result<(u64, u64), pool::Error> {
+        let mut st = self.state.lock();
+        let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
+        let info = meta.pool.volume(id)?;
+        Ok((info.size.saturating_mul(self.extent_sectors), info.uid))
+    }
+
+    /// Registers an active volume.
+    pub(crate) fn attach(&self, v: Arc<VolumeCore>) -> Result {
+        let mut a = self.active.lock();
+        a.push(v, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// Unregisters an active volume.
+    pub(crate) fn detach(&self, v: &Arc<VolumeCore>) {
+        self.active.lock().retain(|x| !Arc::ptr_eq(x, v));
+    }
+
+    fn is_active(&self, id: u32) -> bool {
+        self.active.lock().iter().any(|v| v.id == id)
+    }
+
+    /// Waits (bounded, [`VolumeCore::drain`]) until every write of the
+    /// active tables of volume `id` counted so far has ended. The caller
+    /// holds the state lock, so the worker submits nothing new meanwhile,
+    /// and has invalidated the fast map, so `map` remaps no new write from
+    /// a stale entry.
+    fn quiesce(&self, id: u32) -> Result<(), pool::Error> {
+        for v in self.active.lock().iter().filter(|v| v.id == id) {
+            v.drain().map_err(|_| pool::Error::Busy)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every completed data write and the open transaction durable:
+    /// flushes the data device, then commits the metadata.
+    fn commit_locked(st: &mut PoolState) -> Result<(), pool::Error> {
+        let (Some(meta), Some(data)) = (st.meta.as_mut(), st.data.as_ref()) else {
+            return Err(pool::Error::Io);
+        };
+        if !meta.pool.is_dirty() {
+            return Ok(());
+        }
+        data.flush().map_err(|_| pool::Error::Io)?;
+        meta.pool.commit()
+    }
+
+    /// Commits (see `commit_locked`).
+    pub(crate) fn commit(&self) -> Result<(), pool::Error> {
+        Self::commit_locked(&mut self.state.lock())
+    }
+
+    /// Copies data extent `from` to `to`.
+    fn copy_extent(&self, st: &mut PoolState, from: u64, to: u64) -> Result<(), pool::Error> {
+        let data = st.data.as_ref().ok_or(pool::Error::Io)?;
+        let es = self.extent_sectors;
+        let csec = ((COPY_CHUNK / 512) as u64).min(es);
+        let steps = es.checked_div(csec).unwrap_or(0);
+        let len = usize::try_from(csec.saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
+        let src0 = from.checked_mul(es).ok_or(pool::Error::Invalid)?;
+        let dst0 = to.checked_mul(es).ok_or(pool::Error::Invalid)?;
+        for i in 0..steps {
+            let off = i.checked_mul(csec).ok_or(pool::Error::Invalid)?;
+            let src = src0.checked_add(off).ok_or(pool::Error::Invalid)?;
+            let dst = dst0.checked_add(off).ok_or(pool::Error::Invalid)?;
+            data.read_part(src, &mut st.copy_buf, len).map_err(|_| pool::Error::Io)?;
+            data.write_part(dst, &mut st.copy_buf, len).map_err(|_| pool::Error::Io)?;
+        }
+        Ok(())
+    }
+
+    /// Decides where bio `b` of volume `id` goes: looks the extent up and,
+    /// for writes, provisions it (zeroed) or breaks its sharing (copied).
+    fn plan(&self, st: &mut PoolState, id: u32, b: &OwnedBio) -> Result<Plan, pool::Error> {
+        let es = self.extent_sectors;
+        let sector = b.target_sector();
+        let vext = sector.checked_shr(self.extent_shift).unwrap_or(0);
+        let off = sector & es.wrapping_sub(1);
+        let write = b.kind() == BioKind::Write;
+        let m = st.meta.as_mut().ok_or(pool::Error::Io)?.pool.lookup(id, vext)?;
+        let pext = match m {
+            Mapping::Unmapped if !write => return Ok(Plan::Zero),
+            Mapping::Mapped { pext, .. } if !write => pext,
+            Mapping::Mapped { pext, shared: false } => pext,
+            Mapping::Unmapped => {
+                let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
+                let p = meta.pool.provision(id, vext)?;
+                if self.zero_new {
+                    let data = st.data.as_ref().ok_or(pool::Error::Io)?;
+                    let start = p.checked_mul(es).ok_or(pool::Error::Invalid)?;
+                    if data.zero_out(start, es).is_err() {
+                        // Never leave an extent mapped with another
+                        // volume's old data in it.
+                        let _ = meta.pool.discard(id, vext, 1);
+                        return Err(pool::Error::Io);
+                    }
+                }
+                p
+            }
+            Mapping::Mapped { shared: true, .. } => {
+                let plan = st.meta.as_mut().ok_or(pool::Error::Io)?.pool.prepare_break(id, vext)?;
+                if plan.new != plan.old {
+                    let copied = self.copy_extent(st, plan.old, plan.new);
+                    let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
+                    if let Err(e) = copied {
+                        let _ = meta.pool.cancel_break(&plan);
+                        return Err(e);
+                    }
+                    meta.pool.complete_break(&plan)?;
+                }
+                plan.new
+            }
+        };
+        let base = pext.checked_mul(es).ok_or(pool::Error::Invalid)?;
+        Ok(Plan::Submit(base | off))
+    }
+
+    /// The inline path of `map`: never sleeps, never allocates, never
+    /// waits for the worker. Reads and non-FUA writes first ask the pool
+    /// core's lock-free fast map (known unshared mappings): a hit is
+    /// remapped. Otherwise, if the pool's lock is free (try-lock) and the
+    /// extent's mapping is cached: a read of an unmapped extent is
+    /// zero-filled and ended, a read of a mapped one or a write to a
+    /// mapped unshared one is remapped. Anything else (`None`) goes to the
+    /// worker. Reads and writes are counted ([`VolumeCore::enter`]) before
+    /// the lookup, so that a snapshot or discard can wait for them.
+    pub(crate) fn map_inline(&self, v: &VolumeCore, b: &mut Bio<'_>) -> Option<MapResult> {
+        let kind = b.kind();
+        // FUA writes wait for a commit: the worker's.
+        if (kind != BioKind::Read && kind != BioKind::Write) || b.is_fua() {
+            return None;
+        }
+        let word = v.enter();
+        let r = self.map_counted(v, b, kind);
+        match r {
+            Some(MapResult::Remapped) => b.set_per_bio(word),
+            _ => v.leave(word),
+        }
+        r
+    }
+
+    fn map_counted(&self, v: &VolumeCore, b: &mut Bio<'_>, kind: BioKind) -> Option<MapResult> {
+        let es = self.extent_sectors;
+        let sector = b.target_sector();
+        let vext = sector.checked_shr(self.extent_shift)?;
+        let off = sector & es.wrapping_sub(1);
+        if let Some(pext) = self.fast.lookup(v.uid, vext) {
+            let target = pext.checked_mul(es)?.checked_add(off)?;
+            b.remap_to(&self.data_fast, target);
+            return Some(MapResult::Remapped);
+        }
+        let st = self.state.try_lock()?;
+        let meta = st.meta.as_ref()?;
+        let data = st.data.as_ref()?;
+        let pext = match (meta.pool.lookup_cached(v.id, vext).ok()?, kind) {
+            (Mapping::Unmapped, BioKind::Read) => {
+                b.take().end_zeroed();
+                return Some(MapResult::Submitted);
+            }
+            (Mapping::Mapped { pext, .. }, BioKind::Read) => pext,
+            (Mapping::Mapped { pext, shared: false }, BioKind::Write) => pext,
+            _ => return None,
+        };
+        let target = pext.checked_mul(es)?.checked_add(off)?;
+        b.remap_to(data, target);
+        Some(MapResult::Remapped)
+    }
+
+    /// A discard (device-mapper splits them at extent boundaries): a whole
+    /// extent is unmapped (freed if only this volume used it) and, if it
+    /// was not shared and passdown is on, discarded on the data device,
+    /// synchronously so that it cannot meet a later reuse of the extent.
+    /// Part of an extent changes nothing.
+    fn discard(&self, st: &mut PoolState, v: &VolumeCore, b: &OwnedBio) -> Result<(), pool::Error> {
+        let id = v.id;
+        let es = self.extent_sectors;
+        let sector = b.target_sector();
+        if sector & es.wrapping_sub(1) != 0 || b.sectors() != es {
+            return Ok(());
+        }
+        let vext = sector.checked_shr(self.extent_shift).unwrap_or(0);
+        let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
+        let Mapping::Mapped { pext, shared } = meta.pool.lookup(id, vext)? else {
+            return Ok(());
+        };
+        meta.pool.discard(id, vext, 1)?;
+        // The discard invalidated the fast map's entry; writes remapped
+        // from it must end before the extent can be reused (next commit)
+        // or discarded below.
+        if v.drain().is_err() {
+            pr_err!("{}: writes to volume {} did not end within 10 s of a discard\n", POOL_TARGET, id);
+            return Err(pool::Error::Busy);
+        }
+        if self.passdown && !shared {
+            if let (Some(data), Some(start)) = (st.data.as_ref(), pext.checked_mul(es)) {
+                // Advisory: a data device without discard support is fine.
+                let _ = data.discard(start, es);
+            }
+        }
+        Ok(())
+    }
+
+    /// The worker: maps, provisions, breaks and submits a batch of bios of
+    /// volume `v`, in order; flushes and FUA writes wait for one commit.
+    /// Returns whether the open transaction has changes.
+    pub(crate) fn process(&self, v: &VolumeCore, mut batch: BioList) -> bool {
+        let mut st = self.state.lock();
+        let mut after_commit = BioList::new();
+        while let Some(mut b) = batch.pop() {
+            match b.kind() {
+                BioKind::Flush => after_commit.push(b),
+                BioKind::Read | BioKind::Write => match self.plan(&mut st, v.id, &b) {
+                    Ok(Plan::Zero) => b.end_zeroed(),
+                    Ok(Plan::Submit(sector)) if b.kind() == BioKind::Write && b.is_fua() => {
+                        b.set_per_bio(sector);
+                        after_commit.push(b);
+                    }
+                    Ok(Plan::Submit(sector)) => {
+                        let Some(data) = st.data.as_ref() else {
+                            b.end(Some(EIO));
+                            continue;
+                        };
+                        v.count_io(&mut b);
+                        b.submit(data, sector);
+                    }
+                    Err(e) => b.end(Some(Error::from_errno(-e.to_errno()))),
+                },
+                BioKind::Discard => {
+                    let r = self.discard(&mut st, v, &b);
+                    b.end(r.err().map(|e| Error::from_errno(-e.to_errno())));
+                }
+                BioKind::Other => b.end(Some(crate::kbind::compat::eopnotsupp())),
+            }
+        }
+        if after_commit.is_empty() {
+            return Self::dirty(&st);
+        }
+        // One commit for every flush and FUA write of the batch.
+        let r = Self::commit_locked(&mut st);
+        while let Some(mut b) = after_commit.pop() {
+            match (b.kind(), &r, st.data.as_ref()) {
+                (BioKind::Flush, Ok(()), _) => b.end(None),
+                (BioKind::Write, Ok(()), Some(data)) => {
+                    let sector = b.per_bio();
+                    v.count_io(&mut b);
+                    b.submit(data, sector);
+                }
+                _ => b.end(Some(EIO)),
+            }
+        }
+        Self::dirty(&st)
+    }
+
+    fn dirty(st: &PoolState) -> bool {
+        st.meta.as_ref().is_some_and(|m| m.pool.is_dirty())
+    }
+
+    /// The volume status figures: mapped sectors, highest mapped sector,
+    /// shared sectors (walks the volume's mappings under the lock).
+    pub(crate) fn volume_status(&self, id: u32) -> VolumeStatus {
+        let mut st = self.state.lock();
+        let Some(meta) = st.meta.as_mut() else { return VolumeStatus::Fail };
+        let Ok(info) = meta.pool.volume(id) else { return VolumeStatus::Fail };
+        let es = self.extent_sectors;
+        let (mut mapped, mut shared, mut highest) = (0u64, 0u64, None);
+        let mut from = 0;
+        // At most one step per extent of the volume.
+        for _ in 0..info.size {
+            match meta.pool.next_mapping(id, from) {
+                Ok(Some((vext, Mapping::Mapped { shared: sh, .. }))) => {
+                    mapped = mapped.saturating_add(1);
+                    if sh {
+                        shared = shared.saturating_add(1);
+                    }
+                    from = vext.saturating_add(1);
+                    highest = Some(from.saturating_mul(es).saturating_sub(1));
+                }
+                Ok(_) => break,
+                Err(_) => return VolumeStatus::Fail,
+            }
+        }
+        VolumeStatus::Active {
+            mapped_sectors: mapped.saturating_mul(es),
+            highest_mapped: highest,
+            shared_sectors: shared.saturating_mul(es),
+        }
+    }
+}
+
+/// A pool: metadata and data device, configuration and the state shared
+/// with its volumes.
 pub(crate) struct PoolTarget {
     metadata_dev: Dev,
     data: Dev,
     config: PoolConfig,
-    /// The open pool; status and messages take the lock (they may sleep).
-    #[pin]
-    meta: Mutex<Metadata>,
+    core: Arc<PoolCore>,
     /// Released last, once the metadata is closed.
-    claim: DeviceClaim,
+    _claim: DeviceClaim,
 }
 
 impl PoolTarget {
     /// Runs a valid message: changes the metadata and commits.
     fn run(&self, m: &Message) -> Result<(), pool::Error> {
-        let mut meta = self.meta.lock();
-        let pool = &mut meta.pool;
+        if let Message::Delete { id } = *m {
+            if self.core.is_active(id) {
+                return Err(pool::Error::Busy);
+            }
+        }
+        let mut st = self.core.state.lock();
+        let pool = &mut st.meta.as_mut().ok_or(pool::Error::Io)?.pool;
         // Volumes are as large as the data device (no over-provisioning).
         let size = pool.stats().data_extents;
         match *m {
             Message::Create { id } => pool.create_volume(id, size)?,
             Message::Delete { id } => pool.delete_volume(id)?,
-            Message::Snapshot { origin, new } => pool.snapshot(origin, new)?,
+            Message::Snapshot { origin, new } => {
+                pool.snapshot(origin, new)?;
+                // An active origin: the snapshot invalidated the fast map
+                // and the lock holds new writes (the worker and the
+                // try-lock level need it); wait for those in flight, so
+                // that none lands in the now shared extents.
+                if let Err(e) = self.core.quiesce(origin) {
+                    pr_err!("{}: writes to volume {} did not end within 10 s of a snapshot\n", POOL_TARGET, origin);
+                    let _ = PoolCore::commit_locked(&mut st);
+                    return Err(e);
+                }
+            }
             Message::SetTransactionId { .. } => return Err(pool::Error::Invalid),
         }
-        pool.commit()
+        PoolCore::commit_locked(&mut st)
+    }
+}
+
+impl Drop for PoolTarget {
+    fn drop(&mut self) {
+        let core = &self.core;
+        super::unpublish(core);
+        // Closes the queue: nothing is queued from now on.
+        let wq = core.wq.lock().take();
+        // SAFETY: `commit_work` is the `delayed_work` of a `DelayedWork`
+        // (a transparent wrapper), alive as long as `core`.
+        let was_queued = unsafe {
+            crate::kbind::sys::snapguard_cancel_dwork_sync(
+                core::ptr::from_ref(&core.commit_work).cast_mut().cast(),
+            )
+        };
+        if was_queued {
+            // SAFETY: a queued work item owns one reference, made with
+            // `Arc::into_raw` by `enqueue_delayed`; cancelling it hands
+            // that reference back to us, and `core` is another one.
+            drop(unsafe { Arc::from_raw(Arc::as_ptr(core)) });
+        }
+        // Drains the workers (no volume is active: each holds the pool
+        // device open, so the pool cannot be removed before them).
+        drop(wq);
+        let mut st = core.state.lock();
+        if let Err(e) = PoolCore::commit_locked(&mut st) {
+            pr_err!("{}: final commit failed: {:?}\n", POOL_TARGET, e);
+        }
+        st.meta = None;
+        st.data = None;
     }
 }
 
@@ -217,6 +676,8 @@ impl Target for PoolTarget {
         }
         let claim = DeviceClaim::take([metadata_dev.devt(), data.devt()])?;
         let data_io = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
+        let copy_buf = IoBuf::new(COPY_CHUNK).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        let wq = OwnedQueue::new().map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         if data_io.nr_sectors() < len {
             pr_err!(
                 "{}: the data device has {} sectors, the target {}\n",
@@ -230,10 +691,48 @@ impl Target for PoolTarget {
         let blocks = io.nr_sectors() / BLOCK_SECTORS;
         let buf = IoBuf::new(BLOCK_SIZE).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         let data_extents = len >> config.extent_shift();
-        let meta = Metadata::open(MetaDev { io, buf, blocks }, &config, data_extents)?;
+        let mut meta = Metadata::open(MetaDev { io, buf, blocks }, &config, data_extents)?;
+        // The fast map: one slot per data extent, at most FAST_SLOTS_MAX
+        // (40 bytes each), plus the epoch slot.
+        let nfast = usize::try_from(data_extents).unwrap_or(usize::MAX).min(FAST_SLOTS_MAX).saturating_add(1);
+        let mut fast_slots = VVec::<FastSlot>::with_capacity(nfast, GFP_KERNEL | __GFP_ZERO)
+            .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate the fast map" })?;
+        // SAFETY: the capacity is `nfast` zeroed slots, and the all-zero
+        // bit pattern is a valid empty `FastSlot` (documented by the pool
+        // core).
+        unsafe { fast_slots.inc_len(nfast) };
+        // SAFETY: the buffer lives as long as `fast_slots`, which goes into
+        // the `PoolCore` and outlives its pool and readers there (field
+        // order); moving the `VVec` does not move its buffer. Only shared
+        // references are made.
+        let fast_arena: &'static [FastSlot] = unsafe { core::slice::from_raw_parts(fast_slots.as_ptr(), nfast) };
+        let fast = FastMap::new(fast_arena).ok_or(CtrError { err: ENOMEM, msg: c"Cannot allocate the fast map" })?;
+        meta.pool.set_fast_map(fast);
+        let data_fast = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
         ctr.set_num_flush_bios(1);
-        let init = pin_init!(PoolTarget { metadata_dev, data, config, meta <- new_mutex!(meta), claim });
-        KBox::pin_init(init, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
+        let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf };
+        let core = Arc::pin_init(
+            pin_init!(PoolCore {
+                md_devt: ctr.md_devt(),
+                extent_shift: config.extent_shift(),
+                extent_sectors: config.extent_sectors,
+                zero_new: !config.features.skip_block_zeroing,
+                discard: config.features.discard != Discard::Ignore,
+                passdown: config.features.discard == Discard::Passdown,
+                state <- new_mutex!(st),
+                fast,
+                data_fast,
+                _fast_slots: fast_slots,
+                active <- new_mutex!(KVec::new()),
+                wq <- new_spinlock!(Some(wq)),
+                commit_work <- new_delayed_work!("snapguard-pool commit"),
+            }),
+            GFP_KERNEL,
+        )
+        .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        super::publish(core.clone())?;
+        let t = PoolTarget { metadata_dev, data, config, core, _claim: claim };
+        KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
     }
 
     fn map(&self, devs: &Devices, bio: &mut Bio<'_>) -> MapResult {
@@ -253,7 +752,9 @@ impl Target for PoolTarget {
                     .write_table(out, devs.name(self.metadata_dev), devs.name(self.data))
             }
             StatusType::Info => {
-                let st = self.meta.lock().pool.stats();
+                let Some(st) = self.core.state.lock().meta.as_ref().map(|m| m.pool.stats()) else {
+                    return;
+                };
                 let f = &self.config.features;
                 PoolStatus {
                     // Not stored by the pool core yet (set_transaction_id
@@ -272,6 +773,16 @@ impl Target for PoolTarget {
             }
             StatusType::Ima => Ok(()),
         };
+    }
+
+    fn limits_device(&self) -> Option<Dev> {
+        Some(self.data)
+    }
+
+    fn postsuspend(&self) {
+        if let Err(e) = self.core.commit() {
+            pr_err!("{}: commit at suspend failed: {:?}\n", POOL_TARGET, e);
+        }
     }
 
     fn message(&self, args: &[&[u8]], _out: &mut Emit<'_>) -> Result {
