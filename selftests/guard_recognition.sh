@@ -111,7 +111,7 @@ echo enforce >$G/mode
 dmesg_mark
 mount_case ntfs-4k-backup-hiberfil ntfs3 "-b 4096" -
 ktap_check "guard refuses it read-write, naming hiberfil_live" \
-	sh -c "dmesg | tail -n +$((DMESG_MARK + 1)) | grep -q 'refused read-write mount of ${dev#/dev/} (ntfs3): ntfs hibernated: .*hiberfil_live at '"
+	dmesg_has "refused read-write mount of ${dev#/dev/} (ntfs3): ntfs hibernated: .*hiberfil_live at "
 done_case
 ktap_check "image unchanged" cmp $FX/ntfs-4k-backup-hiberfil.img $img
 rm -f $img

@@ -77,7 +77,7 @@ ktap_check "$ROUNDS rounds of unloading and loading exfat, ntfs3, ntfs (and efiv
 ktap_check "every round: no type mounted the volume read-write" test $unguarded = 0
 ktap_check "every round: each type refused with EROFS (no other error)" test $mount_fail = 0
 ktap_check "no mount went unguarded for want of a table" \
-	sh -c "! dmesg | tail -n +$((DMESG_MARK + 1)) | grep -q 'out of operation tables'"
+	not dmesg_has 'out of operation tables'
 losetup -d $ex $nt
 
 # After the reloads the guard still refuses read-write on every type.
@@ -97,6 +97,6 @@ for c in "exfat exfat-dirty" "ntfs3 ntfs-hiberfil-HIBR" "ntfs ntfs-log-faststart
 done
 ktap_check "snapguard unloads after the reloads" rmmod snapguard
 ktap_check "no kernel complaint" \
-	sh -c "! dmesg | tail -n +$((DMESG_MARK + 1)) | grep -qE 'BUG:|Oops|WARNING:|general protection'"
+	not dmesg_has -E 'BUG:|Oops|WARNING:|general protection'
 modprobe snapguard
 ktap_finish

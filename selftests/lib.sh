@@ -55,5 +55,15 @@ ktap_finish() {
 }
 
 # Messages the kernel logged since the mark set by dmesg_mark.
-dmesg_mark() { DMESG_MARK=$(dmesg | wc -l); }
-dmesg_since() { dmesg | tail -n +"$((DMESG_MARK + 1))"; }
+# The mark is a unique line written into the kernel log: counting lines
+# fails once the log buffer is full (old lines drop as new ones come, the
+# count stays the same and new lines were skipped).
+dmesg_mark() {
+	DMESG_MARK="snapguard-selftest-mark-$$-$RANDOM$RANDOM-$(date +%s%N)"
+	echo "$DMESG_MARK" >/dev/kmsg
+}
+dmesg_since() { dmesg | sed -n "/$DMESG_MARK/,\$p" | tail -n +2; }
+# not CMD...: succeeds when CMD fails (for ktap_check).
+not() { ! "$@"; }
+# dmesg_has [grep options] PATTERN: the kernel logged PATTERN since the mark.
+dmesg_has() { dmesg_since | grep -q "$@"; }
