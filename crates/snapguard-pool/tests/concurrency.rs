@@ -179,7 +179,11 @@ fn readers_lookup_cached_while_writer_changes() {
         })
         .collect();
     let mut rng = Rng(42);
-    for i in 0..3000 {
+    // At least 3000 writer steps, and on until the readers have compared
+    // enough answers (on a loaded machine they get little CPU), bounded.
+    let mut i = 0u32;
+    while i < 3000 || (hits.load(Relaxed) <= 1000 && i < 200_000) {
+        i += 1;
         let mut g = shared.write().unwrap();
         writer_step(&mut g, &mut rng);
         if i % 500 == 0 {
@@ -282,7 +286,12 @@ fn fast_map_readers_without_lock() {
         model: Model::default(),
     };
     let mut rng = Rng(7);
-    for _ in 0..2500 {
+    // At least 2500 writer steps, and on until the readers have checked
+    // enough fast-map hits (on a loaded machine they get little CPU), with
+    // a bound on the steps.
+    let mut steps = 0u32;
+    while steps < 2500 || (hits.load(Relaxed) <= 1000 && steps < 200_000) {
+        steps += 1;
         version.fetch_add(1, Release);
         writer_step(&mut shared, &mut rng);
         // Lookups fill the fast map.
@@ -310,6 +319,6 @@ fn fast_map_readers_without_lock() {
         checked.load(Relaxed),
         skipped.load(Relaxed),
     );
-    eprintln!("fast map: {c} lock-free lookups checked, {h} hits, {s} reads overlapped a writer op (not checked)");
+    eprintln!("fast map: {steps} writer steps, {c} lock-free lookups checked, {h} hits, {s} reads overlapped a writer op (not checked)");
     assert!(h > 1000, "{h} hits");
 }
