@@ -17,6 +17,10 @@
 # SG_THOROUGH=1 or on the debug kernel every image and 3 seeded mutants of
 # each (random bytes of the blocks the probe reads changed).
 modprobe snapguard || exit 1
+# Each image's own evidence decides (as in guard_mount.sh): under the
+# machine policy, whatever earlier tests left on the other disks would.
+G=/sys/kernel/snapguard/guard
+echo enforce >$G/mode && echo volume >$G/policy && echo refuse >$G/unclean || exit 1
 for fs in ntfs3 ntfs vfat msdos exfat; do modprobe -q "$fs" 2>/dev/null; done
 cd "$(dirname "$0")" && exec python3 - <<'PYEOF'
 import ctypes, errno, os, random, struct, subprocess, sys, time

@@ -171,6 +171,28 @@ def random_input(words):
     return bytes(rng.choice(alpha) for _ in range(min(n, 200))) * max(1, n // 200)
 
 
+# allow_once takes only devices that exist now and have a medium (issue 9):
+# nine small loop devices for its valid values and its 8-entry limit.
+LOOPS = []
+for i in range(9):
+    path = f"/tmp/sg-ao-{i}.img"
+    with open(path, "wb") as fh:
+        fh.truncate(1 << 20)
+    r = subprocess.run(["losetup", "-f", "--show", path], capture_output=True, text=True)
+    LOOPS.append(r.stdout.strip().encode())
+LOOP0 = LOOPS[0].rsplit(b"/", 1)[-1]
+
+
+def exists_dev(s):
+    """A block device that exists now and has a medium."""
+    try:
+        d = devt_of(s)
+        with open(f"/sys/dev/block/{d.decode()}/size") as fh:
+            return int(fh.read()) > 0
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
 base = snapshot()
 for f in writable:
     name = f[len(K) + 1:]
@@ -185,11 +207,11 @@ for f in writable:
         def applied(inp):
             return b"[" + strip1(inp) + b"]" in read(f).split()
     elif k == "allow_once":
-        words = [b"clear", b"loop0", b"/dev/loop0", b"7:0", b"vda"]
+        words = [b"clear", LOOP0, b"/dev/" + LOOP0, devt_of(LOOP0), b"vda"]
         def valid(inp):
             s = strip1(inp)
-            return s == b"clear" or majmin_ok(s) or is_blockdev(s)
-        good = [b"clear", b"clear\n", b"loop0\n", b"/dev/loop0", b"7:0\n"]
+            return s == b"clear" or ((majmin_ok(s) or is_blockdev(s)) and exists_dev(s))
+        good = [b"clear", b"clear\n", LOOP0 + b"\n", b"/dev/" + LOOP0, devt_of(LOOP0) + b"\n"]
         restore = lambda: write(f, b"clear")
         # A valid allow_once also lifts (and remembers lifting) block-layer
         # protection of that device (mount-guard.rst): guard/protect may
@@ -282,14 +304,14 @@ AO = K + "/guard/allow_once"
 bad, full = [], b""
 if AO in writable:
     write(AO, b"clear")
-    for i in range(8):
-        if write(AO, b"7:%d" % i)[1] is not None:
-            bad.append(f"7:{i} refused")
+    for dev in LOOPS[:8]:
+        if write(AO, devt_of(dev))[1] is not None:
+            bad.append(f"{dev.decode()} refused")
     full = read(AO)
-    n, err = write(AO, b"7:8")
+    n, err = write(AO, devt_of(LOOPS[8]))
     if err != errno.ENOSPC:
         bad.append(f"9th entry: {n}, {errno.errorcode.get(err, err)}, expected ENOSPC")
-    if write(AO, b"7:3")[1] is not None:
+    if write(AO, devt_of(LOOPS[3]))[1] is not None:
         bad.append("duplicate refused")
     if read(AO) != full:
         bad.append(f"allow_once changed: {show(read(AO), 300)}")
@@ -299,6 +321,7 @@ tap.result(not bad and len(full.splitlines()) == 8, "allow_once: 8 entries, the 
 if snapshot() != base:
     tap.diag("knobs differ from the start: guard/protect remembers devices written to protect, unprotect, allow_once")
 
+subprocess.run(["losetup", "-d"] + [d.decode() for d in LOOPS], capture_output=True)
 tap.diag(f"sysfs part: {time.time() - T0:.1f}s")
 # ------------------------------------------------------------ device-mapper
 def sh(cmd, **kw):
