@@ -166,11 +166,14 @@ ktap_check "  the origin is unchanged" same sgv1 /tmp/sgv-sum1c /tmp/sgv-sum1b
 
 # Snapshots of a volume under concurrent direct writes: the message waits
 # for the writes in flight, not for the writer to stop.
+# Stopped through a file, so that `wait` also waits for its last dd (killing
+# the loop's shell left dd holding the device open: remove failed, EBUSY).
 busy_writer() {
-	while :; do
+	while [ ! -e /tmp/sgv-stop ]; do
 		dd if=/dev/urandom of=/dev/mapper/sgv6 bs=64k count=16 seek=10 oflag=direct conv=notrunc status=none || break
 	done
 }
+rm -f /tmp/sgv-stop
 ktap_check "volume 6 for a busy writer" sh -c "dmsetup message sgv-pool 0 create 6"
 ktap_check "  activate it" vol 6
 busy_writer &
@@ -178,7 +181,7 @@ writer=$!
 sleep 1
 snaps_under_load() { msg snapshot 6 7 && msg snapshot 6 8; }
 ktap_check "two snapshots while it is being written" snaps_under_load
-kill $writer
+touch /tmp/sgv-stop
 wait $writer 2>/dev/null
 cleanup6() { remove sgv6 && msg delete 6 && msg delete 7 && msg delete 8; }
 ktap_check "  remove and delete them" cleanup6
