@@ -193,6 +193,20 @@ def exists_dev(s):
         return False
 
 
+def restored(inp, base, bad):
+    """Puts the knob under test (globals k, restore) back after an accepted
+    write; returns the new baseline. A device knob may remember devices
+    (an override knob guard/protect lines): that is its new baseline;
+    anything else must be as before."""
+    restore()
+    if k == "device" or (k == "override" and snapshot([PROTECT]) == snapshot_skip(base)):
+        return snapshot()
+    if snapshot() != base:
+        bad.append(f"restoring after {show(inp)} did not give back the old contents")
+        return snapshot()
+    return base
+
+
 base = snapshot()
 for f in writable:
     name = f[len(K) + 1:]
@@ -244,12 +258,7 @@ for f in writable:
             bad.append(f"valid {show(inp)} refused: {errno.errorcode.get(err, err)}")
         elif not applied(inp):
             bad.append(f"valid {show(inp)} accepted but not shown: {show(read(f))}")
-        restore()
-        if k == "device" or (k == "override" and snapshot([PROTECT]) == snapshot_skip(base)):
-            base = snapshot()
-        elif snapshot() != base:
-            bad.append(f"restoring after {show(inp)} did not give back the old contents")
-            base = snapshot()
+        base = restored(inp, base, bad)
     tap.result(not bad, f"{name}: {len(good)} valid values accepted and applied", bad)
     # Boundary and random input: refused ones change nothing.
     inputs = COMMON + mutants(words) + [random_input(words) for _ in range(100 * MULT)]
@@ -267,12 +276,7 @@ for f in writable:
             accepted += 1
             if not valid(inp[:4096]):
                 bad.append(f"invalid {show(inp)} accepted ({n} bytes): now {show(read(f))}")
-            restore()
-            if k == "device" or (k == "override" and snapshot([PROTECT]) == snapshot_skip(base)):
-                base = snapshot()
-            elif snapshot() != base:
-                bad.append(f"restoring after {show(inp)} did not give back the old contents")
-                base = snapshot()
+            base = restored(inp, base, bad)
             continue
         errs[errno.errorcode.get(err, err)] = errs.get(errno.errorcode.get(err, err), 0) + 1
         if after != base:
