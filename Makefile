@@ -5,6 +5,7 @@
 #                   managed kernel, built and cached on first use)
 #   make check      the full test suite (what CI runs)
 #   make demo       the try-it demo: a hibernated NTFS image is refused
+#   make demo-target  the snapshot target's try-it: pool, volume, snapshot
 #   make run        boot a QEMU guest with snapguard loaded; CMD="..." runs
 #                   a command instead of a shell
 #   make fuzz       run the fuzz targets (FUZZ_SECONDS per target)
@@ -36,7 +37,7 @@ endif
 SUPPORTED_SERIES := $(shell tools/kernel/series.sh --print supported)
 
 .PHONY: all module module-clippy kernel setup check test-host lint selftests \
-	run demo fuzz bench bench-host bench-mount modules_install clean \
+	run demo demo-target cli fuzz bench bench-host bench-mount modules_install clean \
 	check-all-kernels check-debug
 
 all: module
@@ -99,6 +100,15 @@ run: module
 # The README's "try it": a hibernated NTFS image refused, then allowed once.
 demo: module
 	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir --cmd /selftests/demo.sh
+
+# The README's "try it" for the snapshot target: a pool, a volume, a
+# snapshot of the mounted volume and the status lines (with the `snapguard`
+# tool in the guest for `snapguard pool check`).
+demo-target: module cli
+	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir --cmd /selftests/demo_target.sh
+
+cli:
+	cargo build --release --locked -p snapguard
 
 fuzz:
 	tools/fuzz.sh $(FUZZ_SECONDS)
