@@ -544,36 +544,48 @@ impl PoolCore {
     }
 
     /// The volume status figures: mapped sectors, highest mapped sector,
-    /// shared sectors (walks the volume's mappings under the lock).
+    /// shared sectors. Walks the volume's mappings in chunks of
+    /// [`STATUS_CHUNK`], taking the pool's lock for each chunk only, so
+    /// that the status of a large volume does not hold up the worker (the
+    /// figures of a volume being written are a moment's anyway).
     pub(crate) fn volume_status(&self, id: u32) -> VolumeStatus {
-        let mut st = self.state.lock();
-        let Some(meta) = st.meta.as_mut() else { return VolumeStatus::Fail };
-        let Ok(info) = meta.pool.volume(id) else { return VolumeStatus::Fail };
         let es = self.extent_sectors;
         let (mut mapped, mut shared, mut highest) = (0u64, 0u64, None);
         let mut from = 0;
-        // At most one step per extent of the volume.
-        for _ in 0..info.size {
-            match meta.pool.next_mapping(id, from) {
-                Ok(Some((vext, Mapping::Mapped { shared: sh, .. }))) => {
-                    mapped = mapped.saturating_add(1);
-                    if sh {
-                        shared = shared.saturating_add(1);
-                    }
-                    from = vext.saturating_add(1);
-                    highest = Some(from.saturating_mul(es).saturating_sub(1));
+        loop {
+            let mut st = self.state.lock();
+            let Some(meta) = st.meta.as_mut() else { return VolumeStatus::Fail };
+            let Ok(info) = meta.pool.volume(id) else { return VolumeStatus::Fail };
+            for _ in 0..STATUS_CHUNK {
+                if from >= info.size {
+                    return VolumeStatus::Active {
+                        mapped_sectors: mapped.saturating_mul(es),
+                        highest_mapped: highest,
+                        shared_sectors: shared.saturating_mul(es),
+                    };
                 }
-                Ok(_) => break,
-                Err(_) => return VolumeStatus::Fail,
+                match meta.pool.next_mapping(id, from) {
+                    Ok(Some((vext, Mapping::Mapped { shared: sh, .. }))) => {
+                        mapped = mapped.saturating_add(1);
+                        if sh {
+                            shared = shared.saturating_add(1);
+                        }
+                        // Strictly increasing: at most `info.size` steps.
+                        from = vext.saturating_add(1);
+                        highest = Some(from.saturating_mul(es).saturating_sub(1));
+                    }
+                    Ok(_) => from = info.size,
+                    Err(_) => return VolumeStatus::Fail,
+                }
             }
-        }
-        VolumeStatus::Active {
-            mapped_sectors: mapped.saturating_mul(es),
-            highest_mapped: highest,
-            shared_sectors: shared.saturating_mul(es),
+            // Taking the lock again may reschedule (might_sleep).
+            drop(st);
         }
     }
 }
+
+/// Mappings walked per hold of the pool's lock by [`PoolCore::volume_status`].
+const STATUS_CHUNK: usize = 1024;
 
 /// A pool: metadata and data device, configuration and the state shared
 /// with its volumes.
