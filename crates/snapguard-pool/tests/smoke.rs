@@ -703,3 +703,52 @@ fn delete_in_steps_with_full_metadata() {
     pool.commit().unwrap();
     clean(&mut pool);
 }
+
+/// A sharing break prepared on a volume that then starts being deleted in
+/// steps is stale: completing it frees its new extent and changes nothing
+/// in the (hidden, half-deleted) volume.
+#[test]
+fn delete_in_steps_makes_pending_breaks_stale() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(2000), &mut s, params(20_000)).unwrap();
+    pool.create_volume(0, 3000).unwrap();
+    for v in 0..3000 {
+        pool.provision(0, v).unwrap();
+    }
+    pool.snapshot(0, 1).unwrap();
+    // Volume 1 gets its own nodes (one break per leaf), so deletion steps
+    // go leaf by leaf; the other extents stay shared with volume 0.
+    for v in (0..3000).step_by(678) {
+        pool.break_sharing(1, v).unwrap();
+    }
+    pool.commit().unwrap();
+    let plan = pool.prepare_break(1, 2500).unwrap();
+    assert_ne!(plan.new, plan.old);
+    let done = pool.delete_volume_step(1, 1).unwrap();
+    assert!(done > 0 && done < 2500, "{done}");
+    assert!(pool.volume(1).unwrap().deleting);
+    assert_eq!(pool.lookup(1, 2500), Err(Error::NotFound));
+    assert_eq!(pool.prepare_break(1, 2400), Err(Error::NotFound));
+    assert_eq!(pool.complete_break(&plan), Err(Error::Busy));
+    assert_eq!(
+        pool.next_mapping(1, 2500).unwrap(),
+        Some((
+            2500,
+            Mapping::Mapped {
+                pext: plan.old,
+                shared: true
+            }
+        ))
+    );
+    assert_eq!(pool.data_refcount(plan.new).unwrap(), 0);
+    assert_eq!(pool.snapshot(0, 1), Err(Error::Exists));
+    assert_eq!(pool.snapshot(1, 2), Err(Error::NotFound));
+    pool.commit().unwrap();
+    clean(&mut pool);
+    while pool.volume(1).is_ok() {
+        pool.delete_volume_step(1, 1).unwrap();
+    }
+    pool.snapshot(0, 1).unwrap();
+    pool.commit().unwrap();
+    clean(&mut pool);
+}
