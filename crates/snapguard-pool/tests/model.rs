@@ -871,6 +871,7 @@ impl<'s> Run<'s> {
         let pool = self.pool.as_mut().unwrap();
         let mut ids = vec![];
         let mut uids = BTreeMap::new();
+        let mut del_uids = BTreeMap::new();
         let mut from = 0u32;
         while let Some(v) = pool.next_volume(from).unwrap() {
             ids.push(v.id);
@@ -883,6 +884,7 @@ impl<'s> Run<'s> {
                 None => {
                     // Hidden from every operation.
                     assert!(v.deleting, "vol {} not deleting", v.id);
+                    del_uids.insert(v.id, v.uid);
                     assert_eq!(pool.lookup(v.id, 0), Err(Error::NotFound));
                     assert_eq!(pool.lookup_cached(v.id, 0), Err(Error::NotFound));
                     &model.deleting[&v.id]
@@ -948,6 +950,17 @@ impl<'s> Run<'s> {
                     assert_eq!(counts[&p], 1, "fast map: vol {id} vext {k} shared");
                     FAST_HITS.fetch_add(1, Relaxed);
                 }
+            }
+        }
+        // A volume being deleted has no fast-map entry left.
+        for (id, mv) in &model.deleting {
+            let uid = del_uids[id];
+            for k in mv.map.keys().copied().chain(0..50) {
+                assert_eq!(
+                    self.fast.lookup(uid, k),
+                    None,
+                    "fast map: deleting vol {id} vext {k}"
+                );
             }
         }
         let committed = self.committed.counts();
