@@ -19,6 +19,8 @@ static OK_NEW: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 static DEL_PARTIAL: AtomicU64 = AtomicU64::new(0);
 static DEL_DONE: AtomicU64 = AtomicU64::new(0);
 static DEL_RESUMED: AtomicU64 = AtomicU64::new(0);
+/// Successful `copy_range_step` calls.
+static COPY_STEPS: AtomicU64 = AtomicU64::new(0);
 
 enum Ev {
     W(u64, Box<[u8; BLOCK_SIZE]>),
@@ -110,7 +112,12 @@ fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng, pending: &mu
         let id = ids[rng.below(5) as usize];
         let id2 = ids[rng.below(5) as usize];
         let v = rng.below(1400);
-        let what = rng.below(16);
+        let what = match rng.below(15) {
+            // Half the deletes in steps, half the copies in steps.
+            6 if rng.below(2) == 0 => 15,
+            3 if rng.below(2) == 0 => 16,
+            w => w,
+        };
         let r = match what {
             10 => pool.prepare_break(id, v).map(|p| {
                 if p.new != p.old {
@@ -143,6 +150,19 @@ fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng, pending: &mu
             4 => pool.break_sharing(id, v).map(|_| ()),
             5 => pool.discard(id, v, rng.below(400)),
             6 => pool.delete_volume(id),
+            16 => {
+                // A bounded copy step; overlapping ranges of one volume
+                // are refused and change nothing.
+                let (a, b, len) = (v, rng.below(1400), rng.below(300));
+                let overlap = id == id2 && len > 0 && a < b + len && b < a + len;
+                let r = pool.copy_range_step(id, a, id2, b, len, 1 + rng.below(100));
+                if overlap {
+                    assert_eq!(r, Err(Error::Invalid));
+                } else if r.is_ok() {
+                    COPY_STEPS.fetch_add(1, Relaxed);
+                }
+                r.map(|_| ())
+            }
             15 => pool.volume(id).and_then(|v| {
                 let done = pool.delete_volume_step(id, 1)?;
                 if done == v.size {
@@ -358,6 +378,9 @@ fn crash_after_every_write() {
         del[0], del[1], del[2]
     );
     assert!(del.iter().all(|&c| c > 0), "{del:?}");
+    let cs = COPY_STEPS.load(Relaxed);
+    eprintln!("copy_range_step: {cs} successful steps");
+    assert!(cs > 0);
     assert!(total.to_new > 0 && total.to_old > 0);
     assert!(n.iter().all(|&c| c > 0), "{n:?}");
 }
