@@ -200,9 +200,12 @@ fn run(n: u64, epochs: u32, scattered: bool) {
     }
     // A deletion in bounded steps of one leaf (a freeing operation).
     let old = snaps.remove(0);
-    while pool.volume(old).is_ok() {
-        pool.delete_volume_step(old, 1).unwrap();
+    loop {
+        let done = pool.delete_volume_step(old, 1).unwrap();
         b.scan(&mut pool, "delete_volume_step 1 leaf");
+        if done == n {
+            break;
+        }
     }
     b.commit(&mut pool);
 

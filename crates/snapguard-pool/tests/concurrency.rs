@@ -316,11 +316,13 @@ fn fast_map_readers_without_lock() {
             let id = rng.below(u64::from(IDS)) as u32;
             let _ = shared.pool.lookup(id, rng.below(SIZE));
         }
+        // Every listed volume, including those being deleted (which must
+        // never give a fast-map hit: the model has them as absent).
         let mut uids = BTreeMap::new();
-        for id in 0..IDS {
-            if let Ok(v) = shared.pool.volume(id) {
-                uids.insert(id, v.uid);
-            }
+        let mut from = 0;
+        while let Some(v) = shared.pool.next_volume(from).unwrap() {
+            uids.insert(v.id, v.uid);
+            from = v.id + 1;
         }
         let v = version.load(Relaxed) + 1;
         *published.write().unwrap() = (v, Arc::new(shared.model.clone()), uids);

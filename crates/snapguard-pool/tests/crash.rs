@@ -163,14 +163,14 @@ fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng, pending: &mu
                 }
                 r.map(|_| ())
             }
-            15 => pool.volume(id).and_then(|v| {
-                let done = pool.delete_volume_step(id, 1)?;
-                if done == v.size {
-                    DEL_DONE.fetch_add(1, Relaxed);
-                } else {
+            15 => pool.delete_volume_step(id, 1).map(|_| {
+                let v = pool.next_volume(id).unwrap().filter(|v| v.id == id);
+                if let Some(v) = v {
+                    assert!(v.deleting);
                     DEL_PARTIAL.fetch_add(1, Relaxed);
+                } else {
+                    DEL_DONE.fetch_add(1, Relaxed);
                 }
-                Ok(())
             }),
             7 => pool.apply_group(&[
                 GroupOp::Snapshot { src: id, dst: id2 },
@@ -308,12 +308,13 @@ fn crash_run(seed: u64, cache: usize, meta_blocks: u64, txns: usize) -> Outcome 
                         let mut p2 =
                             Pool::open(MemDevice::from_blocks(dev.blocks.clone()), s).unwrap();
                         for id in deleting {
+                            let size = st.vols[&id].0.size;
                             let mut n = 0;
-                            while p2.volume(id).is_ok() {
-                                assert!(p2.delete_volume_step(id, 1).unwrap() > 0);
+                            while p2.delete_volume_step(id, 1).unwrap() < size {
                                 n += 1;
                                 assert!(n < 2000);
                             }
+                            assert!(p2.next_volume(id).unwrap().filter(|v| v.id == id).is_none());
                             DEL_RESUMED.fetch_add(1, Relaxed);
                         }
                         p2.commit().unwrap();

@@ -886,6 +886,7 @@ impl<'s> Run<'s> {
                     assert!(v.deleting, "vol {} not deleting", v.id);
                     del_uids.insert(v.id, v.uid);
                     assert_eq!(pool.lookup(v.id, 0), Err(Error::NotFound));
+                    assert_eq!(pool.volume(v.id), Err(Error::NotFound));
                     assert_eq!(pool.lookup_cached(v.id, 0), Err(Error::NotFound));
                     &model.deleting[&v.id]
                 }

@@ -116,8 +116,8 @@ impl<D: MetaDevice> Pool<'_, D> {
 
     /// A bounded step of deleting volume `id`. The first step marks the
     /// volume *deleting* in its record: from then on (and across commits,
-    /// crashes and reopens) it is hidden from every operation but
-    /// [`Pool::volume`], [`Pool::next_volume`] (which show
+    /// crashes and reopens) it is hidden from every operation
+    /// ([`Pool::volume`] included) but [`Pool::next_volume`] (which shows
     /// [`VolumeInfo::deleting`]), [`Pool::next_mapping`] and the deletion;
     /// its pending breaks become stale and its id is not free. Each step
     /// then unmaps from the start of the volume as [`Pool::discard_step`]
@@ -1070,9 +1070,10 @@ impl<D: MetaDevice> Pool<'_, D> {
         })
     }
 
-    /// Volume `id`.
+    /// Volume `id` (`NotFound` for a volume being deleted: it is listed by
+    /// [`Pool::next_volume`] only).
     pub fn volume(&mut self, id: u32) -> Result<VolumeInfo, Error> {
-        let r = self.rec(id)?.ok_or(Error::NotFound)?;
+        let r = self.rec_req(id)?;
         Ok(VolumeInfo {
             id,
             size: r.size,
@@ -1083,7 +1084,8 @@ impl<D: MetaDevice> Pool<'_, D> {
         })
     }
 
-    /// The volume with the smallest id >= `from` (for listing).
+    /// The volume with the smallest id >= `from` (for listing), including
+    /// volumes being deleted ([`VolumeInfo::deleting`]).
     pub fn next_volume(&mut self, from: u32) -> Result<Option<VolumeInfo>, Error> {
         let geo = self.geo;
         let gen = self.gen();

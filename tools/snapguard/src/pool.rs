@@ -423,7 +423,12 @@ fn volume_json(
     id: u32,
     with_maps: bool,
 ) -> Result<JsonVolume, Fail> {
-    let info = pool.volume(id).map_err(|e| Fail::from_pool("volume", e))?;
+    // Listed, so that a volume being deleted in steps shows too.
+    let info = pool
+        .next_volume(id)
+        .map_err(|e| Fail::from_pool("volume", e))?
+        .filter(|v| v.id == id)
+        .ok_or_else(|| Fail::from_pool("volume", snapguard_pool::Error::NotFound))?;
     let mut runs: Vec<JsonRun> = vec![];
     let (mut mapped, mut shared_n) = (0u64, 0u64);
     let mut pos = 0;
