@@ -406,14 +406,47 @@ fn main() {
             pool.discard_step(22, done, big - done, 64).unwrap()
         });
     }
-    let mut done = 0;
-    while done < n {
-        done += holds.time("discard_step 64 leaves", || {
-            pool.discard_step(23, done, n - done, 64).unwrap()
-        });
-    }
-    holds.time("delete emptied volume", || pool.delete_volume(23).unwrap());
     holds.time("delete emptied volume", || pool.delete_volume(22).unwrap());
+    // Volume 23 (1 Mi extents, its own leaves) deleted in bounded steps.
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        let done = holds.time("delete_volume_step 64 leaves", || {
+            pool.delete_volume_step(23, 64).unwrap()
+        });
+        if done == n {
+            break;
+        }
+    }
+    println!(
+        "delete_volume_step: volume of {big} mapped extents deleted in {steps} steps of 64 leaves"
+    );
+    // Again with a smaller bound (a shorter hold, more steps).
+    pool.create_volume(24, n).unwrap();
+    let mut done = 0;
+    while done < big {
+        done += pool
+            .copy_range_step(1, done, 24, done, big - done, 1 << 16)
+            .unwrap();
+    }
+    pool.commit().unwrap();
+    for v in (0..big).step_by(678) {
+        pool.break_sharing(24, v).unwrap();
+    }
+    pool.commit().unwrap();
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        let done = holds.time("delete_volume_step 8 leaves", || {
+            pool.delete_volume_step(24, 8).unwrap()
+        });
+        if done == n {
+            break;
+        }
+    }
+    println!(
+        "delete_volume_step: volume of {big} mapped extents deleted in {steps} steps of 8 leaves"
+    );
     pool.commit().unwrap();
     // 100 snapshots, each with one extent un-shared.
     for i in 0..100u32 {

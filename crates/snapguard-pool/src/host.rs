@@ -259,6 +259,10 @@ pub fn fuzz_one(data: &[u8]) -> Option<crate::CheckReport> {
             let _ = pool.bg_advance(&item);
         }
         let _ = pool.bg_reset(id);
+        let _ = pool.delete_volume_step(id ^ 1, 1);
+        if let Some(&other) = ids.get(1) {
+            let _ = pool.delete_volume_step(other, 1);
+        }
         let _ = pool.delete_volume(id ^ 1);
         if let Ok(plan) = pool.prepare_break(id ^ 1, 5) {
             let _ = pool.commit();

@@ -14,6 +14,9 @@ use std::sync::{Arc, RwLock};
 #[derive(Default, Clone)]
 struct Model {
     vols: BTreeMap<u32, (u64, BTreeMap<u64, u64>)>,
+    /// Volumes being deleted in steps: hidden (lookups `NotFound`, no
+    /// fast-map hit) but their remaining mappings still share.
+    deleting: BTreeMap<u32, (u64, BTreeMap<u64, u64>)>,
     /// Mappings per physical extent (recomputed after each change).
     counts: BTreeMap<u64, usize>,
 }
@@ -67,8 +70,22 @@ fn writer_step(s: &mut Shared, rng: &mut Rng) {
             }
         }
         1 => {
-            if rng.below(4) == 0 && s.pool.delete_volume(id).is_ok() {
-                m.vols.remove(&id);
+            if rng.below(4) == 0 {
+                if s.pool.delete_volume(id).is_ok() {
+                    m.vols.remove(&id);
+                    m.deleting.remove(&id);
+                }
+            } else if rng.below(2) == 0 {
+                if let Ok(done) = s.pool.delete_volume_step(id, 1) {
+                    if let Some(v) = m.vols.remove(&id) {
+                        m.deleting.insert(id, v);
+                    }
+                    let (size, map) = m.deleting.get_mut(&id).unwrap();
+                    map.retain(|k, _| *k >= done);
+                    if done == *size {
+                        m.deleting.remove(&id);
+                    }
+                }
             }
         }
         2 | 3 => {
@@ -121,7 +138,7 @@ fn writer_step(s: &mut Shared, rng: &mut Rng) {
         _ => s.pool.commit().unwrap(),
     }
     m.counts.clear();
-    for (_, map) in m.vols.values() {
+    for (_, map) in m.vols.values().chain(m.deleting.values()) {
         for p in map.values() {
             *m.counts.entry(*p).or_insert(0) += 1;
         }
@@ -299,11 +316,13 @@ fn fast_map_readers_without_lock() {
             let id = rng.below(u64::from(IDS)) as u32;
             let _ = shared.pool.lookup(id, rng.below(SIZE));
         }
+        // Every listed volume, including those being deleted (which must
+        // never give a fast-map hit: the model has them as absent).
         let mut uids = BTreeMap::new();
-        for id in 0..IDS {
-            if let Ok(v) = shared.pool.volume(id) {
-                uids.insert(id, v.uid);
-            }
+        let mut from = 0;
+        while let Some(v) = shared.pool.next_volume(from).unwrap() {
+            uids.insert(v.id, v.uid);
+            from = v.id + 1;
         }
         let v = version.load(Relaxed) + 1;
         *published.write().unwrap() = (v, Arc::new(shared.model.clone()), uids);

@@ -14,6 +14,13 @@ type Image = Vec<[u8; BLOCK_SIZE]>;
 
 /// Successful prepares, completions/cancels, grows, resizes (two kinds).
 static OK_NEW: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+/// Deletion steps that left a volume half-deleted, deletions finished by
+/// a step, half-deleted volumes found in a crash image and finished there.
+static DEL_PARTIAL: AtomicU64 = AtomicU64::new(0);
+static DEL_DONE: AtomicU64 = AtomicU64::new(0);
+static DEL_RESUMED: AtomicU64 = AtomicU64::new(0);
+/// Successful `copy_range_step` calls.
+static COPY_STEPS: AtomicU64 = AtomicU64::new(0);
 
 enum Ev {
     W(u64, Box<[u8; BLOCK_SIZE]>),
@@ -105,7 +112,12 @@ fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng, pending: &mu
         let id = ids[rng.below(5) as usize];
         let id2 = ids[rng.below(5) as usize];
         let v = rng.below(1400);
-        let what = rng.below(15);
+        let what = match rng.below(15) {
+            // Half the deletes in steps, half the copies in steps.
+            6 if rng.below(2) == 0 => 15,
+            3 if rng.below(2) == 0 => 16,
+            w => w,
+        };
         let r = match what {
             10 => pool.prepare_break(id, v).map(|p| {
                 if p.new != p.old {
@@ -138,6 +150,28 @@ fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng, pending: &mu
             4 => pool.break_sharing(id, v).map(|_| ()),
             5 => pool.discard(id, v, rng.below(400)),
             6 => pool.delete_volume(id),
+            16 => {
+                // A bounded copy step; overlapping ranges of one volume
+                // are refused and change nothing.
+                let (a, b, len) = (v, rng.below(1400), rng.below(300));
+                let overlap = id == id2 && len > 0 && a < b + len && b < a + len;
+                let r = pool.copy_range_step(id, a, id2, b, len, 1 + rng.below(100));
+                if overlap {
+                    assert_eq!(r, Err(Error::Invalid));
+                } else if r.is_ok() {
+                    COPY_STEPS.fetch_add(1, Relaxed);
+                }
+                r.map(|_| ())
+            }
+            15 => pool.delete_volume_step(id, 1).map(|_| {
+                let v = pool.next_volume(id).unwrap().filter(|v| v.id == id);
+                if let Some(v) = v {
+                    assert!(v.deleting);
+                    DEL_PARTIAL.fetch_add(1, Relaxed);
+                } else {
+                    DEL_DONE.fetch_add(1, Relaxed);
+                }
+            }),
             7 => pool.apply_group(&[
                 GroupOp::Snapshot { src: id, dst: id2 },
                 GroupOp::Copy {
@@ -158,7 +192,7 @@ fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng, pending: &mu
             }
             _ => (0..rng.below(40)).try_for_each(|i| pool.break_sharing(id, v + i).map(|_| ())),
         };
-        if r.is_ok() && what >= 10 {
+        if r.is_ok() && (10..15).contains(&what) {
             OK_NEW[(what - 10) as usize].fetch_add(1, Relaxed);
         }
     }
@@ -262,6 +296,32 @@ fn crash_run(seed: u64, cache: usize, meta_blocks: u64, txns: usize) -> Outcome 
                         panic!("crash after write {nwrites} (txn {c}): state is neither\n{st:?}\n{:?}\n{:?}", states[c - 1], states[c]);
                     }
                     out.images += 1;
+                    // Deletions found half done can be finished.
+                    let deleting: Vec<u32> = st
+                        .vols
+                        .values()
+                        .filter(|v| v.0.deleting)
+                        .map(|v| v.0.id)
+                        .collect();
+                    if !deleting.is_empty() && crng.below(4) == 0 {
+                        let (dev, s) = pool.into_parts();
+                        let mut p2 =
+                            Pool::open(MemDevice::from_blocks(dev.blocks.clone()), s).unwrap();
+                        for id in deleting {
+                            let size = st.vols[&id].0.size;
+                            let mut n = 0;
+                            while p2.delete_volume_step(id, 1).unwrap() < size {
+                                n += 1;
+                                assert!(n < 2000);
+                            }
+                            assert!(p2.next_volume(id).unwrap().filter(|v| v.id == id).is_none());
+                            DEL_RESUMED.fetch_add(1, Relaxed);
+                        }
+                        p2.commit().unwrap();
+                        check_clean(&mut p2);
+                        let (_, s) = p2.into_parts();
+                        pool = Pool::open(dev, s).unwrap();
+                    }
                     // The recovered pool must accept a new transaction.
                     if crng.below(8) == 0 {
                         random_txn(&mut pool, &mut crng, &mut vec![]);
@@ -287,9 +347,9 @@ fn crash_after_every_write() {
         to_new: 0,
     };
     for (seed, cache, meta, txns) in [
-        (1u64, MIN_CACHE_SLOTS, 300u64, 100usize),
-        (2, 256, 300, 100),
-        (3, MIN_CACHE_SLOTS + 8, 120, 100),
+        (1u64, MIN_CACHE_SLOTS, 300u64, 150usize),
+        (2, 256, 300, 150),
+        (3, MIN_CACHE_SLOTS + 8, 120, 150),
     ] {
         let o = crash_run(seed, cache, meta, txns);
         eprintln!(
@@ -313,6 +373,15 @@ fn crash_after_every_write() {
         n[2],
         n[3] + n[4]
     );
+    let del = [&DEL_PARTIAL, &DEL_DONE, &DEL_RESUMED].map(|a| a.load(Relaxed));
+    eprintln!(
+        "deletion in steps: {} steps left a volume half-deleted, {} finished one, {} half-deleted volumes finished after a crash",
+        del[0], del[1], del[2]
+    );
+    assert!(del.iter().all(|&c| c > 0), "{del:?}");
+    let cs = COPY_STEPS.load(Relaxed);
+    eprintln!("copy_range_step: {cs} successful steps");
+    assert!(cs > 0);
     assert!(total.to_new > 0 && total.to_old > 0);
     assert!(n.iter().all(|&c| c > 0), "{n:?}");
 }

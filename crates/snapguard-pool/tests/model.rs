@@ -19,6 +19,8 @@ static CHECKS: AtomicU64 = AtomicU64::new(0);
 static MAPPED: AtomicU64 = AtomicU64::new(0);
 static SHARED: AtomicU64 = AtomicU64::new(0);
 static FAST_HITS: AtomicU64 = AtomicU64::new(0);
+static DELETE_STEPS: AtomicU64 = AtomicU64::new(0);
+static DELETES_DONE: AtomicU64 = AtomicU64::new(0);
 
 const MAXV: u32 = 300;
 const IDS: [u32; 8] = [0, 1, 2, 3, 4, 5, 130, 299];
@@ -95,6 +97,10 @@ enum Op {
         data: u64,
         meta: u64,
     },
+    DeleteStep {
+        id: u32,
+        max: u64,
+    },
     Commit,
     Reopen,
     Abort,
@@ -111,12 +117,15 @@ struct MVol {
 #[derive(Clone, Debug, Default)]
 struct Model {
     vols: BTreeMap<u32, MVol>,
+    /// Volumes being deleted in steps: hidden, ids taken, what they still
+    /// map counts.
+    deleting: BTreeMap<u32, MVol>,
 }
 
 impl Model {
     fn counts(&self) -> BTreeMap<u64, u32> {
         let mut c = BTreeMap::new();
-        for v in self.vols.values() {
+        for v in self.vols.values().chain(self.deleting.values()) {
             for p in v.map.values() {
                 *c.entry(*p).or_insert(0) += 1;
             }
@@ -137,7 +146,7 @@ impl Model {
                     return Err(Error::Invalid);
                 }
                 let s = self.vols.get(&src).ok_or(Error::NotFound)?.clone();
-                if self.vols.contains_key(&dst) {
+                if self.vols.contains_key(&dst) || self.deleting.contains_key(&dst) {
                     return Err(Error::Exists);
                 }
                 self.vols.insert(
@@ -234,6 +243,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (id(), vext(), len(), 0u64..4).prop_map(|(id, vext, len, max)| Op::DiscardStep { id, vext, len, max }),
         1 => (id(), vext(), id(), vext(), len(), 0u64..300).prop_map(|(src, a, dst, b, len, max)| Op::CopyStep { src, a, dst, b, len, max }),
         1 => (0u64..200, 0u64..40).prop_map(|(data, meta)| Op::Grow { data, meta }),
+        2 => (id(), 0u64..3).prop_map(|(id, max)| Op::DeleteStep { id, max }),
         2 => Just(Op::Commit),
         1 => Just(Op::Reopen),
         1 => Just(Op::Abort),
@@ -420,7 +430,8 @@ impl<'s> Run<'s> {
             Op::Create { id, size } => {
                 let expect = if size == 0 || size > MAX_VOLUME_EXTENTS || id >= MAXV {
                     Err(Error::Invalid)
-                } else if self.model.vols.contains_key(&id) {
+                } else if self.model.vols.contains_key(&id) || self.model.deleting.contains_key(&id)
+                {
                     Err(Error::Exists)
                 } else {
                     Ok(())
@@ -439,7 +450,8 @@ impl<'s> Run<'s> {
             Op::Delete { id } => {
                 let expect = if id >= MAXV {
                     Err(Error::Invalid)
-                } else if self.model.vols.contains_key(&id) {
+                } else if self.model.vols.contains_key(&id) || self.model.deleting.contains_key(&id)
+                {
                     Ok(())
                 } else {
                     Err(Error::NotFound)
@@ -447,6 +459,7 @@ impl<'s> Run<'s> {
                 let r = self.pool().delete_volume(id);
                 if self.acc(r, expect, "delete").is_some() {
                     self.model.vols.remove(&id);
+                    self.model.deleting.remove(&id);
                     self.stale(id, 0, u64::MAX);
                 }
             }
@@ -703,6 +716,32 @@ impl<'s> Run<'s> {
                     self.meta = nm;
                 }
             }
+            Op::DeleteStep { id, max } => {
+                let expect = if max == 0 || id >= MAXV {
+                    Err(Error::Invalid)
+                } else if self.model.vols.contains_key(&id) || self.model.deleting.contains_key(&id)
+                {
+                    Ok(())
+                } else {
+                    Err(Error::NotFound)
+                };
+                let r = self.pool().delete_volume_step(id, max);
+                if let Some(done) = self.acc(r, expect, "delete_volume_step") {
+                    if let Some(v) = self.model.vols.remove(&id) {
+                        self.model.deleting.insert(id, v);
+                        self.stale(id, 0, u64::MAX);
+                    }
+                    let v = self.model.deleting.get_mut(&id).unwrap();
+                    assert!(done <= v.size, "{done} of {}", v.size);
+                    v.map.retain(|k, _| *k >= done);
+                    DELETE_STEPS.fetch_add(1, Relaxed);
+                    if done == v.size {
+                        assert!(v.map.is_empty());
+                        self.model.deleting.remove(&id);
+                        DELETES_DONE.fetch_add(1, Relaxed);
+                    }
+                }
+            }
             Op::Commit => {
                 let r = self.pool().commit();
                 if self.io(r).is_some() {
@@ -832,20 +871,42 @@ impl<'s> Run<'s> {
         let pool = self.pool.as_mut().unwrap();
         let mut ids = vec![];
         let mut uids = BTreeMap::new();
+        let mut del_uids = BTreeMap::new();
         let mut from = 0u32;
         while let Some(v) = pool.next_volume(from).unwrap() {
             ids.push(v.id);
-            uids.insert(v.id, v.uid);
-            let mv = &model.vols[&v.id];
+            let mv = match model.vols.get(&v.id) {
+                Some(mv) => {
+                    uids.insert(v.id, v.uid);
+                    assert!(!v.deleting, "vol {} deleting", v.id);
+                    mv
+                }
+                None => {
+                    // Hidden from every operation.
+                    assert!(v.deleting, "vol {} not deleting", v.id);
+                    del_uids.insert(v.id, v.uid);
+                    assert_eq!(pool.lookup(v.id, 0), Err(Error::NotFound));
+                    assert_eq!(pool.volume(v.id), Err(Error::NotFound));
+                    assert_eq!(pool.lookup_cached(v.id, 0), Err(Error::NotFound));
+                    &model.deleting[&v.id]
+                }
+            };
             assert_eq!(
                 (v.size, v.bg_cursor, v.bg_done),
                 (mv.size, mv.bg_cursor, mv.bg_done)
             );
             from = v.id + 1;
         }
-        assert_eq!(ids, model.vols.keys().copied().collect::<Vec<_>>());
+        let mut want_ids: Vec<u32> = model
+            .vols
+            .keys()
+            .chain(model.deleting.keys())
+            .copied()
+            .collect();
+        want_ids.sort();
+        assert_eq!(ids, want_ids);
         let counts = model.counts();
-        for (id, mv) in &model.vols {
+        for (id, mv) in model.vols.iter().chain(model.deleting.iter()) {
             let mut got = BTreeMap::new();
             let mut pos = 0;
             while let Some((k, m)) = pool.next_mapping(*id, pos).unwrap() {
@@ -859,6 +920,9 @@ impl<'s> Run<'s> {
                 pos = k + 1;
             }
             assert_eq!(&got, &mv.map, "vol {id}");
+            if model.deleting.contains_key(id) {
+                continue;
+            }
             for (k, p) in mv.map.iter().take(3) {
                 match pool.lookup_cached(*id, *k) {
                     Err(Error::WouldBlock) => {}
@@ -889,6 +953,17 @@ impl<'s> Run<'s> {
                 }
             }
         }
+        // A volume being deleted has no fast-map entry left.
+        for (id, mv) in &model.deleting {
+            let uid = del_uids[id];
+            for k in mv.map.keys().copied().chain(0..50) {
+                assert_eq!(
+                    self.fast.lookup(uid, k),
+                    None,
+                    "fast map: deleting vol {id} vext {k}"
+                );
+            }
+        }
         let committed = self.committed.counts();
         let mut used = 0;
         for p in 0..self.data {
@@ -901,7 +976,7 @@ impl<'s> Run<'s> {
         let st = pool.stats();
         assert_eq!(st.data_free, self.data - used);
         assert_eq!((st.data_extents, st.meta_blocks), (self.data, self.meta));
-        assert_eq!(st.volumes, model.vols.len() as u64);
+        assert_eq!(st.volumes, (model.vols.len() + model.deleting.len()) as u64);
         assert_eq!(st.pending_breaks, self.pending.len());
     }
 }
@@ -974,14 +1049,16 @@ fn run_opts(ops: &[Op], cache: usize, meta: u64, data: u64, fail_at: Option<u64>
 fn run(ops: &[Op], cache: usize, meta: u64, data: u64) {
     run_opts(ops, cache, meta, data, None);
     eprintln!(
-        "model: ok {} expected-errors {} space-errors {} checks {} mapped-compared {} shared {} fast-map hits {}",
+        "model: ok {} expected-errors {} space-errors {} checks {} mapped-compared {} shared {} fast-map hits {} delete steps {} (deletions finished by a step {})",
         OK.load(Relaxed),
         EXPECTED_ERR.load(Relaxed),
         SPACE_ERR.load(Relaxed),
         CHECKS.load(Relaxed),
         MAPPED.load(Relaxed),
         SHARED.load(Relaxed),
-        FAST_HITS.load(Relaxed)
+        FAST_HITS.load(Relaxed),
+        DELETE_STEPS.load(Relaxed),
+        DELETES_DONE.load(Relaxed)
     );
 }
 
@@ -1036,6 +1113,11 @@ fn model_io_errors() {
                 b: 1000,
                 len: 20,
             },
+            // A deletion in steps across a commit.
+            Op::DeleteStep { id: 2, max: 1 },
+            Op::DeleteStep { id: 2, max: 2 },
+            Op::Commit,
+            Op::DeleteStep { id: 2, max: 1 },
         ]);
         ops.extend(
             proptest::collection::vec(op(), 12..20)

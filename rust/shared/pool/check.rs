@@ -4,7 +4,7 @@ use super::block::rd_u32;
 use super::geom::{
     check_header, sm_off, Geometry, Kind, SmKind, IDX_ENTRIES, MAX_DEPTH, SM_ENTRIES,
 };
-use super::read::{entry, rec_decode, sm_loc};
+use super::read::{entry, rec_decode, sm_loc, REC_DELETING};
 use super::{Error, MetaDevice, Pool, MAX_VOLUME_EXTENTS};
 
 /// Problems kept in a [`CheckReport`] (all are counted).
@@ -267,7 +267,7 @@ fn walk<D: MetaDevice>(
         if key >= f.limit {
             let nz = if f.kind == Kind::Dir && f.level == 0 {
                 let r = rec_decode(b, idx)?;
-                r.size | r.root | r.bg_cursor | r.bg_done | r.uid != 0
+                r.size | r.root | r.bg_cursor | r.bg_done | r.uid | r.flags != 0
             } else {
                 v != 0
             };
@@ -299,7 +299,7 @@ fn walk<D: MetaDevice>(
             (Kind::Dir, 0) => {
                 let r = rec_decode(b, idx)?;
                 if r.size == 0 {
-                    if (r.root | r.bg_cursor | r.bg_done | r.uid) != 0 && w.first {
+                    if (r.root | r.bg_cursor | r.bg_done | r.uid | r.flags) != 0 && w.first {
                         rep.add(ProblemKind::BadRecord, f.ptr, idx as u64, 0, 0);
                     }
                     None
@@ -307,6 +307,7 @@ fn walk<D: MetaDevice>(
                     || r.bg_cursor > r.size
                     || r.uid == 0
                     || r.uid >= p.work.next_uid
+                    || r.flags & !REC_DELETING != 0
                 {
                     if w.first {
                         rep.add(ProblemKind::BadRecord, f.ptr, idx as u64, r.size, 0);

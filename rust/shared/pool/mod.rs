@@ -257,6 +257,10 @@ pub struct VolumeInfo {
     /// Identity, unique over the pool's life: a volume deleted and created
     /// again under the same id gets a new one.
     pub uid: u64,
+    /// Being deleted in steps ([`Pool::delete_volume_step`]): listed by
+    /// [`Pool::next_volume`] only, hidden from every other operation but
+    /// the deletion; the id is not free yet.
+    pub deleting: bool,
 }
 
 /// Background copy progress ([`Pool::bg_progress`]).

@@ -3,7 +3,7 @@
 use super::block::{rd_u16, rd_u32, rd_u64, wr_u16, wr_u32, wr_u64};
 use super::cache::SLOT_PENDING;
 use super::geom::{Kind, SmKind, MAX_DEPTH};
-use super::read::{self, Cached, VolRec};
+use super::read::{self, Cached, VolRec, REC_DELETING};
 use super::{
     BgItem, BgProgress, BreakPlan, Error, GroupOp, Mapping, MetaDevice, Pool, VolumeInfo,
     BLOCK_SIZE, MAX_GROUP_OPS, MAX_PENDING_BREAKS, MAX_PENDING_PER_VOLUME, MAX_VOLUME_EXTENTS,
@@ -24,8 +24,11 @@ impl<D: MetaDevice> Pool<'_, D> {
         read::rec_get(&mut self.loader(), &geo, root, id, gen)
     }
 
+    /// The record of a volume that exists and is not being deleted.
     fn rec_req(&mut self, id: u32) -> Result<VolRec, Error> {
-        self.rec(id)?.ok_or(Error::NotFound)
+        self.rec(id)?
+            .filter(|r| !r.deleting())
+            .ok_or(Error::NotFound)
     }
 
     /// Checks that an ordinary operation may allocate `n` metadata blocks.
@@ -93,10 +96,13 @@ impl<D: MetaDevice> Pool<'_, D> {
         })
     }
 
-    /// Deletes volume `id`, freeing every node and extent only it used.
+    /// Deletes volume `id`, freeing every node and extent only it used
+    /// (also finishes a deletion begun by [`Pool::delete_volume_step`]).
+    /// The work is proportional to what only this volume maps: use
+    /// [`Pool::delete_volume_step`] for a bounded lock hold time.
     pub fn delete_volume(&mut self, id: u32) -> Result<(), Error> {
         self.check_writable()?;
-        let rec = self.rec_req(id)?;
+        let rec = self.rec(id)?.ok_or(Error::NotFound)?;
         self.need_meta_freeing(u64::from(self.geo.dir_depth))?;
         self.mutate(true, |p| {
             p.pending_invalidate(id, 0, u64::MAX)?;
@@ -105,6 +111,67 @@ impl<D: MetaDevice> Pool<'_, D> {
             p.rec_put(id, None)?;
             p.work.volumes = p.work.volumes.saturating_sub(1);
             Ok(())
+        })
+    }
+
+    /// A bounded step of deleting volume `id`. The first step marks the
+    /// volume *deleting* in its record: from then on (and across commits,
+    /// crashes and reopens) it is hidden from every operation
+    /// ([`Pool::volume`] included) but [`Pool::next_volume`] (which shows
+    /// [`VolumeInfo::deleting`]), [`Pool::next_mapping`] and the deletion;
+    /// its pending breaks become stale and its id is not free. Each step
+    /// then unmaps from the start of the volume as [`Pool::discard_step`]
+    /// does, handling at most `max_leaves` table leaves (each: one leaf
+    /// freed, plus the at most `depth` nodes on its path and the space
+    /// map blocks of at most 678 data extents; an unshared subtree is
+    /// descended, a shared one dropped with one decrement), and returns
+    /// how many extents from the start are unmapped. When that is the
+    /// volume's size the step also removes the record: the volume is gone
+    /// and the id free. The kernel loops, releasing its lock (and
+    /// committing when it likes) between steps, and resumes a deleting
+    /// volume found after a reopen. May use the metadata reserve.
+    pub fn delete_volume_step(&mut self, id: u32, max_leaves: u64) -> Result<u64, Error> {
+        self.check_writable()?;
+        if max_leaves == 0 {
+            return Err(Error::Invalid);
+        }
+        let rec = self.rec(id)?.ok_or(Error::NotFound)?;
+        let depth = Kind::Vol.depth_for(rec.size)?;
+        let tree = if rec.root == 0 {
+            0
+        } else {
+            Kind::Vol.path_nodes(depth, 0, rec.size)?.min(
+                max_leaves
+                    .saturating_add(2)
+                    .saturating_mul(u64::from(depth)),
+            )
+        };
+        self.need_meta_freeing(tree.saturating_add(u64::from(self.geo.dir_depth)))?;
+        self.mutate(true, |p| {
+            let mut rec = rec;
+            if !rec.deleting() {
+                rec.flags |= REC_DELETING;
+                p.pending_invalidate(id, 0, u64::MAX)?;
+                // No entry of this uid is inserted again (every lookup
+                // path refuses a deleting volume), so later steps need no
+                // invalidation.
+                p.fast_invalidate(rec.uid, 0, rec.size);
+                p.rec_put(id, Some(&rec))?;
+            }
+            let reached = if rec.root == 0 {
+                rec.size
+            } else {
+                p.discard_bounded(id, rec, 0, rec.size, Some(max_leaves), false)?
+            };
+            if reached >= rec.size {
+                // Everything is unmapped and emptied nodes were pruned;
+                // drop whatever is left of the table (nothing, normally).
+                let r = p.rec(id)?.ok_or(Error::Corrupt)?;
+                p.dec_tree(r.root, Kind::Vol, depth.saturating_sub(1))?;
+                p.rec_put(id, None)?;
+                p.work.volumes = p.work.volumes.saturating_sub(1);
+            }
+            Ok(reached.min(rec.size))
         })
     }
 
@@ -136,7 +203,12 @@ impl<D: MetaDevice> Pool<'_, D> {
     }
 
     /// Size of volume `id` as of just before `ops[upto]` of a group.
-    fn group_size(&mut self, ops: &[GroupOp], upto: usize, id: u32) -> Result<Option<u64>, Error> {
+    fn group_size(
+        &mut self,
+        ops: &[GroupOp],
+        upto: usize,
+        id: u32,
+    ) -> Result<Option<Option<u64>>, Error> {
         let mut id = id;
         let mut upto = upto.min(ops.len());
         let mut steps = 0usize;
@@ -153,7 +225,9 @@ impl<D: MetaDevice> Pool<'_, D> {
                     }
                 }
             }
-            return Ok(self.rec(id)?.map(|r| r.size));
+            // A volume being deleted exists (its id is taken) but cannot
+            // be used: `Some(None)`.
+            return Ok(self.rec(id)?.map(|r| (!r.deleting()).then_some(r.size)));
         }
         Err(Error::Invalid)
     }
@@ -175,7 +249,9 @@ impl<D: MetaDevice> Pool<'_, D> {
                     if src >= self.geo.max_volumes || dst >= self.geo.max_volumes {
                         return Err(Error::Invalid);
                     }
-                    self.group_size(ops, i, src)?.ok_or(Error::NotFound)?;
+                    self.group_size(ops, i, src)?
+                        .flatten()
+                        .ok_or(Error::NotFound)?;
                     if self.group_size(ops, i, dst)?.is_some() {
                         return Err(Error::Exists);
                     }
@@ -191,8 +267,14 @@ impl<D: MetaDevice> Pool<'_, D> {
                     if src >= self.geo.max_volumes || dst >= self.geo.max_volumes {
                         return Err(Error::Invalid);
                     }
-                    let ss = self.group_size(ops, i, src)?.ok_or(Error::NotFound)?;
-                    let ds = self.group_size(ops, i, dst)?.ok_or(Error::NotFound)?;
+                    let ss = self
+                        .group_size(ops, i, src)?
+                        .flatten()
+                        .ok_or(Error::NotFound)?;
+                    let ds = self
+                        .group_size(ops, i, dst)?
+                        .flatten()
+                        .ok_or(Error::NotFound)?;
                     let se = src_vext.checked_add(len).ok_or(Error::Invalid)?;
                     let de = dst_vext.checked_add(len).ok_or(Error::Invalid)?;
                     if se > ss || de > ds {
@@ -239,6 +321,7 @@ impl<D: MetaDevice> Pool<'_, D> {
             bg_cursor: 0,
             bg_done: 0,
             uid: self.new_uid(),
+            flags: 0,
         };
         self.rec_put(dst, Some(&rec))?;
         self.work.volumes = self.work.volumes.saturating_add(1);
@@ -324,6 +407,7 @@ impl<D: MetaDevice> Pool<'_, D> {
         let gen = self.gen();
         let mut s = Cached { cache: &self.cache };
         let rec = read::rec_get(&mut s, &self.geo, self.work.dir_root, id, gen)?
+            .filter(|r| !r.deleting())
             .ok_or(Error::NotFound)?;
         read::vol_lookup(&mut s, &self.geo, &rec, vext, gen)
     }
@@ -551,6 +635,7 @@ impl<D: MetaDevice> Pool<'_, D> {
             // change marks the break stale); verify anyway.
             if let Some(r) = self.rec(plan.volume)? {
                 if r.uid == plan.uid
+                    && !r.deleting()
                     && plan.vext < r.size
                     && self.raw(&r, plan.vext)? == plan.old.saturating_add(1)
                 {
@@ -642,7 +727,8 @@ impl<D: MetaDevice> Pool<'_, D> {
     }
 
     fn discard_inner(&mut self, id: u32, rec: VolRec, start: u64, end: u64) -> Result<(), Error> {
-        self.discard_bounded(id, rec, start, end, None).map(|_| ())
+        self.discard_bounded(id, rec, start, end, None, true)
+            .map(|_| ())
     }
 
     /// Discards `[start, end)`; with `budget`, handles at most that many
@@ -656,8 +742,11 @@ impl<D: MetaDevice> Pool<'_, D> {
         start: u64,
         end: u64,
         budget: Option<u64>,
+        inval: bool,
     ) -> Result<u64, Error> {
-        self.fast_invalidate(rec.uid, start, end);
+        if inval {
+            self.fast_invalidate(rec.uid, start, end);
+        }
         let mut rec = rec;
         let orig_root = rec.root;
         let depth = Kind::Vol.depth_for(rec.size)?;
@@ -780,7 +869,7 @@ impl<D: MetaDevice> Pool<'_, D> {
         self.need_meta_freeing(need)?;
         let reached = self.mutate(true, |p| {
             p.pending_invalidate(id, vext, end)?;
-            p.discard_bounded(id, rec, vext, end, Some(max_leaves))
+            p.discard_bounded(id, rec, vext, end, Some(max_leaves), true)
         })?;
         Ok(reached.saturating_sub(vext))
     }
@@ -981,7 +1070,8 @@ impl<D: MetaDevice> Pool<'_, D> {
         })
     }
 
-    /// Volume `id`.
+    /// Volume `id` (`NotFound` for a volume being deleted: it is listed by
+    /// [`Pool::next_volume`] only).
     pub fn volume(&mut self, id: u32) -> Result<VolumeInfo, Error> {
         let r = self.rec_req(id)?;
         Ok(VolumeInfo {
@@ -990,10 +1080,12 @@ impl<D: MetaDevice> Pool<'_, D> {
             bg_cursor: r.bg_cursor,
             bg_done: r.bg_done,
             uid: r.uid,
+            deleting: r.deleting(),
         })
     }
 
-    /// The volume with the smallest id >= `from` (for listing).
+    /// The volume with the smallest id >= `from` (for listing), including
+    /// volumes being deleted ([`VolumeInfo::deleting`]).
     pub fn next_volume(&mut self, from: u32) -> Result<Option<VolumeInfo>, Error> {
         let geo = self.geo;
         let gen = self.gen();
@@ -1005,13 +1097,14 @@ impl<D: MetaDevice> Pool<'_, D> {
             bg_cursor: r.bg_cursor,
             bg_done: r.bg_done,
             uid: r.uid,
+            deleting: r.deleting(),
         }))
     }
 
     /// The first mapped extent >= `from` of volume `id` (for dumping);
     /// unmapped subtrees are skipped without visiting their extents.
     pub fn next_mapping(&mut self, id: u32, from: u64) -> Result<Option<(u64, Mapping)>, Error> {
-        let rec = self.rec_req(id)?;
+        let rec = self.rec(id)?.ok_or(Error::NotFound)?;
         let geo = self.geo;
         let gen = self.gen();
         let Some((k, _)) = read::next_mapped_raw(&mut self.loader(), &geo, &rec, from, gen)? else {

@@ -58,6 +58,20 @@ pub(crate) struct VolRec {
     pub(crate) bg_done: u64,
     /// Identity: unique over the pool's life (a re-created id gets a new one).
     pub(crate) uid: u64,
+    /// [`REC_DELETING`] (other bits are invalid).
+    pub(crate) flags: u64,
+}
+
+/// Volume record flag: the volume is being deleted in steps
+/// ([`super::Pool::delete_volume_step`]); it is hidden from every
+/// operation but the listing and the deletion, and its id is not free.
+pub(crate) const REC_DELETING: u64 = 1;
+
+impl VolRec {
+    /// Whether the volume is being deleted.
+    pub(crate) fn deleting(&self) -> bool {
+        self.flags & REC_DELETING != 0
+    }
 }
 
 pub(crate) fn rec_decode(b: &[u8], idx: usize) -> Result<VolRec, Error> {
@@ -68,6 +82,7 @@ pub(crate) fn rec_decode(b: &[u8], idx: usize) -> Result<VolRec, Error> {
         bg_cursor: rd_u64(b, off.saturating_add(16))?,
         bg_done: rd_u64(b, off.saturating_add(24))?,
         uid: rd_u64(b, off.saturating_add(32))?,
+        flags: rd_u64(b, off.saturating_add(40))?,
     })
 }
 
@@ -78,7 +93,7 @@ pub(crate) fn rec_encode(b: &mut [u8], idx: usize, r: &VolRec) -> Result<(), Err
     wr_u64(b, off.saturating_add(16), r.bg_cursor)?;
     wr_u64(b, off.saturating_add(24), r.bg_done)?;
     wr_u64(b, off.saturating_add(32), r.uid)?;
-    wr_u64(b, off.saturating_add(40), 0)
+    wr_u64(b, off.saturating_add(40), r.flags)
 }
 
 /// Reads entry `idx` of a node: a child pointer, a mapping value

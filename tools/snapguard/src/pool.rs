@@ -395,6 +395,9 @@ struct JsonVolume {
     shared: u64,
     bg_cursor: u64,
     bg_done: u64,
+    /// Being deleted in steps (a half-deleted volume after a crash).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleting: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     mappings: Option<Vec<JsonRun>>,
 }
@@ -420,7 +423,12 @@ fn volume_json(
     id: u32,
     with_maps: bool,
 ) -> Result<JsonVolume, Fail> {
-    let info = pool.volume(id).map_err(|e| Fail::from_pool("volume", e))?;
+    // Listed, so that a volume being deleted in steps shows too.
+    let info = pool
+        .next_volume(id)
+        .map_err(|e| Fail::from_pool("volume", e))?
+        .filter(|v| v.id == id)
+        .ok_or_else(|| Fail::from_pool("volume", snapguard_pool::Error::NotFound))?;
     let mut runs: Vec<JsonRun> = vec![];
     let (mut mapped, mut shared_n) = (0u64, 0u64);
     let mut pos = 0;
@@ -456,6 +464,7 @@ fn volume_json(
         shared: shared_n,
         bg_cursor: info.bg_cursor,
         bg_done: info.bg_done,
+        deleting: info.deleting,
         mappings: with_maps.then_some(runs),
     })
 }
@@ -527,8 +536,14 @@ fn write_dump(out: &mut impl std::io::Write, j: &JsonPool) -> std::io::Result<()
     for v in &j.volumes {
         writeln!(
             out,
-            "volume {} size {} mapped {} shared {} bg_cursor {} bg_done {}",
-            v.id, v.size, v.mapped, v.shared, v.bg_cursor, v.bg_done
+            "volume {} size {} mapped {} shared {} bg_cursor {} bg_done {}{}",
+            v.id,
+            v.size,
+            v.mapped,
+            v.shared,
+            v.bg_cursor,
+            v.bg_done,
+            if v.deleting { " deleting" } else { "" }
         )?;
         for r in v.mappings.iter().flatten() {
             writeln!(
@@ -561,8 +576,13 @@ fn ls(path: &Path, json: bool) -> Result<u8, Fail> {
         );
         for v in &vols {
             println!(
-                "{:>8} {:>14} {:>12} {:>12} {:>12}",
-                v.id, v.size, v.mapped, v.shared, v.bg_done
+                "{:>8} {:>14} {:>12} {:>12} {:>12}{}",
+                v.id,
+                v.size,
+                v.mapped,
+                v.shared,
+                v.bg_done,
+                if v.deleting { " deleting" } else { "" }
             );
         }
     }
