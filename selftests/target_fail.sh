@@ -7,14 +7,14 @@
 # the fault is removed and the pool re-created, everything synced before it
 # is there and the metadata checks clean. set_transaction_id: a wrong old
 # id is refused and changes nothing, a right one shows in the status and
-# survives re-creating the pool. See Documentation/snapshot-target.rst,
-# "Failure modes".
+# survives re-creating the pool. The read_only feature gives mode ro. See
+# Documentation/snapshot-target.rst, "Failure modes".
 . "$(dirname "$0")/lib.sh"
 
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 34
+ktap_plan 40
 
 KLOG=/tmp/sgf-klog
 dmesg -c >$KLOG
@@ -153,6 +153,28 @@ ktap_check "  remove the volume and the pool" teardown
 pool_check "  snapguard pool check: the metadata is clean"
 ktap_check "  re-created: rw, files synced before the fault intact" recreate d
 ktap_check "  the transaction id survived" test "$(status_field sgf-pool 4)" = 5
+teardown
+
+# --- The read_only feature: mode ro. ---
+# The volume table covers the whole volume (64 MiB): ext4 uses the first 32.
+ro_setup() {
+	create sgf-pool "$POOL_TABLE 1 read_only" &&
+		create sgf1 "0 131072 snapguard /dev/mapper/sgf-pool 1"
+}
+ktap_check "read_only: pool and volume" ro_setup
+ktap_check "  status: ro" test "$(status_field sgf-pool 7) $(status_field sgf-pool 10)" = "ro -"
+mapped=$(status_field sgf1 4)
+# The boot sector (ext4 starts at byte 1024) is in a mapped, unshared extent.
+dd if=/dev/urandom of=/tmp/sgf-blk bs=512 count=1 status=none
+ro_write_mapped() {
+	dd if=/tmp/sgf-blk of=/dev/mapper/sgf1 bs=512 count=1 oflag=direct conv=notrunc status=none &&
+		dd if=/dev/mapper/sgf1 bs=512 count=1 iflag=direct status=none | cmp -s - /tmp/sgf-blk
+}
+ktap_check "  a write to a mapped extent goes through" ro_write_mapped
+ktap_check "  a write to an unmapped extent fails with EIO" fails_eio \
+	timeout 60 dd if=/dev/zero of=/dev/mapper/sgf1 bs=4k count=1 seek=12288 oflag=direct status=none
+ktap_check "  nothing was provisioned" test "$(status_field sgf1 4)" = "$mapped"
+ktap_expect_fail "  messages refused with EROFS" "Read-only file system" msg create 2
 teardown
 cleanup
 
