@@ -335,6 +335,9 @@ impl PoolCore {
         let (Some(meta), Some(data)) = (st.meta.as_mut(), st.data.as_ref()) else {
             return Err(pool::Error::Io);
         };
+        // Whatever path failed the core, its dropped changes must not pass
+        // for committed.
+        self.fail.core_state(meta.pool.is_failed());
         let commit = self.fail.check_commit()? && meta.pool.is_dirty();
         if !commit && !flush {
             return Ok(());
@@ -550,6 +553,9 @@ impl PoolCore {
                 },
                 BioKind::Discard => {
                     let r = self.discard(&mut st, v, &b);
+                    if r.is_err() {
+                        self.note_core(&st);
+                    }
                     b.end(r.err().map(|e| Error::from_errno(-e.to_errno())));
                 }
                 BioKind::Other => b.end(Some(crate::kbind::compat::eopnotsupp())),
@@ -806,6 +812,7 @@ impl Target for PoolTarget {
                     return;
                 };
                 let f = &self.config.features;
+                self.core.fail.core_state(st.failed);
                 PoolStatus {
                     transaction_id: st.transaction_id,
                     meta_used: st.meta_blocks.saturating_sub(st.meta_free),
