@@ -35,6 +35,36 @@ flakey_table() { echo "0 $(sectors "$1") flakey $1 0 0 3600 1 error_writes"; }
 status_field() { dmsetup status "$1" | cut -d' ' -f"$2"; }
 msg() { dmsetup message sgf-pool 0 "$@"; }
 sums() { (cd $MNT && sha256sum f1 f2); }
+# writer: writes files g1..g40, each fsynced, until one fails; says how it
+# ended in /tmp/sgf-writer (its errors in /tmp/sgf-writer.err).
+writer() {
+	local i
+	for i in $(seq 1 40); do
+		if ! dd if=/dev/urandom of=$MNT/g$i bs=64k count=4 conv=fsync status=none 2>/tmp/sgf-writer.err; then
+			echo "failed at g$i" >/tmp/sgf-writer
+			return
+		fi
+	done
+	echo finished >/tmp/sgf-writer
+}
+# fault_mid_workload TAG DEV NAME: starts the writer, and once g1 is synced
+# (g2 exists) and its checksum noted, makes NAME error writes; waits for
+# the writer, which must have failed with an I/O error.
+fault_mid_workload() {
+	local i
+	rm -f /tmp/sgf-writer
+	writer &
+	for i in $(seq 1 300); do
+		[ -e $MNT/g2 ] && break
+		sleep 0.1
+	done
+	(cd $MNT && sha256sum g1) >>/tmp/sgf-sums-$1
+	load "$3" "$(flakey_table "$2")"
+	wait
+	grep -q "failed" /tmp/sgf-writer || { echo "# writer: $(cat /tmp/sgf-writer)"; return 1; }
+	grep -Eq "Input/output error|Read-only file system" /tmp/sgf-writer.err ||
+		{ sed 's/^/# /' /tmp/sgf-writer.err; return 1; }
+}
 # fails_with TEXT CMD...: CMD fails with TEXT (a regular expression) in
 # its error output.
 fails_with() {
@@ -85,7 +115,7 @@ recreate() {
 	[ "$(dmsetup status sgf-pool | cut -d' ' -f7,10)" = "rw -" ] || { dmsetup status sgf-pool; return 1; }
 	create sgf1 "0 $VLEN snapguard /dev/mapper/sgf-pool 1" || return 1
 	mount -o noinit_itable /dev/mapper/sgf1 $MNT || return 1
-	sums | cmp -s /tmp/sgf-sums-$1 - || { sums | sed 's/^/# /'; return 1; }
+	(cd $MNT && sha256sum --quiet -c /tmp/sgf-sums-$1) || return 1
 }
 # setup_ok DESC TAG: setup (in this shell: it sets META DATA POOL_TABLE).
 setup_ok() {
@@ -107,7 +137,11 @@ setup_ok "metadata case: pool, volume, ext4, files synced" m
 minor=$(dmsetup info -c --noheadings -o minor sgf-pool | tr -d ' ')
 ktap_check "  pool is rw" test "$(status_field sgf-pool 7) $(status_field sgf-pool 10)" = "rw -"
 dmesg_mark
-ktap_check "  metadata device errors writes (dm-flakey error_writes)" load sgf-meta "$(flakey_table "$META")"
+if fault_mid_workload m "$META" sgf-meta; then
+	ktap_ok "  metadata device errors writes (dm-flakey error_writes) mid-workload: the writer fails"
+else
+	ktap_fail "  metadata device errors writes (dm-flakey error_writes) mid-workload: the writer fails"
+fi
 # New extents need metadata: the fsync's commit fails.
 ktap_check "  writing a new file fails (EIO)" file_write_fails
 ktap_check "  status: fail, needs_check" test "$(status_field sgf-pool 7) $(status_field sgf-pool 10)" = "fail needs_check"
@@ -128,7 +162,7 @@ ktap_check "  saying why" dmesg_has "message 'create 2' refused: pool dm-$minor 
 ktap_check "  remove the volume and the pool" teardown
 ktap_check "  remove the fault" load sgf-meta "$(linear_table "$META")"
 pool_check "  snapguard pool check: the metadata is clean"
-ktap_check "  re-created: rw, files synced before the fault intact" recreate m
+ktap_check "  re-created: rw, files synced before the fault (f1 f2 g1) intact" recreate m
 teardown
 cleanup
 
@@ -141,7 +175,11 @@ ktap_check "  saying why" dmesg_has "set_transaction_id 1 2 refused: the transac
 ktap_check "  and nothing changed" test "$(status_field sgf-pool 4)" = 0
 ktap_check "set_transaction_id 0 5" msg set_transaction_id 0 5
 ktap_check "  shows in the status" test "$(status_field sgf-pool 4)" = 5
-ktap_check "  data device errors writes (dm-flakey error_writes)" load sgf-data "$(flakey_table "$DATA")"
+if fault_mid_workload d "$DATA" sgf-data; then
+	ktap_ok "  data device errors writes (dm-flakey error_writes) mid-workload: the writer fails"
+else
+	ktap_fail "  data device errors writes (dm-flakey error_writes) mid-workload: the writer fails"
+fi
 ktap_check "  writing a new file fails (EIO)" file_write_fails
 timeout 60 umount $MNT
 ktap_check "  a direct write to a mapped extent fails with EIO" fails_eio \
@@ -151,7 +189,7 @@ ktap_check "  the failed data flush is logged" dmesg_has "snapguard-pool: pool d
 ktap_check "  remove the fault" load sgf-data "$(linear_table "$DATA")"
 ktap_check "  remove the volume and the pool" teardown
 pool_check "  snapguard pool check: the metadata is clean"
-ktap_check "  re-created: rw, files synced before the fault intact" recreate d
+ktap_check "  re-created: rw, files synced before the fault (f1 f2 g1) intact" recreate d
 ktap_check "  the transaction id survived" test "$(status_field sgf-pool 4)" = 5
 teardown
 
