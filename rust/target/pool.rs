@@ -6,8 +6,9 @@
 //! pool metadata: an all-zero metadata device (both superblock blocks
 //! zero) is formatted with the table's extent size, a valid pool is
 //! opened, anything else is refused without writing. Status reports the
-//! pool's figures. Messages `create`, `delete` and `snapshot` change the
-//! metadata and commit; `set_transaction_id` is not implemented yet.
+//! pool's figures and mode. Messages `create`, `delete`, `snapshot` and
+//! `set_transaction_id` change the metadata and commit. Failure modes
+//! (`ro`, `fail`) are in [`super::fail`].
 //!
 //! [`PoolCore`] is the state the pool shares with its volumes: the open
 //! metadata and the data device under one lock, the active volumes, and
@@ -16,10 +17,11 @@
 //! ([`PoolCore::process`]); see `Documentation/snapshot-target.rst`, "I/O
 //! path".
 
+use super::fail::{Cause, PoolFail};
 use super::volume::VolumeCore;
-use super::{not_implemented, refuse, DeviceClaim};
+use super::{refuse, DeviceClaim};
 use crate::dmtarget::{
-    parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolMode, PoolStatus, POOL_TARGET,
+    parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolStatus, POOL_TARGET,
 };
 use crate::dmtarget::{Discard, VolumeStatus};
 use crate::kbind::dm::{
@@ -210,6 +212,8 @@ pub(crate) struct PoolCore {
     pub(crate) discard: bool,
     /// Discards of whole unshared extents reach the data device.
     passdown: bool,
+    /// The pool's mode (`rw`, `ro`, `fail`), read lock-free by `map`.
+    pub(crate) fail: PoolFail,
     /// Metadata and data device; the worker holds it for each batch.
     #[pin]
     state: Mutex<PoolState>,
@@ -243,7 +247,9 @@ impl WorkItem for PoolCore {
 
     fn run(this: Arc<PoolCore>) {
         if let Err(e) = this.commit() {
-            pr_err!("{}: periodic commit failed: {:?}\n", POOL_TARGET, e);
+            if this.fail.log_commit_error() {
+                pr_err!("{}: periodic commit failed: {:?}\n", POOL_TARGET, e);
+            }
         }
     }
 }
@@ -321,21 +327,40 @@ impl PoolCore {
     }
 
     /// Makes every completed data write and the open transaction durable:
-    /// flushes the data device, then commits the metadata.
-    fn commit_locked(st: &mut PoolState) -> Result<(), pool::Error> {
+    /// flushes the data device, then commits the metadata. `flush`: a
+    /// flush asked for it, so the data device is flushed even if the
+    /// metadata has no change. Nothing is committed in `ro` and `fail`
+    /// (which fails); a failed commit enters `fail`.
+    fn commit_locked(&self, st: &mut PoolState, flush: bool) -> Result<(), pool::Error> {
         let (Some(meta), Some(data)) = (st.meta.as_mut(), st.data.as_ref()) else {
             return Err(pool::Error::Io);
         };
-        if !meta.pool.is_dirty() {
+        // Whatever path failed the core, its dropped changes must not pass
+        // for committed.
+        self.fail.core_state(meta.pool.is_failed());
+        let commit = self.fail.check_commit()? && meta.pool.is_dirty();
+        if !commit && !flush {
             return Ok(());
         }
-        data.flush().map_err(|_| pool::Error::Io)?;
-        meta.pool.commit()
+        let flushed = data.flush().is_ok();
+        self.fail.data_flush(flushed);
+        if !flushed {
+            return Err(pool::Error::Io);
+        }
+        if !commit {
+            return Ok(());
+        }
+        meta.pool.commit().inspect_err(|e| self.fail.enter(Cause::Commit(*e)))
     }
 
     /// Commits (see `commit_locked`).
     pub(crate) fn commit(&self) -> Result<(), pool::Error> {
-        Self::commit_locked(&mut self.state.lock())
+        self.commit_locked(&mut self.state.lock(), false)
+    }
+
+    /// Enters `fail` if the pool core failed (after an operation failed).
+    fn note_core(&self, st: &PoolState) {
+        self.fail.core_state(st.meta.as_ref().is_some_and(|m| m.pool.is_failed()));
     }
 
     /// Copies data extent `from` to `to`.
@@ -365,7 +390,11 @@ impl PoolCore {
         let vext = sector.checked_shr(self.extent_shift).unwrap_or(0);
         let off = sector & es.wrapping_sub(1);
         let write = b.kind() == BioKind::Write;
-        let m = st.meta.as_mut().ok_or(pool::Error::Io)?.pool.lookup(id, vext)?;
+        let m = st.meta.as_mut().ok_or(pool::Error::Io)?.pool.lookup(id, vext);
+        let m = m.inspect_err(|e| self.fail.lookup_error(*e))?;
+        if write {
+            self.fail.check_write(m)?;
+        }
         let pext = match m {
             Mapping::Unmapped if !write => return Ok(Plan::Zero),
             Mapping::Mapped { pext, .. } if !write => pext,
@@ -432,6 +461,9 @@ impl PoolCore {
         let sector = b.target_sector();
         let vext = sector.checked_shr(self.extent_shift)?;
         let off = sector & es.wrapping_sub(1);
+        if kind == BioKind::Write && !self.fail.inline_writes() {
+            return None;
+        }
         if let Some(pext) = self.fast.lookup(v.uid, vext) {
             let target = pext.checked_mul(es)?.checked_add(off)?;
             b.remap_to(&self.data_fast, target);
@@ -467,6 +499,9 @@ impl PoolCore {
             return Ok(());
         }
         let vext = sector.checked_shr(self.extent_shift).unwrap_or(0);
+        if !self.fail.check_discard()? {
+            return Ok(());
+        }
         let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
         let Mapping::Mapped { pext, shared } = meta.pool.lookup(id, vext)? else {
             return Ok(());
@@ -511,10 +546,16 @@ impl PoolCore {
                         v.count_io(&mut b);
                         b.submit(data, sector);
                     }
-                    Err(e) => b.end(Some(Error::from_errno(-e.to_errno()))),
+                    Err(e) => {
+                        self.note_core(&st);
+                        b.end(Some(Error::from_errno(-e.to_errno())))
+                    }
                 },
                 BioKind::Discard => {
                     let r = self.discard(&mut st, v, &b);
+                    if r.is_err() {
+                        self.note_core(&st);
+                    }
                     b.end(r.err().map(|e| Error::from_errno(-e.to_errno())));
                 }
                 BioKind::Other => b.end(Some(crate::kbind::compat::eopnotsupp())),
@@ -524,7 +565,7 @@ impl PoolCore {
             return Self::dirty(&st);
         }
         // One commit for every flush and FUA write of the batch.
-        let r = Self::commit_locked(&mut st);
+        let r = self.commit_locked(&mut st, true);
         while let Some(mut b) = after_commit.pop() {
             match (b.kind(), &r, st.data.as_ref()) {
                 (BioKind::Flush, Ok(()), _) => b.end(None),
@@ -621,13 +662,25 @@ impl PoolTarget {
                 // that none lands in the now shared extents.
                 if let Err(e) = self.core.quiesce(origin) {
                     pr_err!("{}: writes to volume {} did not end within 10 s of a snapshot\n", POOL_TARGET, origin);
-                    let _ = PoolCore::commit_locked(&mut st);
+                    let _ = self.core.commit_locked(&mut st, false);
                     return Err(e);
                 }
             }
-            Message::SetTransactionId { .. } => return Err(pool::Error::Invalid),
+            Message::SetTransactionId { old, new } => {
+                let now = pool.stats().transaction_id;
+                if now != old {
+                    pr_warn!(
+                        "{}: set_transaction_id {} {} refused: the transaction id is {}\n",
+                        POOL_TARGET,
+                        old,
+                        new,
+                        now
+                    );
+                }
+                pool.set_transaction_id(old, new)?
+            }
         }
-        PoolCore::commit_locked(&mut st)
+        self.core.commit_locked(&mut st, false)
     }
 }
 
@@ -654,8 +707,10 @@ impl Drop for PoolTarget {
         // device open, so the pool cannot be removed before them).
         drop(wq);
         let mut st = core.state.lock();
-        if let Err(e) = PoolCore::commit_locked(&mut st) {
-            pr_err!("{}: final commit failed: {:?}\n", POOL_TARGET, e);
+        if let Err(e) = core.commit_locked(&mut st, false) {
+            if core.fail.log_commit_error() {
+                pr_err!("{}: final commit failed: {:?}\n", POOL_TARGET, e);
+            }
         }
         st.meta = None;
         st.data = None;
@@ -731,6 +786,7 @@ impl Target for PoolTarget {
                 zero_new: !config.features.skip_block_zeroing,
                 discard: config.features.discard != Discard::Ignore,
                 passdown: config.features.discard == Discard::Passdown,
+                fail: PoolFail::new(ctr.md_devt(), config.features.read_only),
                 state <- new_mutex!(st),
                 fast,
                 data_fast,
@@ -768,18 +824,17 @@ impl Target for PoolTarget {
                     return;
                 };
                 let f = &self.config.features;
+                self.core.fail.core_state(st.failed);
                 PoolStatus {
-                    // Not stored by the pool core yet (set_transaction_id
-                    // is not implemented).
-                    transaction_id: 0,
+                    transaction_id: st.transaction_id,
                     meta_used: st.meta_blocks.saturating_sub(st.meta_free),
                     meta_total: st.meta_blocks,
                     data_used: st.data_extents.saturating_sub(st.data_free),
                     data_total: st.data_extents,
-                    mode: if f.read_only { PoolMode::ReadOnly } else { PoolMode::ReadWrite },
+                    mode: self.core.fail.status_mode(),
                     discard: f.discard,
                     no_space: if f.error_if_no_space { NoSpacePolicy::Error } else { NoSpacePolicy::Queue },
-                    needs_check: false,
+                    needs_check: self.core.fail.needs_check(),
                 }
                 .write(out)
             }
@@ -793,7 +848,9 @@ impl Target for PoolTarget {
 
     fn postsuspend(&self) {
         if let Err(e) = self.core.commit() {
-            pr_err!("{}: commit at suspend failed: {:?}\n", POOL_TARGET, e);
+            if self.core.fail.log_commit_error() {
+                pr_err!("{}: commit at suspend failed: {:?}\n", POOL_TARGET, e);
+            }
         }
     }
 
@@ -808,15 +865,11 @@ impl Target for PoolTarget {
             }
         };
         let _ = write!(t, "{}", m);
-        if let Message::SetTransactionId { .. } = m {
-            pr_warn!("{}: message '{}' is valid but not implemented yet\n", POOL_TARGET, t.as_str());
-            return Err(not_implemented().err);
-        }
-        if self.config.features.read_only {
-            pr_warn!("{}: message '{}' refused: the pool is read-only\n", POOL_TARGET, t.as_str());
-            return Err(EROFS);
+        if let Some(e) = self.core.fail.refuse_message(t.as_str()) {
+            return Err(e);
         }
         self.run(&m).map_err(|e| {
+            self.core.note_core(&self.core.state.lock());
             let mut why = Text::<64>::new();
             let _ = write!(why, "{}", e);
             pr_warn!("{}: message '{}' failed: {}\n", POOL_TARGET, t.as_str(), why.as_str());

@@ -246,7 +246,9 @@ impl Target for VolumeTarget {
 
     fn postsuspend(&self) {
         if let Err(e) = self.core.pool.commit() {
-            pr_err!("{}: commit at suspend failed: {:?}\n", VOLUME_TARGET, e);
+            if self.core.pool.fail.log_commit_error() {
+                pr_err!("{}: commit at suspend failed: {:?}\n", VOLUME_TARGET, e);
+            }
         }
     }
 

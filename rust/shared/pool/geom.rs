@@ -308,6 +308,9 @@ pub(crate) struct SbVars {
     pub(crate) volumes: u64,
     /// Identity given to the next volume created (never reused).
     pub(crate) next_uid: u64,
+    /// The user's transaction id (`set_transaction_id`); 0 in pools
+    /// written before it existed (the field was reserved, zero).
+    pub(crate) txid: u64,
 }
 
 /// Writes the whole superblock image (header, geometry, variables); the
@@ -344,7 +347,8 @@ pub(crate) fn encode_sb(b: &mut [u8; BLOCK_SIZE], g: &Geometry, v: &SbVars) -> R
     wr_u64(b, 152, g.idx_blocks)?;
     wr_u64(b, 160, g.data_cap)?;
     wr_u64(b, 168, g.meta_cap)?;
-    let mut off = 176;
+    wr_u64(b, 176, v.txid)?;
+    let mut off = 184;
     while off < SEL_OFF {
         wr_u64(b, off, 0)?;
         off = off.saturating_add(8);
@@ -391,6 +395,7 @@ pub(crate) fn decode_sb(
         meta_hint: rd_u64(b, 128)?,
         volumes: rd_u64(b, 136)?,
         next_uid: rd_u64(b, 144)?,
+        txid: rd_u64(b, 176)?,
     };
     if h.gen == 0
         || h.gen >= u64::MAX / 2

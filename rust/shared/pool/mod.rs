@@ -279,6 +279,9 @@ pub struct BgProgress {
 pub struct PoolStats {
     /// Generation of the last commit.
     pub generation: u64,
+    /// The user's transaction id ([`Pool::set_transaction_id`]) of the
+    /// open transaction.
+    pub transaction_id: u64,
     /// Extent size in bytes.
     pub extent_size: u64,
     /// Data extents.
@@ -428,6 +431,7 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
                 meta_hint: geo.first_dyn,
                 volumes: 0,
                 next_uid: 1,
+                txid: 0,
             };
             {
                 let b = cache.buf_mut(SLOT_WORK)?;
@@ -583,6 +587,7 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
     pub fn stats(&self) -> PoolStats {
         PoolStats {
             generation: self.com.gen,
+            transaction_id: self.work.txid,
             extent_size: 1u64 << self.geo.extent_shift,
             data_extents: self.geo.data_extents,
             data_capacity: self.geo.data_cap,
@@ -601,6 +606,23 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
             blocks_read: self.cache.reads,
             blocks_written: self.cache.writes,
         }
+    }
+
+    /// Sets the user's transaction id to `new` if it is `old` now
+    /// (device-mapper's `set_transaction_id`); it is stored in the
+    /// superblock by the next commit. A different `old` is refused with
+    /// [`Error::Invalid`] and changes nothing; a failed pool refuses with
+    /// [`Error::Io`].
+    pub fn set_transaction_id(&mut self, old: u64, new: u64) -> Result<(), Error> {
+        self.check_writable()?;
+        if self.work.txid != old {
+            return Err(Error::Invalid);
+        }
+        if old != new {
+            self.work.txid = new;
+            self.dirty = true;
+        }
+        Ok(())
     }
 
     /// Whether the open transaction has changes not yet committed.

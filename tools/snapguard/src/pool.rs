@@ -290,6 +290,7 @@ struct JsonCheck {
     errors: u64,
     problems: Vec<JsonProblem>,
     generation: u64,
+    transaction_id: u64,
     volumes: u64,
     nodes: u64,
     mapped: u64,
@@ -340,6 +341,7 @@ fn check(path: &Path, json: bool) -> Result<u8, Fail> {
             errors: rep.errors,
             problems,
             generation: st.generation,
+            transaction_id: st.transaction_id,
             volumes: rep.volumes,
             nodes: rep.nodes,
             mapped: rep.mapped,
@@ -358,10 +360,11 @@ fn check(path: &Path, json: bool) -> Result<u8, Fail> {
             println!("... {} more problems", rep.errors - problems.len() as u64);
         }
         println!(
-            "{}: format version {}, generation {}, {} volumes, {} nodes, {} mapped entries, metadata {}/{} blocks, data {}/{} extents: {}",
+            "{}: format version {}, generation {}, transaction id {}, {} volumes, {} nodes, {} mapped entries, metadata {}/{} blocks, data {}/{} extents: {}",
             path.display(),
             pool.format_version(),
             st.generation,
+            st.transaction_id,
             rep.volumes,
             rep.nodes,
             rep.mapped,
@@ -405,6 +408,7 @@ struct JsonVolume {
 #[derive(Serialize)]
 struct JsonPool {
     generation: u64,
+    transaction_id: u64,
     extent_size: u64,
     data_extents: u64,
     data_free: u64,
@@ -496,6 +500,7 @@ fn volumes_json(
 fn pool_json(st: &PoolStats, volumes: Vec<JsonVolume>) -> JsonPool {
     JsonPool {
         generation: st.generation,
+        transaction_id: st.transaction_id,
         extent_size: st.extent_size,
         data_extents: st.data_extents,
         data_free: st.data_free,
@@ -524,8 +529,9 @@ fn dump(path: &Path, json: bool, only: Option<u32>) -> Result<u8, Fail> {
 fn write_dump(out: &mut impl std::io::Write, j: &JsonPool) -> std::io::Result<()> {
     writeln!(
         out,
-        "pool generation {} extent_size {} data_extents {} data_free {} meta_blocks {} meta_free {} volumes {}",
+        "pool generation {} transaction_id {} extent_size {} data_extents {} data_free {} meta_blocks {} meta_free {} volumes {}",
         j.generation,
+        j.transaction_id,
         j.extent_size,
         j.data_extents,
         j.data_free,

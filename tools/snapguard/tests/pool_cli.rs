@@ -385,3 +385,30 @@ fn half_deleted_volume_is_listed() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let _ = std::fs::remove_file(&p);
 }
+
+#[test]
+fn check_and_dump_print_the_transaction_id() {
+    let p = image("txid");
+    format_image(&p);
+    let ps = p.to_str().unwrap();
+    let o = run(&["pool", "check", ps]);
+    assert!(text(&o).contains("transaction id 0,"), "{}", text(&o));
+    {
+        let mut arena = slots(64);
+        let mut pool = Pool::open(open_dev(&p), &mut arena).unwrap();
+        pool.set_transaction_id(0, 42).unwrap();
+        pool.commit().unwrap();
+    }
+    let o = run(&["pool", "check", ps]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("transaction id 42,"), "{}", text(&o));
+    let o = run(&["pool", "check", "--json", ps]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["transaction_id"], 42);
+    let o = run(&["pool", "dump", ps]);
+    assert!(text(&o).contains("transaction_id 42 "), "{}", text(&o));
+    let o = run(&["pool", "dump", "--json", ps]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["transaction_id"], 42);
+    let _ = std::fs::remove_file(&p);
+}

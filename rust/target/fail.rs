@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Failure modes of a `snapguard-pool`: the mode the pool runs in, its
+//! transitions and their log lines. See `Documentation/snapshot-target.rst`,
+//! "Failure modes".
+//!
+//! * `rw`: normal operation.
+//! * `ro` (the table's `read_only` feature): the metadata is never
+//!   changed. Reads are served; writes to mapped, unshared extents go to
+//!   the data device (inline or through the worker), other writes fail
+//!   with `EIO`; discards succeed without doing anything; flushes flush the
+//!   data device; messages fail with `EROFS`.
+//! * `fail`: entered once, for good (until the pool is removed and created
+//!   again), when a metadata I/O error or corruption is met, a commit
+//!   fails, or the pool core enters its failed state. The core has dropped
+//!   the open transaction; reads are served from the last commit; every
+//!   write, discard and flush fails with `EIO` (the inline path of `map`
+//!   stops remapping writes, so no write reaches an extent whose mapping
+//!   is not committed); no commit is attempted; messages fail with `EIO`.
+//!   The status says `fail` and `needs_check`. `needs_check` is kept in
+//!   core only: the failed device is the one it would be written to.
+//!
+//! Data device errors never change the mode: the bio that met one ends
+//! with it, as with dm-thin. A failed flush of the data device fails the
+//! flushes waiting for that commit and leaves the transaction open (the
+//! next commit retries); it is logged when it starts and when it stops.
+
+use crate::dmtarget::{PoolMode, POOL_TARGET};
+use crate::kbind::text::Text;
+use crate::pool::{self, Mapping};
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use kernel::prelude::*;
+
+/// `rw`.
+const RW: u8 = 0;
+/// `ro` (table feature `read_only`).
+const RO: u8 = 1;
+/// `fail`.
+const FAIL: u8 = 2;
+
+/// Why a pool enters `fail`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Cause {
+    /// A commit failed (metadata write or flush).
+    Commit(pool::Error),
+    /// Reading metadata failed or found it corrupt.
+    Read(pool::Error),
+    /// The pool core entered its failed state (an error in the middle of
+    /// a change).
+    Core,
+}
+
+/// A pool's mode, read lock-free by `map`.
+///
+/// # Invariants
+///
+/// `mode` is [`RW`], [`RO`] or [`FAIL`]; once [`FAIL`], it stays so.
+pub(crate) struct PoolFail {
+    mode: AtomicU8,
+    /// A flush of the data device failed and none succeeded since.
+    data_flush_failing: AtomicBool,
+    /// Device number of the pool's mapped device (for log lines).
+    devt: u32,
+}
+
+/// Minor number bits of a kernel device number.
+const MINOR_BITS: u32 = 20;
+
+impl PoolFail {
+    /// A pool in `rw`, or `ro` if the table asks for it.
+    pub(crate) fn new(devt: u32, read_only: bool) -> Self {
+        PoolFail {
+            mode: AtomicU8::new(if read_only { RO } else { RW }),
+            data_flush_failing: AtomicBool::new(false),
+            devt,
+        }
+    }
+
+    fn minor(&self) -> u32 {
+        self.devt & ((1 << MINOR_BITS) - 1)
+    }
+
+    fn major(&self) -> u32 {
+        self.devt >> MINOR_BITS
+    }
+
+    /// Whether the pool is in `fail`.
+    pub(crate) fn is_failed(&self) -> bool {
+        self.mode.load(Ordering::Acquire) == FAIL
+    }
+
+    /// Whether `map` may remap writes to known unshared extents: not in
+    /// `fail` (in `ro` every mapping is committed: nothing changes).
+    pub(crate) fn inline_writes(&self) -> bool {
+        !self.is_failed()
+    }
+
+    /// Enters `fail` (once; later calls do nothing) and logs why.
+    pub(crate) fn enter(&self, cause: Cause) {
+        if self.mode.swap(FAIL, Ordering::SeqCst) == FAIL {
+            return;
+        }
+        let (major, minor) = (self.major(), self.minor());
+        let mut why = Text::<64>::new();
+        if let Cause::Commit(e) | Cause::Read(e) = cause {
+            let _ = write!(why, "{}", e);
+        }
+        match cause {
+            Cause::Commit(_) => pr_err!(
+                "{}: pool dm-{} ({}:{}): metadata commit failed ({}); switching to fail mode: the transaction is dropped, writes fail, needs_check\n",
+                POOL_TARGET, minor, major, minor, why.as_str()
+            ),
+            Cause::Read(_) => pr_err!(
+                "{}: pool dm-{} ({}:{}): metadata read failed ({}); switching to fail mode: the transaction is dropped, writes fail, needs_check\n",
+                POOL_TARGET, minor, major, minor, why.as_str()
+            ),
+            Cause::Core => pr_err!(
+                "{}: pool dm-{} ({}:{}): a metadata change failed half way (I/O error or corruption); switching to fail mode: the transaction is dropped, writes fail, needs_check\n",
+                POOL_TARGET, minor, major, minor
+            ),
+        }
+    }
+
+    /// Enters `fail` if the pool core is in its failed state.
+    pub(crate) fn core_state(&self, core_failed: bool) {
+        if core_failed {
+            self.enter(Cause::Core);
+        }
+    }
+
+    /// A metadata lookup failed with `e`: an I/O error or corruption
+    /// fails the pool; other errors are the request's.
+    pub(crate) fn lookup_error(&self, e: pool::Error) {
+        if matches!(e, pool::Error::Io | pool::Error::Corrupt) {
+            self.enter(Cause::Read(e));
+        }
+    }
+
+    /// Whether a write to an extent mapped as `m` may go on: always in
+    /// `rw`; in `ro` only to a mapped, unshared extent (no metadata
+    /// change); never in `fail`.
+    pub(crate) fn check_write(&self, m: Mapping) -> Result<(), pool::Error> {
+        match self.mode.load(Ordering::Acquire) {
+            RW => Ok(()),
+            RO if matches!(m, Mapping::Mapped { shared: false, .. }) => Ok(()),
+            _ => Err(pool::Error::Io),
+        }
+    }
+
+    /// Whether a discard may change the metadata: `Ok(true)` in `rw`,
+    /// `Ok(false)` in `ro` (the discard succeeds and does nothing, as
+    /// dm-thin's read-only mode), `EIO` in `fail`.
+    pub(crate) fn check_discard(&self) -> Result<bool, pool::Error> {
+        match self.mode.load(Ordering::Acquire) {
+            RW => Ok(true),
+            RO => Ok(false),
+            _ => Err(pool::Error::Io),
+        }
+    }
+
+    /// Whether a commit may run: `Ok(true)` in `rw`, `Ok(false)` in `ro`
+    /// (nothing to commit), `EIO` in `fail` (nothing is attempted).
+    pub(crate) fn check_commit(&self) -> Result<bool, pool::Error> {
+        self.check_discard()
+    }
+
+    /// The result of a data device flush before a commit: logs when
+    /// flushes start failing and when they work again.
+    pub(crate) fn data_flush(&self, ok: bool) {
+        let was = self.data_flush_failing.swap(!ok, Ordering::AcqRel);
+        let minor = self.minor();
+        if !ok && !was {
+            pr_err!(
+                "{}: pool dm-{}: flushing the data device failed; flushes fail and the metadata stays uncommitted until it works\n",
+                POOL_TARGET,
+                minor
+            );
+        } else if ok && was {
+            pr_info!("{}: pool dm-{}: flushing the data device works again\n", POOL_TARGET, minor);
+        }
+    }
+
+    /// Refuses a message unless the pool is `rw`: logs and returns the
+    /// error (`EIO` in `fail`, `EROFS` in `ro`).
+    pub(crate) fn refuse_message(&self, msg: &str) -> Option<Error> {
+        match self.mode.load(Ordering::Acquire) {
+            RW => None,
+            RO => {
+                pr_warn!("{}: message '{}' refused: the pool is read-only\n", POOL_TARGET, msg);
+                Some(EROFS)
+            }
+            _ => {
+                pr_warn!(
+                    "{}: message '{}' refused: pool dm-{} is in fail mode (needs_check); remove it, check the metadata and create it again\n",
+                    POOL_TARGET,
+                    msg,
+                    self.minor()
+                );
+                Some(EIO)
+            }
+        }
+    }
+
+    /// The status word.
+    pub(crate) fn status_mode(&self) -> PoolMode {
+        match self.mode.load(Ordering::Acquire) {
+            RW => PoolMode::ReadWrite,
+            RO => PoolMode::ReadOnly,
+            _ => PoolMode::Fail,
+        }
+    }
+
+    /// Whether the status says `needs_check`.
+    pub(crate) fn needs_check(&self) -> bool {
+        self.is_failed()
+    }
+
+    /// Whether a failed commit should be logged by its caller: not in
+    /// `fail` nor while data device flushes fail (both logged once
+    /// already).
+    pub(crate) fn log_commit_error(&self) -> bool {
+        !self.is_failed() && !self.data_flush_failing.load(Ordering::Acquire)
+    }
+}
