@@ -16,9 +16,9 @@ use super::pool::PoolCore;
 use super::{find_pool, refuse};
 use crate::dmtarget::{parse_volume_table, write_volume_table, VOLUME_TARGET};
 use crate::kbind::dm::{
-    Bio, BioList, Ctr, CtrError, Dev, Devices, Emit, Limits, MapResult, OwnedBio, StatusType, Target,
+    Bio, BioList, Ctr, CtrError, Dev, Devices, Emit, EndIo, Limits, MapResult, OwnedBio, StatusType, Target,
 };
-use core::sync::atomic::{fence, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use kernel::new_spinlock;
 use kernel::prelude::*;
 use kernel::sync::{Arc, SpinLock};
@@ -53,6 +53,9 @@ pub(crate) struct VolumeCore {
     gen: AtomicUsize,
     /// Identity of the volume in the pool (keys the pool's fast map).
     pub(crate) uid: u64,
+    /// The worker put bios back to wait for a prison cell: its run ends
+    /// (the cell's release kicks it again).
+    stalled: AtomicBool,
     #[pin]
     work: Work<VolumeCore>,
 }
@@ -73,6 +76,9 @@ impl WorkItem for VolumeCore {
             if this.pool.process(&this, batch) {
                 PoolCore::schedule_commit(&this.pool);
             }
+            if this.stalled.swap(false, Ordering::AcqRel) {
+                return;
+            }
         }
         Self::kick(this);
     }
@@ -80,7 +86,7 @@ impl WorkItem for VolumeCore {
 
 impl VolumeCore {
     /// Queues the worker (a no-op if it is queued already).
-    fn kick(this: Arc<VolumeCore>) {
+    pub(crate) fn kick(this: Arc<VolumeCore>) {
         let pool = this.pool.clone();
         let (open, back) = pool.enqueue_volume(this);
         if let (false, Some(v)) = (open, back.as_ref()) {
@@ -89,6 +95,27 @@ impl VolumeCore {
             drop(left);
         }
         drop(back);
+    }
+
+    /// The volume's pool.
+    pub(crate) fn pool(&self) -> &Arc<PoolCore> {
+        &self.pool
+    }
+
+    /// Puts `list` back in front of the deferred bios (the prison: bios
+    /// that waited on a cell or for one, in order).
+    pub(crate) fn requeue_front(&self, mut list: BioList) {
+        if list.is_empty() {
+            return;
+        }
+        let mut d = self.deferred.lock();
+        list.append(d.take());
+        *d = list;
+    }
+
+    /// Ends the worker's current run after this batch (see `stalled`).
+    pub(crate) fn set_stalled(&self) {
+        self.stalled.store(true, Ordering::Release);
     }
 
     /// Counts a read or write in the current generation, before its extent is
@@ -205,6 +232,7 @@ impl Target for VolumeTarget {
                 inflight: [AtomicUsize::new(0), AtomicUsize::new(0)],
                 gen: AtomicUsize::new(0),
                 uid,
+                stalled: AtomicBool::new(false),
                 work <- new_work!("snapguard volume worker"),
             }),
             GFP_KERNEL,
@@ -228,9 +256,15 @@ impl Target for VolumeTarget {
         MapResult::Submitted
     }
 
-    fn end_io(&self, bio: &mut Bio<'_>) {
+    fn end_io(&self, bio: &mut Bio<'_>) -> EndIo {
+        let word = bio.per_bio();
+        // A whole-extent write held by the pool's prison.
+        if let Some(r) = self.core.pool.held_end_io(word, bio) {
+            return r;
+        }
         // Flushes, discards and bios ended by the target carry no count.
-        self.core.leave(bio.per_bio());
+        self.core.leave(word);
+        EndIo::Done
     }
 
     fn limits_device(&self) -> Option<Dev> {
