@@ -376,20 +376,23 @@ impl PoolCore {
             Mapping::Unmapped if !write => return Ok(Plan::Zero),
             Mapping::Mapped { pext, .. } if !write => pext,
             Mapping::Mapped { pext, shared: false } => pext,
+            Mapping::Unmapped if !self.zero_new => st.meta.as_mut().ok_or(pool::Error::Io)?.pool.provision(id, vext)?,
             Mapping::Unmapped => {
+                // Normally done by the prison, outside the lock; here the
+                // same two phases under it: the mapping (and its fast-map
+                // entry) only once the extent holds zeroes.
                 let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
-                let p = meta.pool.provision(id, vext)?;
-                if self.zero_new {
-                    let data = st.data.as_ref().ok_or(pool::Error::Io)?;
-                    let start = p.checked_mul(es).ok_or(pool::Error::Invalid)?;
-                    if data.zero_out(start, es).is_err() {
-                        // Never leave an extent mapped with another
-                        // volume's old data in it.
-                        let _ = meta.pool.discard(id, vext, 1);
-                        return Err(pool::Error::Io);
-                    }
+                let plan = meta.pool.prepare_provision(id, vext)?;
+                let data = st.data.as_ref().ok_or(pool::Error::Io)?;
+                let start = plan.new.checked_mul(es).ok_or(pool::Error::Invalid)?;
+                let zeroed = data.zero_out(start, es);
+                let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
+                if zeroed.is_err() {
+                    let _ = meta.pool.cancel_provision(&plan);
+                    return Err(pool::Error::Io);
                 }
-                p
+                meta.pool.complete_provision(&plan)?;
+                plan.new
             }
             Mapping::Mapped { shared: true, .. } => {
                 let plan = st.meta.as_mut().ok_or(pool::Error::Io)?.pool.prepare_break(id, vext)?;

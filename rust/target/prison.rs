@@ -260,10 +260,9 @@ impl PoolCore {
             Ok(p) => p,
             // The pending table is full: wait for an operation to end.
             Err(pool::Error::Busy) if st.prison.any_busy() => return Admit::Wait(b),
-            Err(e) => {
-                b.end(Some(errno(e)));
-                return Admit::Taken;
-            }
+            // Out of space, a failed pool...: the usual path (`plan`)
+            // meets the same error and applies the pool's policy.
+            Err(_) => return Admit::Go(b),
         };
         let (Some(cell), Some(slot), Some(data)) =
             (self.prison.cells.get(idx), st.prison.slots.get_mut(idx), st.data.as_ref())
