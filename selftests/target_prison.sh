@@ -24,8 +24,8 @@ modprobe snapguard
 
 ktap_plan 20
 
-T=/tmp/sgp
-mkloop() { dd if=/dev/zero of="$1" bs=1M count=0 seek="$2" status=none && losetup -f --show "$1"; }
+T=/tmp/sgprison
+mkloop() { rm -f "$1" && dd if=/dev/zero of="$1" bs=1M count=0 seek="$2" status=none && losetup -f --show "$1"; }
 create() { printf '%s\n' "$2" | dmsetup create --noudevsync "$1"; }
 remove() { dmsetup remove --noudevsync "$1"; }
 msg() { dmsetup message "$1" 0 "${@:2}"; }
@@ -150,7 +150,7 @@ for _ in range(2):
                 if b[:].translate(None, b"\0B"):
                     bad += 1
         print(f"# reader: {reads} reads, {bad} with other data", flush=True)
-        os._exit(1 if bad or reads < 100 else 0)
+        os._exit(1 if bad or reads < 20 else 0)
     readers.append(pid)
 fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
 w = buf(4096, b"B")

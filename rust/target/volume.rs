@@ -7,9 +7,10 @@
 //! deferred list (a spinlock-protected intrusive list) and queues the
 //! volume's work item on the pool's workqueue. The worker
 //! ([`PoolCore::process`]) does everything else under the pool's lock:
-//! lookups, provisioning (zeroed), sharing breaks (copied), remapping and
-//! submission, zero-filled reads of unmapped extents, and one commit per
-//! batch for flushes and FUA writes. See
+//! lookups, remapping and submission, zero-filled reads of unmapped
+//! extents, and one commit per batch for flushes and FUA writes;
+//! provisioning (zeroed) and sharing breaks (copied) are prepared there and
+//! run outside the lock by the pool's bio prison (`prison.rs`). See
 //! `Documentation/snapshot-target.rst`.
 
 use super::pool::PoolCore;
