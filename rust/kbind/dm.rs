@@ -714,7 +714,10 @@ pub(crate) trait Target: Send + Sync + Sized {
     fn status(&self, devs: &Devices, kind: StatusType, out: &mut Emit<'_>);
 
     /// A bio the target mapped has ended (`end_io`); nothing by default.
-    fn end_io(&self, _bio: &mut Bio<'_>) {}
+    /// Runs in interrupt context: never sleeps, never takes a mutex.
+    fn end_io(&self, _bio: &mut Bio<'_>) -> EndIo {
+        EndIo::Done
+    }
 
     /// The device whose queue limits this target's device stacks on
     /// (`iterate_devices`, over the target's whole length); none by default.
@@ -851,9 +854,12 @@ unsafe extern "C" fn end_io_tramp<T: Target>(
     // SAFETY: the target is constructed (caller).
     let inst = unsafe { instance::<T>(ti) };
     let mut b = Bio { bio, ti, _p: PhantomData };
-    inst.target.end_io(&mut b);
-    // DM_ENDIO_DONE: device-mapper completes the bio.
-    0
+    match inst.target.end_io(&mut b) {
+        // DM_ENDIO_DONE: device-mapper completes the bio.
+        EndIo::Done => 0,
+        // DM_ENDIO_INCOMPLETE: the target ends it again later.
+        EndIo::Incomplete => 1,
+    }
 }
 
 /// The `iterate_devices` callback: reports [`Target::limits_device`].
@@ -1072,5 +1078,115 @@ impl Drop for OwnedQueue {
         // SAFETY: `wq` is live (invariant) and destroyed once, here; it
         // drains queued and running work first.
         unsafe { sys::snapguard_destroy_wq(self.wq) };
+    }
+}
+
+/// What [`Target::end_io`] tells device-mapper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EndIo {
+    /// The bio is complete: device-mapper completes the original.
+    Done,
+    /// The target keeps the bio (a [`HeldBio`]) and ends it again later
+    /// ([`HeldBio::reclaim`], then [`OwnedBio::end`]).
+    Incomplete,
+}
+
+impl Bio<'_> {
+    /// In `end_io`: the bio's completion status (`None`: success).
+    pub(crate) fn status(&self) -> Option<Error> {
+        // SAFETY: `bio` is valid during `end_io`.
+        let e = unsafe { sys::snapguard_bio_status(self.bio) };
+        if e < 0 {
+            Some(Error::from_errno(e))
+        } else {
+            None
+        }
+    }
+}
+
+/// A bio submitted with [`OwnedBio::submit_held`]: its target's `end_io`
+/// must answer [`EndIo::Incomplete`] for it, after which the target owns
+/// it again ([`HeldBio::reclaim`]) and must end it.
+///
+/// # Invariants
+///
+/// `bio` is a device-mapper clone for target `ti` that the target
+/// submitted; dm keeps `ti` alive until the bio has ended for good.
+pub(crate) struct HeldBio {
+    bio: *mut sys::bio,
+    ti: *mut sys::dm_target,
+}
+
+// SAFETY: only a pointer; the bio may be ended from any thread.
+unsafe impl Send for HeldBio {}
+
+impl OwnedBio {
+    /// Sends the bio to `io`'s device at `sector` and keeps a handle on it
+    /// (see [`HeldBio`]): the target's `end_io` must answer
+    /// [`EndIo::Incomplete`] for it.
+    pub(crate) fn submit_held(self, io: &BlockIo, sector: u64) -> HeldBio {
+        let h = HeldBio { bio: self.bio, ti: self.ti };
+        self.submit(io, sector);
+        h
+    }
+}
+
+impl HeldBio {
+    /// The bio back, to be ended.
+    ///
+    /// # Safety
+    ///
+    /// The bio's `end_io` has run and answered [`EndIo::Incomplete`] (so
+    /// the lower device is done with it and the target owns it again).
+    pub(crate) unsafe fn reclaim(self) -> OwnedBio {
+        // INVARIANT: owned by the target again (caller), not ended for
+        // good; `ti` is alive until it is.
+        OwnedBio { bio: self.bio, ti: self.ti }
+    }
+}
+
+impl BioList {
+    /// Appends every bio of `other`, in order.
+    pub(crate) fn append(&mut self, mut other: BioList) {
+        while let Some(b) = other.pop() {
+            self.push(b);
+        }
+    }
+}
+
+/// A handle on an [`OwnedQueue`] for contexts that cannot take the lock
+/// guarding the queue's owner (a bio's `end_io`).
+///
+/// # Invariants
+///
+/// `wq` is the workqueue of an [`OwnedQueue`]; it is valid only while
+/// that queue lives, which [`QueueHandle::get`]'s callers guarantee.
+#[derive(Clone, Copy)]
+pub(crate) struct QueueHandle {
+    wq: *mut c_void,
+}
+
+// SAFETY: a pointer to a workqueue, usable from any thread while it lives.
+unsafe impl Send for QueueHandle {}
+// SAFETY: as above; queueing work is thread-safe.
+unsafe impl Sync for QueueHandle {}
+
+impl OwnedQueue {
+    /// A handle on this queue (see [`QueueHandle`]).
+    pub(crate) fn handle(&self) -> QueueHandle {
+        QueueHandle { wq: self.wq }
+    }
+}
+
+impl QueueHandle {
+    /// The queue.
+    ///
+    /// # Safety
+    ///
+    /// The [`OwnedQueue`] this handle came from is alive and stays alive
+    /// while the returned reference is used.
+    pub(crate) unsafe fn get(&self) -> &kernel::workqueue::Queue {
+        // SAFETY: `wq` is a live workqueue (caller).
+        unsafe { kernel::workqueue::Queue::from_raw(self.wq.cast()) }
     }
 }

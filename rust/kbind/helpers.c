@@ -423,3 +423,8 @@ int snapguard_dm_lower(dev_t dev, dev_t *out, int max)
 	return -ENODEV;
 }
 #endif
+
+int snapguard_bio_status(struct bio *bio)
+{
+	return blk_status_to_errno(bio->bi_status);
+}

@@ -102,4 +102,7 @@ bool snapguard_bdev_has_holder(struct block_device *bdev);
 bool snapguard_dm_suspended(dev_t dev);
 int snapguard_dm_lower(dev_t dev, dev_t *out, int max);
 
+/* bio prison (rust/target/prison.rs): a submitted bio's completion status */
+int snapguard_bio_status(struct bio *bio);
+
 #endif

@@ -115,8 +115,3 @@ fn refuse(target: &str, args: &[&[u8]], e: TableError) -> CtrError {
     CtrError::inval(e.message())
 }
 
-/// The error of a valid table whose target is not written yet.
-#[allow(dead_code)] // Unused now; kept for features still to come.
-fn not_implemented() -> CtrError {
-    CtrError { err: crate::kbind::compat::eopnotsupp(), msg: c"Not implemented yet" }
-}

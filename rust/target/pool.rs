@@ -19,6 +19,8 @@
 
 use super::fail::{Cause, PoolFail};
 use super::volume::VolumeCore;
+#[path = "prison.rs"]
+mod prison;
 use super::{refuse, DeviceClaim};
 use crate::dmtarget::{
     parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolStatus, POOL_TARGET,
@@ -185,6 +187,8 @@ pub(crate) struct PoolState {
     data: Option<BlockIo>,
     /// Bounce buffer for sharing-break copies ([`COPY_CHUNK`] bytes).
     copy_buf: IoBuf,
+    /// Extents with a provision or break in flight (`prison.rs`).
+    prison: prison::PrisonState,
 }
 
 /// Bytes copied per step of a sharing break (extents are powers of two
@@ -236,6 +240,8 @@ pub(crate) struct PoolCore {
     /// The periodic commit ([`COMMIT_MS`] after a batch left changes).
     #[pin]
     commit_work: DelayedWork<PoolCore>,
+    /// The prison's cells (`prison.rs`).
+    prison: prison::Prison,
 }
 
 kernel::impl_has_delayed_work! {
@@ -399,20 +405,23 @@ impl PoolCore {
             Mapping::Unmapped if !write => return Ok(Plan::Zero),
             Mapping::Mapped { pext, .. } if !write => pext,
             Mapping::Mapped { pext, shared: false } => pext,
+            Mapping::Unmapped if !self.zero_new => st.meta.as_mut().ok_or(pool::Error::Io)?.pool.provision(id, vext)?,
             Mapping::Unmapped => {
+                // Normally done by the prison, outside the lock; here the
+                // same two phases under it: the mapping (and its fast-map
+                // entry) only once the extent holds zeroes.
                 let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
-                let p = meta.pool.provision(id, vext)?;
-                if self.zero_new {
-                    let data = st.data.as_ref().ok_or(pool::Error::Io)?;
-                    let start = p.checked_mul(es).ok_or(pool::Error::Invalid)?;
-                    if data.zero_out(start, es).is_err() {
-                        // Never leave an extent mapped with another
-                        // volume's old data in it.
-                        let _ = meta.pool.discard(id, vext, 1);
-                        return Err(pool::Error::Io);
-                    }
+                let plan = meta.pool.prepare_provision(id, vext)?;
+                let data = st.data.as_ref().ok_or(pool::Error::Io)?;
+                let start = plan.new.checked_mul(es).ok_or(pool::Error::Invalid)?;
+                let zeroed = data.zero_out(start, es);
+                let meta = st.meta.as_mut().ok_or(pool::Error::Io)?;
+                if zeroed.is_err() {
+                    let _ = meta.pool.cancel_provision(&plan);
+                    return Err(pool::Error::Io);
                 }
-                p
+                meta.pool.complete_provision(&plan)?;
+                plan.new
             }
             Mapping::Mapped { shared: true, .. } => {
                 let plan = st.meta.as_mut().ok_or(pool::Error::Io)?.pool.prepare_break(id, vext)?;
@@ -470,6 +479,10 @@ impl PoolCore {
             return Some(MapResult::Remapped);
         }
         let st = self.state.try_lock()?;
+        // Never past an extent with a provision or break in flight.
+        if st.prison.holds(v.uid, vext) {
+            return None;
+        }
         let meta = st.meta.as_ref()?;
         let data = st.data.as_ref()?;
         let pext = match (meta.pool.lookup_cached(v.id, vext).ok()?, kind) {
@@ -526,10 +539,18 @@ impl PoolCore {
     /// The worker: maps, provisions, breaks and submits a batch of bios of
     /// volume `v`, in order; flushes and FUA writes wait for one commit.
     /// Returns whether the open transaction has changes.
-    pub(crate) fn process(&self, v: &VolumeCore, mut batch: BioList) -> bool {
+    pub(crate) fn process(&self, v: &Arc<VolumeCore>, mut batch: BioList) -> bool {
         let mut st = self.state.lock();
         let mut after_commit = BioList::new();
-        while let Some(mut b) = batch.pop() {
+        while let Some(b) = batch.pop() {
+            let mut b = match self.prison_admit(&mut st, v, b) {
+                prison::Admit::Go(b) => b,
+                prison::Admit::Taken => continue,
+                prison::Admit::Wait(b) => {
+                    self.prison_wait(v, b, batch.take());
+                    break;
+                }
+            };
             match b.kind() {
                 BioKind::Flush => after_commit.push(b),
                 BioKind::Read | BioKind::Write => match self.plan(&mut st, v.id, &b) {
@@ -745,6 +766,8 @@ impl Target for PoolTarget {
         let data_io = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
         let copy_buf = IoBuf::new(COPY_CHUNK).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         let wq = OwnedQueue::new().map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        let cells =
+            prison::Prison::new(wq.handle()).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         if data_io.nr_sectors() < len {
             pr_err!(
                 "{}: the data device has {} sectors, the target {}\n",
@@ -777,7 +800,7 @@ impl Target for PoolTarget {
         meta.pool.set_fast_map(fast);
         let data_fast = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
         ctr.set_num_flush_bios(1);
-        let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf };
+        let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf, prison: prison::PrisonState::new() };
         let core = Arc::pin_init(
             pin_init!(PoolCore {
                 md_devt: ctr.md_devt(),
@@ -794,6 +817,7 @@ impl Target for PoolTarget {
                 active <- new_mutex!(KVec::new()),
                 wq <- new_spinlock!(Some(wq)),
                 commit_work <- new_delayed_work!("snapguard-pool commit"),
+                prison: cells,
             }),
             GFP_KERNEL,
         )

@@ -7,18 +7,19 @@
 //! deferred list (a spinlock-protected intrusive list) and queues the
 //! volume's work item on the pool's workqueue. The worker
 //! ([`PoolCore::process`]) does everything else under the pool's lock:
-//! lookups, provisioning (zeroed), sharing breaks (copied), remapping and
-//! submission, zero-filled reads of unmapped extents, and one commit per
-//! batch for flushes and FUA writes. See
+//! lookups, remapping and submission, zero-filled reads of unmapped
+//! extents, and one commit per batch for flushes and FUA writes;
+//! provisioning (zeroed) and sharing breaks (copied) are prepared there and
+//! run outside the lock by the pool's bio prison (`prison.rs`). See
 //! `Documentation/snapshot-target.rst`.
 
 use super::pool::PoolCore;
 use super::{find_pool, refuse};
 use crate::dmtarget::{parse_volume_table, write_volume_table, VOLUME_TARGET};
 use crate::kbind::dm::{
-    Bio, BioList, Ctr, CtrError, Dev, Devices, Emit, Limits, MapResult, OwnedBio, StatusType, Target,
+    Bio, BioList, Ctr, CtrError, Dev, Devices, Emit, EndIo, Limits, MapResult, OwnedBio, StatusType, Target,
 };
-use core::sync::atomic::{fence, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use kernel::new_spinlock;
 use kernel::prelude::*;
 use kernel::sync::{Arc, SpinLock};
@@ -53,6 +54,9 @@ pub(crate) struct VolumeCore {
     gen: AtomicUsize,
     /// Identity of the volume in the pool (keys the pool's fast map).
     pub(crate) uid: u64,
+    /// The worker put bios back to wait for a prison cell: its run ends
+    /// (the cell's release kicks it again).
+    stalled: AtomicBool,
     #[pin]
     work: Work<VolumeCore>,
 }
@@ -73,6 +77,9 @@ impl WorkItem for VolumeCore {
             if this.pool.process(&this, batch) {
                 PoolCore::schedule_commit(&this.pool);
             }
+            if this.stalled.swap(false, Ordering::AcqRel) {
+                return;
+            }
         }
         Self::kick(this);
     }
@@ -80,7 +87,7 @@ impl WorkItem for VolumeCore {
 
 impl VolumeCore {
     /// Queues the worker (a no-op if it is queued already).
-    fn kick(this: Arc<VolumeCore>) {
+    pub(crate) fn kick(this: Arc<VolumeCore>) {
         let pool = this.pool.clone();
         let (open, back) = pool.enqueue_volume(this);
         if let (false, Some(v)) = (open, back.as_ref()) {
@@ -89,6 +96,27 @@ impl VolumeCore {
             drop(left);
         }
         drop(back);
+    }
+
+    /// The volume's pool.
+    pub(crate) fn pool(&self) -> &Arc<PoolCore> {
+        &self.pool
+    }
+
+    /// Puts `list` back in front of the deferred bios (the prison: bios
+    /// that waited on a cell or for one, in order).
+    pub(crate) fn requeue_front(&self, mut list: BioList) {
+        if list.is_empty() {
+            return;
+        }
+        let mut d = self.deferred.lock();
+        list.append(d.take());
+        *d = list;
+    }
+
+    /// Ends the worker's current run after this batch (see `stalled`).
+    pub(crate) fn set_stalled(&self) {
+        self.stalled.store(true, Ordering::Release);
     }
 
     /// Counts a read or write in the current generation, before its extent is
@@ -205,6 +233,7 @@ impl Target for VolumeTarget {
                 inflight: [AtomicUsize::new(0), AtomicUsize::new(0)],
                 gen: AtomicUsize::new(0),
                 uid,
+                stalled: AtomicBool::new(false),
                 work <- new_work!("snapguard volume worker"),
             }),
             GFP_KERNEL,
@@ -228,9 +257,15 @@ impl Target for VolumeTarget {
         MapResult::Submitted
     }
 
-    fn end_io(&self, bio: &mut Bio<'_>) {
+    fn end_io(&self, bio: &mut Bio<'_>) -> EndIo {
+        let word = bio.per_bio();
+        // A whole-extent write held by the pool's prison.
+        if let Some(r) = self.core.pool.held_end_io(word, bio) {
+            return r;
+        }
         // Flushes, discards and bios ended by the target carry no count.
-        self.core.leave(bio.per_bio());
+        self.core.leave(word);
+        EndIo::Done
     }
 
     fn limits_device(&self) -> Option<Dev> {

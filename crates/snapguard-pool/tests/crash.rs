@@ -119,6 +119,8 @@ fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng, pending: &mu
             w => w,
         };
         let r = match what {
+            // Two-phase breaks and provisions (both in the pending table).
+            10 if rng.below(2) == 0 => pool.prepare_provision(id, v).map(|p| pending.push(p)),
             10 => pool.prepare_break(id, v).map(|p| {
                 if p.new != p.old {
                     pending.push(p)
@@ -126,10 +128,11 @@ fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng, pending: &mu
             }),
             11 if !pending.is_empty() => {
                 let p = pending.remove(rng.below(pending.len() as u64) as usize);
-                if rng.below(4) == 0 {
-                    pool.cancel_break(&p)
-                } else {
-                    pool.complete_break(&p)
+                match (p.old == NO_OLD, rng.below(4) == 0) {
+                    (true, true) => pool.cancel_provision(&p),
+                    (true, false) => pool.complete_provision(&p),
+                    (false, true) => pool.cancel_break(&p),
+                    (false, false) => pool.complete_break(&p),
                 }
             }
             12 => {

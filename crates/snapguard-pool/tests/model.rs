@@ -58,6 +58,11 @@ enum Op {
         id: u32,
         vext: u64,
     },
+    /// Two-phase provisioning (a plan in the pending table too).
+    PrepareProvision {
+        id: u32,
+        vext: u64,
+    },
     Complete {
         k: usize,
     },
@@ -234,6 +239,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (id(), vext(), prop_oneof![3 => 1u64..60, 1 => 1u64..400]).prop_map(|(id, vext, n)| Op::Provision { id, vext, n }),
         3 => (id(), vext()).prop_map(|(id, vext)| Op::Break { id, vext }),
         2 => (id(), vext()).prop_map(|(id, vext)| Op::Prepare { id, vext }),
+        2 => (id(), vext()).prop_map(|(id, vext)| Op::PrepareProvision { id, vext }),
         2 => any::<usize>().prop_map(|k| Op::Complete { k }),
         1 => any::<usize>().prop_map(|k| Op::Cancel { k }),
         2 => (id(), vext(), len()).prop_map(|(id, vext, len)| Op::Discard { id, vext, len }),
@@ -515,6 +521,72 @@ impl<'s> Run<'s> {
                     self.do_break(id, vext, true);
                 }
             }
+            Op::PrepareProvision { id, vext } => {
+                let expect = if id >= MAXV {
+                    Err(Error::Invalid)
+                } else {
+                    self.vol_check(id, vext).and_then(|v| {
+                        if v.map.contains_key(&vext) {
+                            Err(Error::Exists)
+                        } else if self
+                            .pending
+                            .iter()
+                            .any(|(q, _)| q.volume == id && q.vext == vext)
+                            || self.pending.len() >= MAX_PENDING_BREAKS
+                            || self.pending.iter().filter(|(q, _)| q.volume == id).count()
+                                >= MAX_PENDING_PER_VOLUME
+                        {
+                            Err(Error::Busy)
+                        } else {
+                            Ok(())
+                        }
+                    })
+                };
+                let r = self.pool().prepare_provision(id, vext);
+                if let Some(plan) = self.acc(r, expect, "prepare_provision") {
+                    assert_eq!(plan.old, NO_OLD);
+                    self.assert_fresh(plan.new);
+                    self.pending.push((plan, false));
+                }
+            }
+            Op::Complete { k }
+                if self
+                    .pending
+                    .get(k % self.pending.len().max(1))
+                    .is_some_and(|(p, _)| p.old == NO_OLD) =>
+            {
+                let i = k % self.pending.len();
+                let (plan, stale) = self.pending[i];
+                // Not stale, but mapped meanwhile (a plain provision: the
+                // kernel's prison rules that out): refused too.
+                let mapped = self
+                    .model
+                    .vols
+                    .get(&plan.volume)
+                    .is_some_and(|v| v.map.contains_key(&plan.vext));
+                let res = self.pool().complete_provision(&plan);
+                let Some(res) = self.io(res.map(|()| Ok(())).or_else(|e| {
+                    if e == Error::Io {
+                        Err(e)
+                    } else {
+                        Ok(Err(e))
+                    }
+                })) else {
+                    return;
+                };
+                self.pending.remove(i);
+                if !stale && !mapped {
+                    assert_eq!(res, Ok(()));
+                    self.model
+                        .vols
+                        .get_mut(&plan.volume)
+                        .unwrap()
+                        .map
+                        .insert(plan.vext, plan.new);
+                } else {
+                    assert_eq!(res, Err(Error::Busy));
+                }
+            }
             Op::Complete { k } => {
                 if self.pending.is_empty() {
                     return;
@@ -557,7 +629,11 @@ impl<'s> Run<'s> {
                 }
                 let i = k % self.pending.len();
                 let plan = self.pending[i].0;
-                let r = self.pool().cancel_break(&plan);
+                let r = if plan.old == NO_OLD {
+                    self.pool().cancel_provision(&plan)
+                } else {
+                    self.pool().cancel_break(&plan)
+                };
                 if self.io(r).is_some() {
                     self.pending.remove(i);
                 }

@@ -760,3 +760,86 @@ fn delete_in_steps_makes_pending_breaks_stale() {
     pool.commit().unwrap();
     clean(&mut pool);
 }
+
+/// Two-phase provisioning: the extent is allocated but not visible until
+/// completed; a commit meanwhile writes it as free (a crash forgets it);
+/// stale plans and cancels free it.
+#[test]
+fn provision_two_phase() {
+    let mut s = slots(64);
+    let mut pool = Pool::format(MemDevice::new(256), &mut s, params(100)).unwrap();
+    pool.create_volume(1, 50).unwrap();
+    let mapped = pool.provision(1, 0).unwrap();
+    pool.commit().unwrap();
+    assert_eq!(pool.prepare_provision(1, 0), Err(Error::Exists));
+    let free0 = pool.stats().data_free;
+    let plan = pool.prepare_provision(1, 3).unwrap();
+    assert_eq!(plan.old, NO_OLD);
+    assert_ne!(plan.new, mapped);
+    assert_eq!(pool.prepare_provision(1, 3), Err(Error::Busy));
+    assert_eq!(pool.lookup(1, 3).unwrap(), Mapping::Unmapped);
+    assert_eq!(pool.stats().data_free, free0 - 1);
+    // Not reusable: the next allocation is another extent.
+    let other = pool.provision(1, 4).unwrap();
+    assert_ne!(other, plan.new);
+    // A commit while it is pending: on disk the extent is free and
+    // unmapped (reopen = crash after that commit).
+    pool.commit().unwrap();
+    clean(&mut pool);
+    let (dev, s2) = pool.into_parts();
+    let image = dev.clone();
+    let mut pool = Pool::open(dev, s2).unwrap();
+    {
+        let mut s3 = slots(64);
+        let mut crashed = Pool::open(image, &mut s3).unwrap();
+        assert_eq!(crashed.lookup(1, 3).unwrap(), Mapping::Unmapped);
+        assert_eq!(crashed.data_refcount(plan.new).unwrap(), 0);
+        let mut scratch = vec![0u32; crashed.check_scratch_len() as usize];
+        assert!(crashed.check(&mut scratch).unwrap().is_clean());
+    }
+    // Reopening forgot the plan (the kernel drains before it reopens).
+    assert_eq!(pool.complete_provision(&plan), Err(Error::NotFound));
+    let plan = pool.prepare_provision(1, 3).unwrap();
+    pool.complete_provision(&plan).unwrap();
+    assert_eq!(
+        pool.lookup(1, 3).unwrap(),
+        Mapping::Mapped {
+            pext: plan.new,
+            shared: false
+        }
+    );
+    pool.commit().unwrap();
+    clean(&mut pool);
+    // Cancel frees the extent.
+    let free1 = pool.stats().data_free;
+    let plan = pool.prepare_provision(1, 5).unwrap();
+    pool.cancel_provision(&plan).unwrap();
+    assert_eq!(pool.stats().data_free, free1);
+    assert_eq!(pool.data_refcount(plan.new).unwrap(), 0);
+    // A discard of the range makes it stale: completion frees it.
+    let plan = pool.prepare_provision(1, 6).unwrap();
+    pool.discard(1, 6, 1).unwrap();
+    assert_eq!(pool.complete_provision(&plan), Err(Error::Busy));
+    assert_eq!(pool.lookup(1, 6).unwrap(), Mapping::Unmapped);
+    assert_eq!(pool.data_refcount(plan.new).unwrap(), 0);
+    // A break plan is not a provision plan.
+    assert_eq!(
+        pool.cancel_provision(&BreakPlan { old: 0, ..plan }),
+        Err(Error::Invalid)
+    );
+    // A snapshot meanwhile keeps the origin's new extent unshared and the
+    // snapshot unmapped there.
+    let plan = pool.prepare_provision(1, 7).unwrap();
+    pool.snapshot(1, 2).unwrap();
+    pool.complete_provision(&plan).unwrap();
+    assert_eq!(pool.lookup(2, 7).unwrap(), Mapping::Unmapped);
+    assert_eq!(
+        pool.lookup(1, 7).unwrap(),
+        Mapping::Mapped {
+            pext: plan.new,
+            shared: false
+        }
+    );
+    pool.commit().unwrap();
+    clean(&mut pool);
+}

@@ -44,6 +44,7 @@ pub use cache::CacheSlot;
 pub use check::{CheckReport, Problem, ProblemKind, MAX_PROBLEMS};
 pub use crc::crc32c;
 pub use fast::{FastMap, FastSlot};
+pub use ops::NO_OLD;
 
 use cache::{Cache, RESERVED, SLOT_COM, SLOT_PENDING, SLOT_WORK};
 use geom::{decode_sb, encode_sb, Geometry, SbVars};

@@ -1210,4 +1210,113 @@ impl<D: MetaDevice> Pool<'_, D> {
             remaining,
         })
     }
+
+    /// First half of provisioning `vext` of volume `id` without exposing
+    /// the new extent's old contents: allocates a physical extent and
+    /// reserves the metadata the mapping needs, like
+    /// [`Pool::prepare_break`] (the plan is an entry of the same pending
+    /// table, with `old` = [`NO_OLD`]). Nothing visible changes: lookups
+    /// still return `Unmapped`, and a commit meanwhile writes the extent
+    /// as free. The caller zeroes the extent, or writes all of it, then
+    /// calls [`Pool::complete_provision`] or [`Pool::cancel_provision`].
+    ///
+    /// Already mapped: [`Error::Exists`]. A plan already pending for this
+    /// extent or a full table: [`Error::Busy`].
+    pub fn prepare_provision(&mut self, id: u32, vext: u64) -> Result<BreakPlan, Error> {
+        self.check_writable()?;
+        let rec = self.rec_req(id)?;
+        if self.raw(&rec, vext)? != 0 {
+            return Err(Error::Exists);
+        }
+        if self.pending_find(id, vext)?.is_some()
+            || self.npending >= MAX_PENDING_BREAKS
+            || self.pending_count(id)? >= MAX_PENDING_PER_VOLUME
+        {
+            return Err(Error::Busy);
+        }
+        let depth = Kind::Vol.depth_for(rec.size)?;
+        let need = u16::from(depth).saturating_add(u16::from(self.geo.dir_depth));
+        self.need_meta(u64::from(need))?;
+        if self.data_avail() == 0 {
+            return Err(Error::NoSpace);
+        }
+        // Like a prepared break: no commit needed, the extent is committed
+        // as free until the provision completes.
+        self.mutate(false, |p| {
+            let new = p.alloc(SmKind::Data, false)?;
+            let plan = BreakPlan {
+                volume: id,
+                vext,
+                old: NO_OLD,
+                new,
+                uid: rec.uid,
+                token: p.next_token,
+            };
+            p.pending_write(p.npending, &plan, need, 0)?;
+            p.next_token = p.next_token.saturating_add(1);
+            p.npending = p.npending.saturating_add(1);
+            p.meta_reserved = p.meta_reserved.saturating_add(u64::from(need));
+            Ok(plan)
+        })
+    }
+
+    /// Second half of a provision, once the new extent holds zeroes or the
+    /// write: maps `vext` to `new` in the open transaction (durable with
+    /// the next commit); cannot fail for lack of space. If the plan became
+    /// stale (the range was discarded, copied into, or the volume deleted;
+    /// an abort) or `vext` got mapped meanwhile, the extent is freed and
+    /// [`Error::Busy`] returned.
+    pub fn complete_provision(&mut self, plan: &BreakPlan) -> Result<(), Error> {
+        self.check_writable()?;
+        if plan.old != NO_OLD {
+            return Err(Error::Invalid);
+        }
+        let i = self.pending_index(plan)?;
+        let (_, flags) = self.pending_meta(i)?;
+        let mut rec = None;
+        if flags & PENDING_STALE == 0 {
+            if let Some(r) = self.rec(plan.volume)? {
+                if r.uid == plan.uid && plan.vext < r.size && self.raw(&r, plan.vext)? == 0 {
+                    rec = Some(r);
+                }
+            }
+        }
+        // The entry goes last, as in `complete_break`.
+        let applied = self.mutate(true, |p| {
+            let applied = match rec {
+                Some(mut r) => {
+                    let orig = r.root;
+                    p.vol_set(&mut r, plan.vext, plan.new.saturating_add(1))?;
+                    if r.root != orig {
+                        p.rec_put(plan.volume, Some(&r))?;
+                    }
+                    p.fast_insert(r.uid, plan.vext, plan.new);
+                    true
+                }
+                None => {
+                    p.dec(SmKind::Data, plan.new)?;
+                    false
+                }
+            };
+            p.pending_remove(i)?;
+            Ok(applied)
+        })?;
+        if applied {
+            Ok(())
+        } else {
+            Err(Error::Busy)
+        }
+    }
+
+    /// Abandons a prepared provision: frees its extent.
+    pub fn cancel_provision(&mut self, plan: &BreakPlan) -> Result<(), Error> {
+        if plan.old != NO_OLD {
+            return Err(Error::Invalid);
+        }
+        self.cancel_break(plan)
+    }
 }
+
+/// The `old` of a provision plan ([`Pool::prepare_provision`]): no extent
+/// was mapped.
+pub const NO_OLD: u64 = u64::MAX;
