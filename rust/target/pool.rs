@@ -17,6 +17,7 @@
 //! path".
 
 use super::volume::VolumeCore;
+use super::stats::{PoolDir, PoolStats};
 use super::{not_implemented, refuse, DeviceClaim};
 use crate::dmtarget::{
     parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolMode, PoolStatus, POOL_TARGET,
@@ -183,6 +184,8 @@ pub(crate) struct PoolState {
     data: Option<BlockIo>,
     /// Bounce buffer for sharing-break copies ([`COPY_CHUNK`] bytes).
     copy_buf: IoBuf,
+    /// The pool's counters (commits are counted under the lock).
+    stats: Arc<PoolStats>,
 }
 
 /// Bytes copied per step of a sharing break (extents are powers of two
@@ -190,9 +193,6 @@ pub(crate) struct PoolState {
 const COPY_CHUNK: usize = 64 << 10;
 /// Most fast-map slots (2.5 MiB).
 const FAST_SLOTS_MAX: usize = 1 << 16;
-/// Commit period (ms) after a worker batch left uncommitted changes, as
-/// dm-thin's default `commit_interval_ms`-like period of one second.
-const COMMIT_MS: u32 = 1000;
 
 /// The state a pool shares with its volumes (`snapguard` targets), found
 /// through [`super::LIVE_POOLS`] by the pool's device number.
@@ -210,6 +210,8 @@ pub(crate) struct PoolCore {
     pub(crate) discard: bool,
     /// Discards of whole unshared extents reach the data device.
     passdown: bool,
+    /// Counters and the commit period (`/sys/kernel/snapguard/pools/`).
+    pub(crate) stats: Arc<PoolStats>,
     /// Metadata and data device; the worker holds it for each batch.
     #[pin]
     state: Mutex<PoolState>,
@@ -229,7 +231,8 @@ pub(crate) struct PoolCore {
     /// destroyed. A spinlock: `map` queues work through it.
     #[pin]
     wq: SpinLock<Option<OwnedQueue>>,
-    /// The periodic commit ([`COMMIT_MS`] after a batch left changes).
+    /// The periodic commit (`commit_interval_ms` after a batch left
+    /// changes).
     #[pin]
     commit_work: DelayedWork<PoolCore>,
 }
@@ -277,7 +280,7 @@ impl PoolCore {
     pub(crate) fn schedule_commit(this: &Arc<PoolCore>) {
         let back = {
             let g = this.wq.lock();
-            g.as_ref().and_then(|q| q.get().enqueue_delayed(this.clone(), msecs_to_jiffies(COMMIT_MS)).err())
+            g.as_ref().and_then(|q| q.get().enqueue_delayed(this.clone(), msecs_to_jiffies(this.stats.commit_interval_ms())).err())
         };
         // Not the last reference: `this` is one.
         drop(back);
@@ -329,8 +332,11 @@ impl PoolCore {
         if !meta.pool.is_dirty() {
             return Ok(());
         }
+        let t0 = PoolStats::commit_start();
         data.flush().map_err(|_| pool::Error::Io)?;
-        meta.pool.commit()
+        meta.pool.commit()?;
+        st.stats.commit_done(t0);
+        Ok(())
     }
 
     /// Commits (see `commit_locked`).
@@ -383,6 +389,7 @@ impl PoolCore {
                         return Err(pool::Error::Io);
                     }
                 }
+                self.stats.provision();
                 p
             }
             Mapping::Mapped { shared: true, .. } => {
@@ -395,6 +402,7 @@ impl PoolCore {
                         return Err(e);
                     }
                     meta.pool.complete_break(&plan)?;
+                    self.stats.sharing_break();
                 }
                 plan.new
             }
@@ -578,6 +586,10 @@ impl PoolCore {
 /// A pool: metadata and data device, configuration and the state shared
 /// with its volumes.
 pub(crate) struct PoolTarget {
+    /// `/sys/kernel/snapguard/pools/dm-N/`; `None` if another live table
+    /// of the same mapped device has it (a table loaded next to a live
+    /// pool's, which the device claim refuses today).
+    _sysfs: Option<PoolDir>,
     metadata_dev: Dev,
     data: Dev,
     config: PoolConfig,
@@ -710,7 +722,15 @@ impl Target for PoolTarget {
         meta.pool.set_fast_map(fast);
         let data_fast = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
         ctr.set_num_flush_bios(1);
-        let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf };
+        let stats = PoolStats::new().map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        let sysfs = match super::find_pool(ctr.md_devt()) {
+            Some(_) => None,
+            None => Some(PoolDir::new(ctr.md_devt(), stats.clone()).map_err(|err| CtrError {
+                err,
+                msg: c"Cannot create the pool's sysfs directory",
+            })?),
+        };
+        let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf, stats: stats.clone() };
         let core = Arc::pin_init(
             pin_init!(PoolCore {
                 md_devt: ctr.md_devt(),
@@ -719,6 +739,7 @@ impl Target for PoolTarget {
                 zero_new: !config.features.skip_block_zeroing,
                 discard: config.features.discard != Discard::Ignore,
                 passdown: config.features.discard == Discard::Passdown,
+                stats,
                 state <- new_mutex!(st),
                 fast,
                 data_fast,
@@ -731,7 +752,7 @@ impl Target for PoolTarget {
         )
         .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         super::publish(core.clone())?;
-        let t = PoolTarget { metadata_dev, data, config, core, _claim: claim };
+        let t = PoolTarget { _sysfs: sysfs, metadata_dev, data, config, core, _claim: claim };
         KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
     }
 
