@@ -31,10 +31,12 @@ KDIR ?=
 FUZZ_SECONDS ?= 60
 BENCH_CYCLES ?= 20
 BENCH_ROUNDS ?= 5
-# make bench-target: seconds per fio run, volume size, CoW writes, disk size.
-BENCH_SECONDS ?= 15
+# make bench-target: seconds per fio run, volume size, CoW writes, rounds
+# per figure (the best is kept), size of each scratch disk.
+BENCH_SECONDS ?= 10
 BENCH_VOLUME_MIB ?= 128
 BENCH_COW_OPS ?= 1024
+BENCH_TARGET_ROUNDS ?= 3
 BENCH_DISK_MIB ?= 512
 
 KDIR_CMD = $(if $(KDIR),echo $(KDIR),tools/kernel-build.sh)
@@ -124,8 +126,8 @@ bench-mount: module
 # The snapshot target against the raw disk and dm-thin, in one QEMU guest
 # (Documentation/testing.rst, "Target benchmark").
 bench-target: module
-	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir --disks 2 --disk-mib $(BENCH_DISK_MIB) \
-	  --cmd "/selftests/bench_target.sh $(BENCH_SECONDS) $(BENCH_VOLUME_MIB) $(BENCH_COW_OPS)"
+	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir --disks 5 --disk-mib $(BENCH_DISK_MIB) \
+	  --cmd "/selftests/bench_target.sh $(BENCH_SECONDS) $(BENCH_VOLUME_MIB) $(BENCH_COW_OPS) $(BENCH_TARGET_ROUNDS)"
 
 modules_install: module
 	@kdir=$$($(KDIR_CMD)) && $(MAKE) -C $$kdir M=$(CURDIR) modules_install

@@ -1,56 +1,63 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Benchmark (not a test): the snapshot target against the raw disk and
-# dm-thin, on the same two scratch disks (vda: data, vdb: metadata), one
-# after the other: fio 4 KiB random reads and writes (iodepth 16, libaio,
-# direct I/O, SECONDS each) on the raw disk, a dm-thin volume (thin-pool
-# block size 64 KiB) and a snapguard volume (extent size 64 KiB), all on
-# the first VOLUME_MIB of the data disk; writes go to provisioned,
-# unshared blocks (the volumes are filled first). Then, for dm-thin and
-# snapguard: COW_OPS 4 KiB writes right after a snapshot of the filled
-# volume, each into a different 64 KiB block in random order (each one
-# breaks a sharing: copy-on-write), and the time to take a snapshot of the
-# empty and of the filled volume (median of 3 after a warm-up; dm-thin:
-# suspend, message create_snap, resume; snapguard: one message). Prints
-# one table with the ratios and the goals of the snapshot-target issue.
-# Under TCG the absolute figures mean little; the ratios are the point.
-# Run by `make bench-target` (Documentation/testing.rst).
-# Usage: bench_target.sh [SECONDS] [VOLUME_MIB] [COW_OPS]
-secs=${1:-15}
+# dm-thin in one guest, on five identical scratch disks (sparse files of
+# the host): vda raw; vdb data and vdc metadata of a dm-thin pool (block
+# size 64 KiB); vdd data and vde metadata of a snapguard pool (extent size
+# 64 KiB). Each figure is measured ROUNDS times, the three devices taking
+# turns (so that load on the host hits them alike), and the best round is
+# kept (interference only makes a figure worse):
+# - fio 4 KiB random reads and writes (iodepth 16, libaio, direct I/O,
+#   SECONDS each after 2 s not counted) over the first VOLUME_MIB of the
+#   raw disk and of a volume of each pool; the volumes (and the raw
+#   region) are filled first, so writes go to provisioned, unshared blocks;
+# - copy-on-write (dm-thin and snapguard): right after a snapshot of the
+#   filled volume, COW_OPS 4 KiB writes, each into a different 64 KiB block
+#   in random order, so each one breaks a sharing (IOPS);
+# - the time to take a snapshot of the empty and of the filled volume
+#   (dm-thin: suspend, message create_snap, resume; snapguard: one
+#   message), after one not counted; each snapshot is deleted again.
+# Prints one table with the ratios and the goals of the snapshot-target
+# issue. Under TCG the absolute figures mean little; the ratios are the
+# point. Run by `make bench-target` (Documentation/testing.rst).
+# Usage: bench_target.sh [SECONDS] [VOLUME_MIB] [COW_OPS] [ROUNDS]
+secs=${1:-10}
 vol_mib=${2:-128}
 cow_ops=${3:-1024}
+rounds=${4:-3}
 export DM_DISABLE_UDEV=1
 modprobe snapguard || exit 1
-DATA=/dev/vda
-META=/dev/vdb
+RAW=/dev/vda
 ES=128 # extent / block size in sectors (64 KiB)
 vol_sect=$((vol_mib * 2048))
 extents=$((vol_sect / ES))
-pool_sect=$(($(blockdev --getsz $DATA) / ES * ES))
 [ "$cow_ops" -le "$extents" ] || cow_ops=$extents
-# The filled volume, then one new extent per CoW write.
-if [ $((extents + cow_ops)) -gt $((pool_sect / ES)) ]; then
-	echo "bench_target: the data disk ($((pool_sect / 2048)) MiB) is too small for $vol_mib MiB + $cow_ops CoW extents"
+pool_sect() { echo $(($(blockdev --getsz "$1") / ES * ES)); }
+# The filled volume, a snapshot of it and one new extent per CoW write.
+if [ $((extents + cow_ops * 2)) -gt $(($(pool_sect /dev/vdb) / ES)) ]; then
+	echo "bench_target: the data disks are too small for $vol_mib MiB + $cow_ops CoW extents"
 	exit 1
 fi
+THIN=/dev/mapper/bt-thin
+SG=/dev/mapper/bt-sg
 
 # fio_iops DEV RW: IOPS of SECONDS of 4 KiB RW (randread/randwrite) on DEV,
-# after 3 s of the same not counted (TCG translates code on its first use:
+# after 2 s of the same not counted (TCG translates code on its first use:
 # the first run of a path is slow).
 fio_iops() {
 	fio --name=bench --filename="$1" --rw="$2" --bs=4k --iodepth=16 --ioengine=libaio \
-		--direct=1 --time_based --ramp_time=3 --runtime="$secs" --size="${vol_mib}M" --minimal 2>/dev/null |
+		--direct=1 --time_based --ramp_time=2 --runtime="$secs" --size="${vol_mib}M" --minimal 2>/dev/null |
 		awk -F';' -v rw="$2" '{ print (rw == "randread") ? $8 : $49 }'
 }
-# cow_iops DEV: IOPS of COW_OPS 4 KiB writes, each into a different
-# 64 KiB block of the volume, in random order (a replayed fio I/O log).
+# cow_iops DEV SEED: IOPS of COW_OPS 4 KiB writes, each into a different
+# 64 KiB block of DEV, in an order drawn with SEED (a replayed fio I/O log).
 cow_iops() {
 	{
 		echo "fio version 2 iolog"
 		echo "$1 add"
 		echo "$1 open"
-		awk -v n="$cow_ops" -v ext="$extents" -v f="$1" 'BEGIN {
-			srand(12);
+		awk -v n="$cow_ops" -v ext="$extents" -v f="$1" -v seed="$2" 'BEGIN {
+			srand(seed);
 			for (i = 0; i < ext; i++) a[i] = i;
 			for (i = ext - 1; i > 0; i--) { j = int(rand() * (i + 1)); t = a[i]; a[i] = a[j]; a[j] = t }
 			for (i = 0; i < n; i++) print f " write " (a[i] * 65536 + int(rand() * 16) * 4096) " 4096"
@@ -61,75 +68,106 @@ cow_iops() {
 		--iodepth=16 --direct=1 --minimal 2>/dev/null | awk -F';' '{ print $49 }'
 }
 fill() { dd if=/dev/zero of="$1" bs=1M count="$vol_mib" oflag=direct status=none; }
-zero_meta() { dd if=/dev/zero of=$META bs=1M count=1 oflag=direct status=none; }
 now_us() { echo $(($(date +%s%N) / 1000)); }
-median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
-# snap_ms SNAP DEL: median time (ms) of 3 snapshots taken by SNAP, each
-# deleted by DEL after it was timed, after one not counted (see fio_iops).
-snap_ms() {
-	local t0 t1 all=() i
-	$1 && $2
-	for i in 1 2 3; do
-		t0=$(now_us)
-		$1 || echo "bench_target: snapshot failed" >&2
-		t1=$(now_us)
-		all+=($((t1 - t0)))
-		$2
-	done
-	awk -v us="$(median3 "${all[@]}")" 'BEGIN { printf "%.1f", us / 1000 }'
+# best max|min VALUES...: the largest or smallest value.
+best() {
+	local how=$1
+	shift
+	printf '%s\n' "$@" | sort -g | if [ "$how" = max ]; then tail -n 1; else head -n 1; fi
 }
+# timed_us CMD...: microseconds CMD took.
+timed_us() {
+	local t0 t1
+	t0=$(now_us)
+	"$@" || echo "bench_target: $* failed" >&2
+	t1=$(now_us)
+	echo $((t1 - t0))
+}
+ms() { awk -v us="$1" 'BEGIN { printf "%.1f", us / 1000 }'; }
 say() { echo "# $*"; }
 
-say "bench-target: 4 KiB, iodepth 16, libaio, direct; ${secs} s per fio run;" \
-	"volume $vol_mib MiB on a $((pool_sect / 2048)) MiB data disk; $cow_ops CoW writes"
-say "guest load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-
-# --- raw disk
-say "raw: fill, randread, randwrite"
-fill $DATA
-raw_rr=$(fio_iops $DATA randread)
-raw_rw=$(fio_iops $DATA randwrite)
-
-# --- dm-thin
-say "dm-thin: snapshots of the empty volume, fill, randread, randwrite, snapshots, CoW"
-zero_meta
-dmsetup create --noudevsync bt-tpool --table "0 $pool_sect thin-pool $META $DATA $ES 0"
-dmsetup message bt-tpool 0 "create_thin 1"
-dmsetup create --noudevsync bt-thin --table "0 $vol_sect thin /dev/mapper/bt-tpool 1"
 thin_snap() {
-	dmsetup suspend --noudevsync bt-thin && dmsetup message bt-tpool 0 "create_snap 2 1" &&
-		dmsetup resume --noudevsync bt-thin
+	dmsetup suspend bt-thin && dmsetup message bt-tpool 0 "create_snap 2 1" && dmsetup resume bt-thin
 }
 thin_del() { dmsetup message bt-tpool 0 "delete 2"; }
-thin_se=$(snap_ms thin_snap thin_del)
-fill /dev/mapper/bt-thin
-thin_rr=$(fio_iops /dev/mapper/bt-thin randread)
-thin_rw=$(fio_iops /dev/mapper/bt-thin randwrite)
-thin_sf=$(snap_ms thin_snap thin_del)
-thin_snap
-thin_cow=$(cow_iops /dev/mapper/bt-thin)
-say "dm-thin pool status: $(dmsetup status bt-tpool)"
-dmsetup remove --noudevsync bt-thin
-dmsetup remove --noudevsync bt-tpool
-
-# --- snapguard
-say "snapguard: the same"
-zero_meta
-printf '0 %s snapguard-pool %s %s %s 0\n' $pool_sect $META $DATA $ES | dmsetup create --noudevsync bt-pool
-dmsetup message bt-pool 0 create 1
-printf '0 %s snapguard /dev/mapper/bt-pool 1\n' $vol_sect | dmsetup create --noudevsync bt-sg
 sg_snap() { dmsetup message bt-pool 0 snapshot 1 2; }
 sg_del() { dmsetup message bt-pool 0 delete 2; }
-sg_se=$(snap_ms sg_snap sg_del)
-fill /dev/mapper/bt-sg
-sg_rr=$(fio_iops /dev/mapper/bt-sg randread)
-sg_rw=$(fio_iops /dev/mapper/bt-sg randwrite)
-sg_sf=$(snap_ms sg_snap sg_del)
-sg_snap
-sg_cow=$(cow_iops /dev/mapper/bt-sg)
+# snap_rounds: one uncounted snapshot of each, then ROUNDS timed ones in
+# turns; sets thin_ms and sg_ms (the best round).
+snap_rounds() {
+	local t=() g=() r
+	thin_snap && thin_del
+	sg_snap && sg_del
+	for r in $(seq "$rounds"); do
+		t+=("$(timed_us thin_snap)")
+		thin_del
+		g+=("$(timed_us sg_snap)")
+		sg_del
+	done
+	thin_ms=$(ms "$(best min "${t[@]}")")
+	sg_ms=$(ms "$(best min "${g[@]}")")
+	say "  snapshot times (us), dm-thin: ${t[*]}; snapguard: ${g[*]}"
+}
+# fio_rounds RW: ROUNDS of RW on raw, dm-thin and snapguard in turns; sets
+# raw_v, thin_v and sg_v (the best round).
+fio_rounds() {
+	local a=() b=() c=() r
+	for r in $(seq "$rounds"); do
+		a+=("$(fio_iops $RAW "$1")")
+		b+=("$(fio_iops $THIN "$1")")
+		c+=("$(fio_iops $SG "$1")")
+	done
+	raw_v=$(best max "${a[@]}") thin_v=$(best max "${b[@]}") sg_v=$(best max "${c[@]}")
+	say "  $1 IOPS, raw: ${a[*]}; dm-thin: ${b[*]}; snapguard: ${c[*]}"
+}
+
+say "bench-target: 4 KiB, iodepth 16, libaio, direct; ${secs} s per fio run, best of $rounds;" \
+	"volume $vol_mib MiB; $cow_ops CoW writes"
+say "guest load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+dd if=/dev/zero of=/dev/vdc bs=1M count=1 oflag=direct status=none
+dmsetup create --noudevsync bt-tpool --table "0 $(pool_sect /dev/vdb) thin-pool /dev/vdc /dev/vdb $ES 0"
+dmsetup message bt-tpool 0 "create_thin 1"
+dmsetup create --noudevsync bt-thin --table "0 $vol_sect thin /dev/mapper/bt-tpool 1"
+dd if=/dev/zero of=/dev/vde bs=1M count=1 oflag=direct status=none
+printf '0 %s snapguard-pool /dev/vde /dev/vdd %s 0\n' "$(pool_sect /dev/vdd)" $ES |
+	dmsetup create --noudevsync bt-pool
+dmsetup message bt-pool 0 create 1
+printf '0 %s snapguard /dev/mapper/bt-pool 1\n' $vol_sect | dmsetup create --noudevsync bt-sg
+
+say "snapshots of the empty volumes"
+snap_rounds
+thin_se=$thin_ms sg_se=$sg_ms
+say "fill"
+fill $RAW
+fill $THIN
+fill $SG
+say "randread"
+fio_rounds randread
+raw_rr=$raw_v thin_rr=$thin_v sg_rr=$sg_v
+say "randwrite"
+fio_rounds randwrite
+raw_rw=$raw_v thin_rw=$thin_v sg_rw=$sg_v
+say "snapshots of the filled volumes"
+snap_rounds
+thin_sf=$thin_ms sg_sf=$sg_ms
+say "copy-on-write after a snapshot"
+t=() g=()
+for r in $(seq "$rounds"); do
+	[ "$r" -gt 1 ] && { thin_del; sg_del; }
+	thin_snap
+	t+=("$(cow_iops $THIN $((11 + r)))")
+	sg_snap
+	g+=("$(cow_iops $SG $((11 + r)))")
+done
+thin_cow=$(best max "${t[@]}") sg_cow=$(best max "${g[@]}")
+say "  CoW IOPS, dm-thin: ${t[*]}; snapguard: ${g[*]}"
+say "dm-thin pool status: $(dmsetup status bt-tpool)"
 say "snapguard pool status: $(dmsetup status bt-pool)"
 minor=$(dmsetup info -c --noheadings -o minor bt-pool | tr -d ' ')
 say "snapguard pool stats: $(tr '\n' ' ' </sys/kernel/snapguard/pools/dm-$minor/stats)"
+dmsetup remove --noudevsync bt-thin
+dmsetup remove --noudevsync bt-tpool
 dmsetup remove --noudevsync bt-sg
 dmsetup remove --noudevsync bt-pool
 rm -f /tmp/bt-cow.log
