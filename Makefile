@@ -10,6 +10,9 @@
 #                   a command instead of a shell
 #   make fuzz       run the fuzz targets (FUZZ_SECONDS per target)
 #   make bench      run the userspace benchmarks
+#   make bench-target  the snapshot target against the raw disk and dm-thin
+#                   in a QEMU guest (fio; BENCH_SECONDS per run); prints a
+#                   table of figures, ratios and the issue's goals
 #   make modules_install   install snapguard.ko into KDIR's module dir
 #   make check-debug  the selftests on the debug kernel flavor (KASAN,
 #                   lockdep, UBSAN, kmemleak...); fails on any splat; not CI
@@ -29,6 +32,13 @@ KDIR ?=
 FUZZ_SECONDS ?= 60
 BENCH_CYCLES ?= 20
 BENCH_ROUNDS ?= 5
+# make bench-target: seconds per fio run, volume size, CoW writes, rounds
+# per figure (the best is kept), size of each scratch disk.
+BENCH_SECONDS ?= 10
+BENCH_VOLUME_MIB ?= 128
+BENCH_COW_OPS ?= 1024
+BENCH_TARGET_ROUNDS ?= 3
+BENCH_DISK_MIB ?= 512
 
 KDIR_CMD = $(if $(KDIR),echo $(KDIR),tools/kernel-build.sh)
 ifneq ($(KERNEL_SERIES),)
@@ -37,7 +47,7 @@ endif
 SUPPORTED_SERIES := $(shell tools/kernel/series.sh --print supported)
 
 .PHONY: all module module-clippy kernel setup check test-host lint selftests \
-	run demo demo-target cli fuzz bench bench-host bench-mount modules_install clean \
+	run demo demo-target cli fuzz bench bench-host bench-mount modules_install clean bench-target \
 	check-all-kernels check-debug
 
 all: module
@@ -122,6 +132,12 @@ bench-host:
 # Mount time with the guard loaded vs not, in the QEMU guest.
 bench-mount: module
 	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir --cmd "/selftests/bench_mount.sh $(BENCH_CYCLES) $(BENCH_ROUNDS)"
+
+# The snapshot target against the raw disk and dm-thin, in one QEMU guest
+# (Documentation/testing.rst, "Target benchmark").
+bench-target: module
+	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir --disks 5 --disk-mib $(BENCH_DISK_MIB) \
+	  --cmd "/selftests/bench_target.sh $(BENCH_SECONDS) $(BENCH_VOLUME_MIB) $(BENCH_COW_OPS) $(BENCH_TARGET_ROUNDS)"
 
 modules_install: module
 	@kdir=$$($(KDIR_CMD)) && $(MAKE) -C $$kdir M=$(CURDIR) modules_install

@@ -20,7 +20,7 @@ static TOP_KNOBS: [Knob; 1] = [Knob {
 /// The `/sys/kernel/snapguard` tree; removed on drop (children first).
 pub(crate) struct Knobs {
     _guard: Dir,
-    _top: Dir,
+    top: Dir,
 }
 
 impl Knobs {
@@ -28,6 +28,11 @@ impl Knobs {
     pub(crate) fn new() -> Result<Self> {
         let top = Dir::new(c"snapguard", None, &TOP_KNOBS)?;
         let guard = Dir::new(c"guard", Some(&top), &crate::guard::GUARD_KNOBS)?;
-        Ok(Knobs { _guard: guard, _top: top })
+        Ok(Knobs { _guard: guard, top })
+    }
+
+    /// `/sys/kernel/snapguard/` (the target adds `pools/` under it).
+    pub(crate) fn top(&self) -> &Dir {
+        &self.top
     }
 }

@@ -66,7 +66,7 @@ impl kernel::Module for SnapGuard {
         guard::init();
         let knobs = knobs::Knobs::new()?;
         let (hooks, hooked) = fshook::Hooks::install()?;
-        let targets = target::Targets::register()?;
+        let targets = target::Targets::register(knobs.top())?;
         let mut types = text::Text::<64>::new();
         for ((name, _), on) in fshook::GUARDED.iter().zip(hooked) {
             if on {

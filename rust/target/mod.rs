@@ -13,6 +13,7 @@
 
 mod fail;
 mod pool;
+mod stats;
 mod volume;
 
 use crate::dmtarget::TableError;
@@ -27,19 +28,23 @@ pub(crate) struct Targets {
     // Dropped in declaration order: volumes depend on pools.
     _volume: Registration,
     _pool: Registration,
+    /// `/sys/kernel/snapguard/pools/`; removed once no pool can exist.
+    _pools_dir: stats::PoolsDir,
 }
 
 impl Targets {
-    /// Registers `snapguard-pool` and `snapguard`.
-    pub(crate) fn register() -> Result<Self> {
+    /// Registers `snapguard-pool` and `snapguard`, and creates the `pools`
+    /// directory under the module's sysfs directory `top`.
+    pub(crate) fn register(top: &crate::kbind::sysfs::Dir) -> Result<Self> {
         // SAFETY: called once, at module init, before the targets (the
         // lock's only users) are registered.
         unsafe { POOL_DEVICES.init() };
         // SAFETY: as above.
         unsafe { LIVE_POOLS.init() };
+        let pools_dir = stats::PoolsDir::new(top)?;
         let pool = Registration::new::<pool::PoolTarget>()?;
         let volume = Registration::new::<volume::VolumeTarget>()?;
-        Ok(Targets { _volume: volume, _pool: pool })
+        Ok(Targets { _volume: volume, _pool: pool, _pools_dir: pools_dir })
     }
 }
 

@@ -21,6 +21,7 @@ use super::fail::{Cause, PoolFail};
 use super::volume::VolumeCore;
 #[path = "prison.rs"]
 mod prison;
+use super::stats::{PoolDir, PoolStats};
 use super::{refuse, DeviceClaim};
 use crate::dmtarget::{
     parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolStatus, POOL_TARGET,
@@ -189,6 +190,8 @@ pub(crate) struct PoolState {
     copy_buf: IoBuf,
     /// Extents with a provision or break in flight (`prison.rs`).
     prison: prison::PrisonState,
+    /// The pool's counters (commits are counted under the lock).
+    stats: Arc<PoolStats>,
 }
 
 /// Bytes copied per step of a sharing break (extents are powers of two
@@ -196,9 +199,6 @@ pub(crate) struct PoolState {
 const COPY_CHUNK: usize = 64 << 10;
 /// Most fast-map slots (2.5 MiB).
 const FAST_SLOTS_MAX: usize = 1 << 16;
-/// Commit period (ms) after a worker batch left uncommitted changes, as
-/// dm-thin's default `commit_interval_ms`-like period of one second.
-const COMMIT_MS: u32 = 1000;
 
 /// The state a pool shares with its volumes (`snapguard` targets), found
 /// through [`super::LIVE_POOLS`] by the pool's device number.
@@ -218,6 +218,8 @@ pub(crate) struct PoolCore {
     passdown: bool,
     /// The pool's mode (`rw`, `ro`, `fail`), read lock-free by `map`.
     pub(crate) fail: PoolFail,
+    /// Counters and the commit period (`/sys/kernel/snapguard/pools/`).
+    pub(crate) stats: Arc<PoolStats>,
     /// Metadata and data device; the worker holds it for each batch.
     #[pin]
     state: Mutex<PoolState>,
@@ -237,7 +239,8 @@ pub(crate) struct PoolCore {
     /// destroyed. A spinlock: `map` queues work through it.
     #[pin]
     wq: SpinLock<Option<OwnedQueue>>,
-    /// The periodic commit ([`COMMIT_MS`] after a batch left changes).
+    /// The periodic commit (`commit_interval_ms` after a batch left
+    /// changes).
     #[pin]
     commit_work: DelayedWork<PoolCore>,
     /// The prison's cells (`prison.rs`).
@@ -289,7 +292,7 @@ impl PoolCore {
     pub(crate) fn schedule_commit(this: &Arc<PoolCore>) {
         let back = {
             let g = this.wq.lock();
-            g.as_ref().and_then(|q| q.get().enqueue_delayed(this.clone(), msecs_to_jiffies(COMMIT_MS)).err())
+            g.as_ref().and_then(|q| q.get().enqueue_delayed(this.clone(), msecs_to_jiffies(this.stats.commit_interval_ms())).err())
         };
         // Not the last reference: `this` is one.
         drop(back);
@@ -348,6 +351,7 @@ impl PoolCore {
         if !commit && !flush {
             return Ok(());
         }
+        let t0 = PoolStats::commit_start();
         let flushed = data.flush().is_ok();
         self.fail.data_flush(flushed);
         if !flushed {
@@ -356,7 +360,9 @@ impl PoolCore {
         if !commit {
             return Ok(());
         }
-        meta.pool.commit().inspect_err(|e| self.fail.enter(Cause::Commit(*e)))
+        meta.pool.commit().inspect_err(|e| self.fail.enter(Cause::Commit(*e)))?;
+        st.stats.commit_done(t0);
+        Ok(())
     }
 
     /// Commits (see `commit_locked`).
@@ -405,7 +411,11 @@ impl PoolCore {
             Mapping::Unmapped if !write => return Ok(Plan::Zero),
             Mapping::Mapped { pext, .. } if !write => pext,
             Mapping::Mapped { pext, shared: false } => pext,
-            Mapping::Unmapped if !self.zero_new => st.meta.as_mut().ok_or(pool::Error::Io)?.pool.provision(id, vext)?,
+            Mapping::Unmapped if !self.zero_new => {
+                let p = st.meta.as_mut().ok_or(pool::Error::Io)?.pool.provision(id, vext)?;
+                self.stats.provision();
+                p
+            }
             Mapping::Unmapped => {
                 // Normally done by the prison, outside the lock; here the
                 // same two phases under it: the mapping (and its fast-map
@@ -421,6 +431,7 @@ impl PoolCore {
                     return Err(pool::Error::Io);
                 }
                 meta.pool.complete_provision(&plan)?;
+                self.stats.provision();
                 plan.new
             }
             Mapping::Mapped { shared: true, .. } => {
@@ -433,6 +444,7 @@ impl PoolCore {
                         return Err(e);
                     }
                     meta.pool.complete_break(&plan)?;
+                    self.stats.sharing_break();
                 }
                 plan.new
             }
@@ -652,6 +664,10 @@ const STATUS_CHUNK: usize = 1024;
 /// A pool: metadata and data device, configuration and the state shared
 /// with its volumes.
 pub(crate) struct PoolTarget {
+    /// `/sys/kernel/snapguard/pools/dm-N/`; `None` if another live table
+    /// of the same mapped device has it (a table loaded next to a live
+    /// pool's, which the device claim refuses today).
+    _sysfs: Option<PoolDir>,
     metadata_dev: Dev,
     data: Dev,
     config: PoolConfig,
@@ -800,7 +816,15 @@ impl Target for PoolTarget {
         meta.pool.set_fast_map(fast);
         let data_fast = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
         ctr.set_num_flush_bios(1);
-        let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf, prison: prison::PrisonState::new() };
+        let stats = PoolStats::new().map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        let sysfs = match super::find_pool(ctr.md_devt()) {
+            Some(_) => None,
+            None => Some(PoolDir::new(ctr.md_devt(), stats.clone()).map_err(|err| CtrError {
+                err,
+                msg: c"Cannot create the pool's sysfs directory",
+            })?),
+        };
+        let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf, prison: prison::PrisonState::new(), stats: stats.clone() };
         let core = Arc::pin_init(
             pin_init!(PoolCore {
                 md_devt: ctr.md_devt(),
@@ -810,6 +834,7 @@ impl Target for PoolTarget {
                 discard: config.features.discard != Discard::Ignore,
                 passdown: config.features.discard == Discard::Passdown,
                 fail: PoolFail::new(ctr.md_devt(), config.features.read_only),
+                stats,
                 state <- new_mutex!(st),
                 fast,
                 data_fast,
@@ -823,7 +848,7 @@ impl Target for PoolTarget {
         )
         .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         super::publish(core.clone())?;
-        let t = PoolTarget { metadata_dev, data, config, core, _claim: claim };
+        let t = PoolTarget { _sysfs: sysfs, metadata_dev, data, config, core, _claim: claim };
         KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
     }
 

@@ -378,6 +378,11 @@ impl PoolCore {
             }
             (_, None) => Err(pool::Error::Io),
         };
+        match (&done, provision) {
+            (Ok(()), true) => self.stats.provision(),
+            (Ok(()), false) => self.stats.sharing_break(),
+            _ => {}
+        }
         let Some(slot) = st.prison.slots.get_mut(cell.idx) else { return };
         let first = slot.bio.take();
         let held = slot.held.take();

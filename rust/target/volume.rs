@@ -248,8 +248,10 @@ impl Target for VolumeTarget {
     fn map(&self, _devs: &Devices, bio: &mut Bio<'_>) -> MapResult {
         bio.set_per_bio(0);
         if let Some(r) = self.core.pool.map_inline(&self.core, bio) {
+            self.core.pool.stats.inline();
             return r;
         }
+        self.core.pool.stats.deferred();
         // Returning `Submitted` hands the bio over to the worker.
         let owned = bio.take();
         self.core.deferred.lock().push(owned);
