@@ -16,6 +16,9 @@
 //! ([`PoolCore::process`]); see `Documentation/snapshot-target.rst`, "I/O
 //! path".
 
+#[path = "space.rs"]
+mod space;
+
 use super::volume::VolumeCore;
 use super::{not_implemented, refuse, DeviceClaim};
 use crate::dmtarget::{
@@ -132,6 +135,7 @@ impl Metadata {
             }
             let mut p = FormatParams::new(data_extents);
             p.extent_size = config.extent_bytes();
+            space::format_caps(&mut p, dev.blocks);
             let pool = Pool::format(dev, arena, p).map_err(|e| {
                 pr_err!("{}: cannot format the metadata device: {:?}\n", POOL_TARGET, e);
                 CtrError { err: Error::from_errno(-e.to_errno()), msg: c"Cannot format the metadata device" }
@@ -163,15 +167,8 @@ impl Metadata {
             );
             return Err(CtrError::inval(c"Extent size differs from the pool's"));
         }
-        if data_extents != st.data_extents {
-            pr_err!(
-                "{}: the table has {} data extents, the pool {} (resizing is not implemented yet)\n",
-                POOL_TARGET,
-                data_extents,
-                st.data_extents
-            );
-            return Err(CtrError::inval(c"Pool length differs from the pool's data size"));
-        }
+        // A longer table grows the pool at resume.
+        space::check_length(&st, data_extents)?;
         Ok(Metadata { pool, _slots: slots })
     }
 }
@@ -183,6 +180,8 @@ pub(crate) struct PoolState {
     data: Option<BlockIo>,
     /// Bounce buffer for sharing-break copies ([`COPY_CHUNK`] bytes).
     copy_buf: IoBuf,
+    /// Out-of-space and low water state (`space.rs`).
+    space: space::SpaceState,
 }
 
 /// Bytes copied per step of a sharing break (extents are powers of two
@@ -232,6 +231,12 @@ pub(crate) struct PoolCore {
     /// The periodic commit ([`COMMIT_MS`] after a batch left changes).
     #[pin]
     commit_work: DelayedWork<PoolCore>,
+    /// Reload, growth and out-of-space state (`space.rs`).
+    #[pin]
+    space: space::Space,
+    /// The out-of-space bound (`space.rs`).
+    #[pin]
+    space_work: DelayedWork<PoolCore, 1>,
 }
 
 kernel::impl_has_delayed_work! {
@@ -277,7 +282,7 @@ impl PoolCore {
     pub(crate) fn schedule_commit(this: &Arc<PoolCore>) {
         let back = {
             let g = this.wq.lock();
-            g.as_ref().and_then(|q| q.get().enqueue_delayed(this.clone(), msecs_to_jiffies(COMMIT_MS)).err())
+            g.as_ref().and_then(|q| q.get().enqueue_delayed::<_, 0>(this.clone(), msecs_to_jiffies(COMMIT_MS)).err())
         };
         // Not the last reference: `this` is one.
         drop(back);
@@ -511,15 +516,17 @@ impl PoolCore {
                         v.count_io(&mut b);
                         b.submit(data, sector);
                     }
-                    Err(e) => b.end(Some(Error::from_errno(-e.to_errno()))),
+                    Err(e) => self.end_or_hold(&mut st, v, b, e),
                 },
                 BioKind::Discard => {
                     let r = self.discard(&mut st, v, &b);
                     b.end(r.err().map(|e| Error::from_errno(-e.to_errno())));
+                    self.space_freed(&mut st);
                 }
                 BioKind::Other => b.end(Some(crate::kbind::compat::eopnotsupp())),
             }
         }
+        self.space_note(&mut st);
         if after_commit.is_empty() {
             return Self::dirty(&st);
         }
@@ -582,8 +589,8 @@ pub(crate) struct PoolTarget {
     data: Dev,
     config: PoolConfig,
     core: Arc<PoolCore>,
-    /// Released last, once the metadata is closed.
-    _claim: DeviceClaim,
+    /// Its length and events (`space.rs`); the device claim is the core's.
+    table: space::TableSide,
 }
 
 impl PoolTarget {
@@ -621,6 +628,10 @@ impl PoolTarget {
 
 impl Drop for PoolTarget {
     fn drop(&mut self) {
+        // Another table of the pool's device is bound to the core (reload).
+        if !space::release(self) {
+            return;
+        }
         let core = &self.core;
         super::unpublish(core);
         // Closes the queue: nothing is queued from now on.
@@ -638,6 +649,7 @@ impl Drop for PoolTarget {
             // that reference back to us, and `core` is another one.
             drop(unsafe { Arc::from_raw(Arc::as_ptr(core)) });
         }
+        space::cancel_timeout(core);
         // Drains the workers (no volume is active: each holds the pool
         // device open, so the pool cannot be removed before them).
         drop(wq);
@@ -647,6 +659,8 @@ impl Drop for PoolTarget {
         }
         st.meta = None;
         st.data = None;
+        drop(st);
+        space::close(core);
     }
 }
 
@@ -673,6 +687,10 @@ impl Target for PoolTarget {
         let data = ctr.get_device(1, true, c"Error opening data device")?;
         if metadata_dev.devt() == data.devt() {
             return Err(CtrError::inval(c"Metadata and data devices must differ"));
+        }
+        if let Some(core) = super::find_pool(ctr.md_devt()) {
+            // A reload of a live pool's table (`space.rs`).
+            return space::bind(ctr, core, config, metadata_dev, data);
         }
         let claim = DeviceClaim::take([metadata_dev.devt(), data.devt()])?;
         let data_io = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
@@ -710,7 +728,8 @@ impl Target for PoolTarget {
         meta.pool.set_fast_map(fast);
         let data_fast = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
         ctr.set_num_flush_bios(1);
-        let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf };
+        let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf, space: space::SpaceState::new(&config) };
+        let table = space::TableSide::new(ctr, data_extents);
         let core = Arc::pin_init(
             pin_init!(PoolCore {
                 md_devt: ctr.md_devt(),
@@ -726,12 +745,14 @@ impl Target for PoolTarget {
                 active <- new_mutex!(KVec::new()),
                 wq <- new_spinlock!(Some(wq)),
                 commit_work <- new_delayed_work!("snapguard-pool commit"),
+                space <- space::Space::new(config, [metadata_dev, data], claim),
+                space_work <- new_delayed_work!("snapguard-pool no space"),
             }),
             GFP_KERNEL,
         )
         .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         super::publish(core.clone())?;
-        let t = PoolTarget { metadata_dev, data, config, core, _claim: claim };
+        let t = PoolTarget { metadata_dev, data, config, core, table };
         KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
     }
 
@@ -752,7 +773,7 @@ impl Target for PoolTarget {
                     .write_table(out, devs.name(self.metadata_dev), devs.name(self.data))
             }
             StatusType::Info => {
-                let Some(st) = self.core.state.lock().meta.as_ref().map(|m| m.pool.stats()) else {
+                let Some((st, sp)) = self.core.space_status() else {
                     return;
                 };
                 let f = &self.config.features;
@@ -764,9 +785,15 @@ impl Target for PoolTarget {
                     meta_total: st.meta_blocks,
                     data_used: st.data_extents.saturating_sub(st.data_free),
                     data_total: st.data_extents,
-                    mode: if f.read_only { PoolMode::ReadOnly } else { PoolMode::ReadWrite },
+                    mode: if f.read_only {
+                        PoolMode::ReadOnly
+                    } else if sp.out_of_space {
+                        PoolMode::OutOfDataSpace
+                    } else {
+                        PoolMode::ReadWrite
+                    },
                     discard: f.discard,
-                    no_space: if f.error_if_no_space { NoSpacePolicy::Error } else { NoSpacePolicy::Queue },
+                    no_space: if sp.error { NoSpacePolicy::Error } else { NoSpacePolicy::Queue },
                     needs_check: false,
                 }
                 .write(out)
@@ -783,6 +810,10 @@ impl Target for PoolTarget {
         if let Err(e) = self.core.commit() {
             pr_err!("{}: commit at suspend failed: {:?}\n", POOL_TARGET, e);
         }
+    }
+
+    fn preresume(&self) -> Result {
+        space::preresume(self)
     }
 
     fn message(&self, args: &[&[u8]], _out: &mut Emit<'_>) -> Result {
@@ -804,7 +835,13 @@ impl Target for PoolTarget {
             pr_warn!("{}: message '{}' refused: the pool is read-only\n", POOL_TARGET, t.as_str());
             return Err(EROFS);
         }
-        self.run(&m).map_err(|e| {
+        self.run(&m)
+            .map(|()| {
+                if let Message::Delete { .. } = m {
+                    self.core.space_freed_unlocked();
+                }
+            })
+            .map_err(|e| {
             let mut why = Text::<64>::new();
             let _ = write!(why, "{}", e);
             pr_warn!("{}: message '{}' failed: {}\n", POOL_TARGET, t.as_str(), why.as_str());
