@@ -13,10 +13,11 @@
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 38
+ktap_plan 41
 
 # 1 MiB of metadata: 256 blocks, so a data capacity of 256 * 32 = 8192
-# extents. 1 MiB of data: 16 extents of 64 KiB.
+# extents and a metadata capacity of 1024 blocks. 1 MiB of data: 16
+# extents of 64 KiB.
 dd if=/dev/zero of=/tmp/sgs-meta bs=1M count=0 seek=1 status=none
 rm -f /tmp/sgs-data
 dd if=/dev/zero of=/tmp/sgs-data bs=1M count=0 seek=1 status=none
@@ -107,6 +108,13 @@ ktap_check "reload shorter than the pool refused" eval '! reload sgs-pool "$(poo
 ktap_check "  saying so" log_has "shrinking a pool is not supported"
 unchanged() { [ "$(status)|$(dmsetup table sgs-pool)" = "$before" ] || { echo "before: $before"; echo "after: $(status)|$(dmsetup table sgs-pool)"; return 1; }; }
 ktap_check "  nothing changed" unchanged
+
+# A grown metadata device is used at resume (capacity: 4 x 256 blocks).
+truncate -s 2M /tmp/sgs-meta
+losetup -c "$META"
+ktap_check "grown metadata device: reload and resume" eval 'reload sgs-pool "$(pool_table 8192)" && resume sgs-pool'
+ktap_check "  status: 512 metadata blocks" eval '[[ $(status) == *"/512 17/64 rw "* ]] || { status; false; }'
+ktap_check "  logged" log_has "512 metadata blocks (from 256, capacity 1024)"
 
 # A longer volume table grows the volume: ext4 on volume 3 (64 extents),
 # grown to 128 extents (8 MiB) with resize2fs.
