@@ -338,9 +338,13 @@ impl PoolCore {
         meta.pool.commit()
     }
 
-    /// Commits (see `commit_locked`).
+    /// Commits (see `commit_locked`). Extents freed in the transaction
+    /// become free for reuse: writes held for space are retried.
     pub(crate) fn commit(&self) -> Result<(), pool::Error> {
-        Self::commit_locked(&mut self.state.lock())
+        let mut st = self.state.lock();
+        let r = Self::commit_locked(&mut st);
+        self.space_freed(&mut st);
+        r
     }
 
     /// Copies data extent `from` to `to`.
