@@ -5,15 +5,16 @@
 # pool holds writes that need space (status out_of_data_space, an event,
 # no hang, mapped extents still work); growing the data device + reload +
 # resume completes them with their data; a reload beyond the capacity or
-# shorter is refused and changes nothing; error_if_no_space fails such
-# writes at once with ENOSPC; a longer volume table grows the volume
+# shorter is refused and changes nothing; a grown metadata device is
+# used; error_if_no_space fails such writes at once with ENOSPC; a delete
+# lets a held write go on; a longer volume table grows the volume
 # (resize2fs); everything survives re-creation and passes the checker.
 . "$(dirname "$0")/lib.sh"
 
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 41
+ktap_plan 46
 
 # 1 MiB of metadata: 256 blocks, so a data capacity of 256 * 32 = 8192
 # extents and a metadata capacity of 1024 blocks. 1 MiB of data: 16
@@ -157,8 +158,19 @@ ktap_diag "status: $(status)"
 ktap_check "  status out_of_data_space error_if_no_space, 64/64 used" \
 	status_ends "64/64 out_of_data_space discard_passdown error_if_no_space -"
 
+# Back to queueing: a held write goes on once a delete frees space.
+ktap_check "reload back to queue_if_no_space" eval 'reload sgs-pool "$(pool_table 8192)" && resume sgs-pool'
+dd if=/tmp/sgs-blk of=/dev/mapper/sgs4 bs=64k seek=63 count=1 oflag=direct status=none 2>/tmp/sgs-dd.err &
+held=$!
+sleep 2
+ktap_check "full pool: a write is held again" kill -0 $held
+ktap_check "delete volume 3 (removed first)" eval 'remove sgs3 && msg delete 3'
+ktap_check "  the held write completes" ended $held
+wait $held
+rc=$?
+ktap_check "  successfully, its data reads back" eval '[ $rc -eq 0 ] && reads_back 4 63'
+
 remove sgs4
-remove sgs3
 remove sgs2
 remove sgs1
 remove sgs-pool

@@ -839,13 +839,12 @@ impl Target for PoolTarget {
             pr_warn!("{}: message '{}' refused: the pool is read-only\n", POOL_TARGET, t.as_str());
             return Err(EROFS);
         }
-        self.run(&m)
-            .map(|()| {
-                if let Message::Delete { .. } = m {
-                    self.core.space_freed_unlocked();
-                }
-            })
-            .map_err(|e| {
+        let r = self.run(&m);
+        if r.is_ok() && matches!(m, Message::Delete { .. }) {
+            // The committed delete may let writes held for space go on.
+            self.core.space_freed_unlocked();
+        }
+        r.map_err(|e| {
             let mut why = Text::<64>::new();
             let _ = write!(why, "{}", e);
             pr_warn!("{}: message '{}' failed: {}\n", POOL_TARGET, t.as_str(), why.as_str());
