@@ -242,6 +242,12 @@ impl Ctr<'_> {
         unsafe { sys::snapguard_dm_target_enable_discards(self.ti) };
     }
 
+    /// A handle to raise events on this target's table ([`TableEvents`]).
+    pub(crate) fn table_events(&self) -> TableEvents {
+        // SAFETY: `ti` is valid during the constructor.
+        TableEvents { table: unsafe { (*self.ti).table } }
+    }
+
     /// Asks device-mapper for `n` empty flush bios per flush.
     pub(crate) fn set_num_flush_bios(&mut self, n: u32) {
         // SAFETY: `ti` is valid during the constructor, which may set it.
@@ -609,6 +615,26 @@ impl BioList {
     pub(crate) fn take(&mut self) -> BioList {
         core::mem::replace(self, BioList::new())
     }
+
+    /// Puts the bios of `front` (of the same target) before this list's.
+    pub(crate) fn prepend(&mut self, mut front: BioList) {
+        if front.is_empty() {
+            return;
+        }
+        if !self.head.is_null() {
+            // SAFETY: `front.tail` is the last bio of `front` (invariant,
+            // non-empty); linking it to this list's first bio joins the
+            // two lists of owned bios.
+            unsafe { sys::snapguard_bio_set_next(front.tail, self.head) };
+            front.tail = self.tail;
+        }
+        // INVARIANT: `front` now links every bio of both lists in order.
+        self.head = front.head;
+        self.tail = front.tail;
+        self.ti = front.ti;
+        front.head = core::ptr::null_mut();
+        front.tail = core::ptr::null_mut();
+    }
 }
 
 impl Drop for BioList {
@@ -720,7 +746,8 @@ pub(crate) trait Target: Send + Sync + Sized {
     }
 
     /// The device whose queue limits this target's device stacks on
-    /// (`iterate_devices`, over the target's whole length); none by default.
+    /// (`iterate_devices`, over the target's length or the device's size,
+    /// the smaller); none by default.
     fn limits_device(&self) -> Option<Dev> {
         None
     }
@@ -730,6 +757,12 @@ pub(crate) trait Target: Send + Sync + Sized {
 
     /// The device was suspended (`postsuspend`); nothing by default.
     fn postsuspend(&self) {}
+
+    /// The table is about to be resumed (`preresume`): an error fails the
+    /// resume. Nothing by default.
+    fn preresume(&self) -> Result {
+        Ok(())
+    }
 
     /// Handles `dmsetup message`; refused by default.
     fn message(&self, _args: &[&[u8]], _out: &mut Emit<'_>) -> Result {
@@ -877,9 +910,19 @@ unsafe extern "C" fn iterate_devices_tramp<T: Target>(
     let (Some(f), Some(dev)) = (f, inst.target.limits_device().and_then(|d| inst.devs.get(d))) else {
         return 0;
     };
+    // The area used on the device: the target's length, at most the
+    // device's size (a volume may be longer than its pool device, as a
+    // thin volume may be longer than its pool; dm would refuse the table).
+    // SAFETY: `ti` is valid and `dev` is a device the target holds.
+    let dev_len = unsafe { sys::snapguard_bdev_nr_bytes((*dev).bdev) >> 9 };
+    // SAFETY: `ti` is valid.
+    let len = unsafe { (*ti).len }.min(dev_len);
+    if len == 0 {
+        return 0;
+    }
     // SAFETY: `ti` is valid, `dev` is a device the target holds, `data`
     // is device-mapper's own cookie for `f`.
-    unsafe { f(ti, dev, 0, (*ti).len, data) }
+    unsafe { f(ti, dev, 0, len, data) }
 }
 
 /// The `io_hints` callback.
@@ -917,6 +960,20 @@ unsafe extern "C" fn postsuspend_tramp<T: Target>(ti: *mut sys::dm_target) {
     // SAFETY: the target is constructed (caller).
     let inst = unsafe { instance::<T>(ti) };
     inst.target.postsuspend();
+}
+
+/// The `preresume` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target.
+unsafe extern "C" fn preresume_tramp<T: Target>(ti: *mut sys::dm_target) -> c_int {
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    match inst.target.preresume() {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
 }
 
 /// The `status` callback.
@@ -1018,6 +1075,7 @@ impl Registration {
         tt.message = Some(message_tramp::<T>);
         tt.end_io = Some(end_io_tramp::<T>);
         tt.postsuspend = Some(postsuspend_tramp::<T>);
+        tt.preresume = Some(preresume_tramp::<T>);
         tt.io_hints = Some(io_hints_tramp::<T>);
         tt.iterate_devices = Some(iterate_devices_tramp::<T>);
         // SAFETY: `tt` is fully initialised, lives on the heap and stays
@@ -1188,5 +1246,31 @@ impl QueueHandle {
     pub(crate) unsafe fn get(&self) -> &kernel::workqueue::Queue {
         // SAFETY: `wq` is a live workqueue (caller).
         unsafe { kernel::workqueue::Queue::from_raw(self.wq.cast()) }
+    }
+}
+
+/// The table of a constructed target, to raise device-mapper events on it
+/// (`dm_table_event`: `dmsetup wait` and dmeventd wake up). Plain data: it
+/// does not keep the table alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TableEvents {
+    table: *mut sys::dm_table,
+}
+
+// SAFETY: raising an event is allowed from any thread (process context).
+unsafe impl Send for TableEvents {}
+// SAFETY: as above; the handle is immutable.
+unsafe impl Sync for TableEvents {}
+
+impl TableEvents {
+    /// Raises an event on the table (it may sleep: process context only).
+    ///
+    /// # Safety
+    ///
+    /// The target whose [`Ctr::table_events`] made this handle must not
+    /// have been destroyed yet (a table outlives its targets).
+    pub(crate) unsafe fn raise(&self) {
+        // SAFETY: the table is alive (caller).
+        unsafe { sys::dm_table_event(self.table) };
     }
 }

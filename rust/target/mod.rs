@@ -78,8 +78,9 @@ fn find_pool(devt: u32) -> Option<Arc<pool::PoolCore>> {
 
 /// The metadata and data devices of a live pool, claimed so that no other
 /// pool instance opens them: two in-core copies of one pool's metadata
-/// would overwrite each other's commits. This also refuses reloading a
-/// live pool's table (not implemented yet). Released on drop.
+/// would overwrite each other's commits. A new table of a live pool's own
+/// mapped device binds to it instead (a reload, `space.rs`). Released on
+/// drop.
 pub(crate) struct DeviceClaim {
     devs: [u32; 2],
 }

@@ -18,13 +18,16 @@
 //! path".
 
 use super::fail::{Cause, PoolFail};
+#[path = "space.rs"]
+mod space;
+
 use super::volume::VolumeCore;
 #[path = "prison.rs"]
 mod prison;
 use super::stats::{PoolDir, PoolStats};
 use super::{refuse, DeviceClaim};
 use crate::dmtarget::{
-    parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolStatus, POOL_TARGET,
+    parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolMode, PoolStatus, POOL_TARGET,
 };
 use crate::dmtarget::{Discard, VolumeStatus};
 use crate::kbind::dm::{
@@ -137,6 +140,7 @@ impl Metadata {
             }
             let mut p = FormatParams::new(data_extents);
             p.extent_size = config.extent_bytes();
+            space::format_caps(&mut p, dev.blocks);
             let pool = Pool::format(dev, arena, p).map_err(|e| {
                 pr_err!("{}: cannot format the metadata device: {:?}\n", POOL_TARGET, e);
                 CtrError { err: Error::from_errno(-e.to_errno()), msg: c"Cannot format the metadata device" }
@@ -168,15 +172,8 @@ impl Metadata {
             );
             return Err(CtrError::inval(c"Extent size differs from the pool's"));
         }
-        if data_extents != st.data_extents {
-            pr_err!(
-                "{}: the table has {} data extents, the pool {} (resizing is not implemented yet)\n",
-                POOL_TARGET,
-                data_extents,
-                st.data_extents
-            );
-            return Err(CtrError::inval(c"Pool length differs from the pool's data size"));
-        }
+        // A longer table grows the pool at resume.
+        space::check_length(&st, data_extents)?;
         Ok(Metadata { pool, _slots: slots })
     }
 }
@@ -192,6 +189,8 @@ pub(crate) struct PoolState {
     prison: prison::PrisonState,
     /// The pool's counters (commits are counted under the lock).
     stats: Arc<PoolStats>,
+    /// Out-of-space and low water state (`space.rs`).
+    space: space::SpaceState,
 }
 
 /// Bytes copied per step of a sharing break (extents are powers of two
@@ -245,6 +244,16 @@ pub(crate) struct PoolCore {
     commit_work: DelayedWork<PoolCore>,
     /// The prison's cells (`prison.rs`).
     prison: prison::Prison,
+    /// Reload, growth and out-of-space state (`space.rs`).
+    #[pin]
+    space: space::Space,
+    /// The out-of-space bound (`space.rs`).
+    #[pin]
+    space_work: DelayedWork<PoolCore, 1>,
+    /// `/sys/kernel/snapguard/pools/dm-N`, removed with the pool's last
+    /// table.
+    #[pin]
+    sysfs: Mutex<Option<PoolDir>>,
 }
 
 kernel::impl_has_delayed_work! {
@@ -292,7 +301,9 @@ impl PoolCore {
     pub(crate) fn schedule_commit(this: &Arc<PoolCore>) {
         let back = {
             let g = this.wq.lock();
-            g.as_ref().and_then(|q| q.get().enqueue_delayed(this.clone(), msecs_to_jiffies(this.stats.commit_interval_ms())).err())
+            g.as_ref().and_then(|q| {
+                q.get().enqueue_delayed::<_, 0>(this.clone(), msecs_to_jiffies(this.stats.commit_interval_ms())).err()
+            })
         };
         // Not the last reference: `this` is one.
         drop(back);
@@ -365,9 +376,13 @@ impl PoolCore {
         Ok(())
     }
 
-    /// Commits (see `commit_locked`).
+    /// Commits (see `commit_locked`). Extents freed in the transaction
+    /// become free for reuse: writes held for space are retried.
     pub(crate) fn commit(&self) -> Result<(), pool::Error> {
-        self.commit_locked(&mut self.state.lock(), false)
+        let mut st = self.state.lock();
+        let r = self.commit_locked(&mut st, false);
+        self.space_freed(&mut st);
+        r
     }
 
     /// Enters `fail` if the pool core failed (after an operation failed).
@@ -581,7 +596,7 @@ impl PoolCore {
                     }
                     Err(e) => {
                         self.note_core(&st);
-                        b.end(Some(Error::from_errno(-e.to_errno())))
+                        self.end_or_hold(&mut st, v, b, e)
                     }
                 },
                 BioKind::Discard => {
@@ -590,10 +605,12 @@ impl PoolCore {
                         self.note_core(&st);
                     }
                     b.end(r.err().map(|e| Error::from_errno(-e.to_errno())));
+                    self.space_freed(&mut st);
                 }
                 BioKind::Other => b.end(Some(crate::kbind::compat::eopnotsupp())),
             }
         }
+        self.space_note(&mut st);
         if after_commit.is_empty() {
             return Self::dirty(&st);
         }
@@ -664,16 +681,12 @@ const STATUS_CHUNK: usize = 1024;
 /// A pool: metadata and data device, configuration and the state shared
 /// with its volumes.
 pub(crate) struct PoolTarget {
-    /// `/sys/kernel/snapguard/pools/dm-N/`; `None` if another live table
-    /// of the same mapped device has it (a table loaded next to a live
-    /// pool's, which the device claim refuses today).
-    _sysfs: Option<PoolDir>,
     metadata_dev: Dev,
     data: Dev,
     config: PoolConfig,
     core: Arc<PoolCore>,
-    /// Released last, once the metadata is closed.
-    _claim: DeviceClaim,
+    /// Its length and events (`space.rs`); the device claim is the core's.
+    table: space::TableSide,
 }
 
 impl PoolTarget {
@@ -723,6 +736,10 @@ impl PoolTarget {
 
 impl Drop for PoolTarget {
     fn drop(&mut self) {
+        // Another table of the pool's device is bound to the core (reload).
+        if !space::release(self) {
+            return;
+        }
         let core = &self.core;
         super::unpublish(core);
         // Closes the queue: nothing is queued from now on.
@@ -740,6 +757,7 @@ impl Drop for PoolTarget {
             // that reference back to us, and `core` is another one.
             drop(unsafe { Arc::from_raw(Arc::as_ptr(core)) });
         }
+        space::cancel_timeout(core);
         // Drains the workers (no volume is active: each holds the pool
         // device open, so the pool cannot be removed before them).
         drop(wq);
@@ -751,6 +769,9 @@ impl Drop for PoolTarget {
         }
         st.meta = None;
         st.data = None;
+        drop(st);
+        drop(core.sysfs.lock().take());
+        space::close(core);
     }
 }
 
@@ -777,6 +798,10 @@ impl Target for PoolTarget {
         let data = ctr.get_device(1, true, c"Error opening data device")?;
         if metadata_dev.devt() == data.devt() {
             return Err(CtrError::inval(c"Metadata and data devices must differ"));
+        }
+        if let Some(core) = super::find_pool(ctr.md_devt()) {
+            // A reload of a live pool's table (`space.rs`).
+            return space::bind(ctr, core, config, metadata_dev, data);
         }
         let claim = DeviceClaim::take([metadata_dev.devt(), data.devt()])?;
         let data_io = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
@@ -817,14 +842,17 @@ impl Target for PoolTarget {
         let data_fast = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
         ctr.set_num_flush_bios(1);
         let stats = PoolStats::new().map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
-        let sysfs = match super::find_pool(ctr.md_devt()) {
-            Some(_) => None,
-            None => Some(PoolDir::new(ctr.md_devt(), stats.clone()).map_err(|err| CtrError {
-                err,
-                msg: c"Cannot create the pool's sysfs directory",
-            })?),
+        let sysfs = PoolDir::new(ctr.md_devt(), stats.clone())
+            .map_err(|err| CtrError { err, msg: c"Cannot create the pool's sysfs directory" })?;
+        let st = PoolState {
+            meta: Some(meta),
+            data: Some(data_io),
+            copy_buf,
+            prison: prison::PrisonState::new(),
+            stats: stats.clone(),
+            space: space::SpaceState::new(&config),
         };
-        let st = PoolState { meta: Some(meta), data: Some(data_io), copy_buf, prison: prison::PrisonState::new(), stats: stats.clone() };
+        let table = space::TableSide::new(ctr, data_extents);
         let core = Arc::pin_init(
             pin_init!(PoolCore {
                 md_devt: ctr.md_devt(),
@@ -843,12 +871,15 @@ impl Target for PoolTarget {
                 wq <- new_spinlock!(Some(wq)),
                 commit_work <- new_delayed_work!("snapguard-pool commit"),
                 prison: cells,
+                space <- space::Space::new(config, [metadata_dev, data], claim),
+                space_work <- new_delayed_work!("snapguard-pool no space"),
+                sysfs <- new_mutex!(Some(sysfs)),
             }),
             GFP_KERNEL,
         )
         .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         super::publish(core.clone())?;
-        let t = PoolTarget { _sysfs: sysfs, metadata_dev, data, config, core, _claim: claim };
+        let t = PoolTarget { metadata_dev, data, config, core, table };
         KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
     }
 
@@ -869,7 +900,7 @@ impl Target for PoolTarget {
                     .write_table(out, devs.name(self.metadata_dev), devs.name(self.data))
             }
             StatusType::Info => {
-                let Some(st) = self.core.state.lock().meta.as_ref().map(|m| m.pool.stats()) else {
+                let Some((st, sp)) = self.core.space_status() else {
                     return;
                 };
                 let f = &self.config.features;
@@ -880,9 +911,12 @@ impl Target for PoolTarget {
                     meta_total: st.meta_blocks,
                     data_used: st.data_extents.saturating_sub(st.data_free),
                     data_total: st.data_extents,
-                    mode: self.core.fail.status_mode(),
+                    mode: match self.core.fail.status_mode() {
+                        PoolMode::ReadWrite if sp.out_of_space => PoolMode::OutOfDataSpace,
+                        m => m,
+                    },
                     discard: f.discard,
-                    no_space: if f.error_if_no_space { NoSpacePolicy::Error } else { NoSpacePolicy::Queue },
+                    no_space: if sp.error { NoSpacePolicy::Error } else { NoSpacePolicy::Queue },
                     needs_check: self.core.fail.needs_check(),
                 }
                 .write(out)
@@ -903,6 +937,10 @@ impl Target for PoolTarget {
         }
     }
 
+    fn preresume(&self) -> Result {
+        space::preresume(self)
+    }
+
     fn message(&self, args: &[&[u8]], _out: &mut Emit<'_>) -> Result {
         let mut t = Text::<256>::new();
         let m = match parse_message(args) {
@@ -917,7 +955,12 @@ impl Target for PoolTarget {
         if let Some(e) = self.core.fail.refuse_message(t.as_str()) {
             return Err(e);
         }
-        self.run(&m).map_err(|e| {
+        let r = self.run(&m);
+        if r.is_ok() && matches!(m, Message::Delete { .. }) {
+            // The committed delete may let writes held for space go on.
+            self.core.space_freed_unlocked();
+        }
+        r.map_err(|e| {
             self.core.note_core(&self.core.state.lock());
             let mut why = Text::<64>::new();
             let _ = write!(why, "{}", e);

@@ -43,10 +43,14 @@ const MAX_ROUNDS: usize = 16;
 #[pin_data]
 pub(crate) struct VolumeCore {
     pub(crate) id: u32,
-    pool: Arc<PoolCore>,
+    pub(crate) pool: Arc<PoolCore>,
     /// Bios `map` deferred to the worker, in arrival order.
     #[pin]
     deferred: SpinLock<BioList>,
+    /// Bios that need space the pool does not have, held until space
+    /// appears or the bound passes (`space.rs`).
+    #[pin]
+    pub(crate) held: SpinLock<BioList>,
     /// Writes counted by generation (see [`VolumeCore::enter`]): remapped
     /// or submitted and not ended, or being looked up in `map`.
     inflight: [AtomicUsize; 2],
@@ -117,6 +121,18 @@ impl VolumeCore {
     /// Ends the worker's current run after this batch (see `stalled`).
     pub(crate) fn set_stalled(&self) {
         self.stalled.store(true, Ordering::Release);
+    }
+
+    /// Puts the held bios back in front of the deferred ones and queues
+    /// the worker (space appeared); returns whether there were any.
+    pub(crate) fn requeue_held(this: &Arc<VolumeCore>) -> bool {
+        let held = this.held.lock().take();
+        if held.is_empty() {
+            return false;
+        }
+        this.deferred.lock().prepend(held);
+        Self::kick(this.clone());
+        true
     }
 
     /// Counts a read or write in the current generation, before its extent is
@@ -217,8 +233,8 @@ impl Target for VolumeTarget {
             }
         };
         if ctr.len() > size {
-            pr_err!("{}: table length {} sectors exceeds volume {} ({} sectors)\n", VOLUME_TARGET, ctr.len(), id, size);
-            return Err(CtrError::inval(c"Table longer than the volume"));
+            // A longer table grows the volume (`space.rs`).
+            pool.grow_volume(id, ctr.len())?;
         }
         ctr.set_deferred_io(pool.extent_sectors)?;
         if pool.discard {
@@ -230,6 +246,7 @@ impl Target for VolumeTarget {
                 id,
                 pool: pool2,
                 deferred <- new_spinlock!(BioList::new()),
+                held <- new_spinlock!(BioList::new()),
                 inflight: [AtomicUsize::new(0), AtomicUsize::new(0)],
                 gen: AtomicUsize::new(0),
                 uid,
