@@ -22,7 +22,7 @@
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 20
+ktap_plan 21
 
 T=/tmp/sgprison
 mkloop() { rm -f "$1" && dd if=/dev/zero of="$1" bs=1M count=0 seek="$2" status=none && losetup -f --show "$1"; }
@@ -102,6 +102,7 @@ ktap_check "whole-extent write to an unmapped extent; its neighbours read zeroes
 remove sgp1
 remove sgp2
 remove sgp3
+remove sgp-pool
 
 ktap_diag "${SECONDS}s: reuse"
 # ------------------------------------------------------------ pool B: reuse
@@ -230,6 +231,7 @@ remove sgp6
 remove sgp7
 remove sgp9
 remove sgr-pool
+ktap_check "no device left" sh -c "! dmsetup table 2>/dev/null | grep -q snapguard"
 
 ktap_diag "${SECONDS}s: checks"
 check_pool() {
