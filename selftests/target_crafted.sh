@@ -14,7 +14,8 @@
 #  - refused: the constructor fails, logs why, and the image is
 #    byte-identical afterwards (nothing written);
 #  - opened: a volume table on each volume of the manifest, its extents
-#    read (whole volume or the listed extents), a write, a flush, then
+#    read (whole volume or the listed extents), writes with a flush,
+#    discards, status (walks the mappings), then
 #    create/snapshot/delete messages: each may fail, a failed message is
 #    logged; nothing hangs (each image runs in a child with a deadline);
 #  - no kernel complaint (BUG, WARNING, KASAN, ...) at any point.
@@ -29,9 +30,9 @@
 modprobe snapguard || exit 1
 export DM_DISABLE_UDEV=1
 cd "$(dirname "$0")" && exec python3 - <<'PYEOF'
-import errno, fcntl, hashlib, json, mmap, os, random, select, subprocess, sys, time
+import errno, fcntl, hashlib, json, mmap, os, random, select, shutil, struct, subprocess, sys, time
 sys.path.insert(0, os.getcwd())
-from sg_fuzzlib import Tap, Kmsg, seed, thorough, dm_create, dm_message, dm_remove, dm_devices
+from sg_fuzzlib import Tap, Kmsg, seed, thorough, dm_create, dm_message, dm_remove, dm_devices, dm_read
 
 CLI = next((p for p in ("/usr/bin/snapguard", "/usr/local/bin/snapguard") if os.access(p, os.X_OK)), None)
 if CLI is None or subprocess.run([CLI, "pool", "craft", "--help"], capture_output=True).returncode != 0:
@@ -44,7 +45,7 @@ SCALE = int(open("timeout_scale").read()) if os.path.exists("timeout_scale") els
 DEADLINE = 60 * SCALE
 OUT = "/tmp/sgx"
 CORPUS = "/selftests/pool-corpus"
-tap = Tap(10)
+tap = Tap(11)
 kmsg = Kmsg()
 
 t0 = time.time()
@@ -64,6 +65,10 @@ if r.returncode == 0:
             vl.append((int(vid), int(size), [int(x) for x in reads.split(",")]))
         rows.append(dict(name=name, expect=expect, es=int(es), de=int(de), vols=vl, check=check, desc=desc))
 made = len(rows)
+UID_ROW = next((x for x in rows if x["name"] == "record-uid-dup"), None)
+UIMG = "/tmp/sgx-uid.img"  # a pristine copy: the loop below writes to opened images
+if UID_ROW:
+    shutil.copyfile(f"{OUT}/record-uid-dup.img", UIMG)
 if os.environ.get("SG_IMAGES"):
     want = set(os.environ["SG_IMAGES"].split())
     rows = [x for x in rows if x["name"] in want]
@@ -159,6 +164,7 @@ def run_opened(row):
     es = row["es"]
     ebytes = es * 512
     res = dict(vol_ok=0, vol_refused=0, reads_ok=0, reads_failed=0, writes_ok=0, writes_failed=0,
+               discards_ok=0, discards_failed=0, status_fail=0,
                msgs_ok=0, msgs_failed=0, unlogged=[], errors=[], t_vol=0.0, t_read=0.0, t_write=0.0, t_msg=0.0)
     t = time.time()
 
@@ -203,7 +209,24 @@ def run_opened(row):
                     res["writes_ok"] += 1
                 except OSError:
                     res["writes_failed"] += 1
+            # Discards of the first 16 extents and of the last one.
+            for off, n in ((0, 16 * ebytes), ((size - 1) * ebytes, ebytes)):
+                fd = os.open(dev, os.O_WRONLY)
+                try:
+                    fcntl.ioctl(fd, 0x1277, struct.pack("QQ", off, n))  # BLKDISCARD
+                    res["discards_ok"] += 1
+                except OSError:
+                    res["discards_failed"] += 1
+                finally:
+                    os.close(fd)
             lap("t_write")
+            # Status walks the volume's mappings; table.
+            try:
+                res["status_fail"] += dm_read(name).endswith(b" Fail")
+                dm_read(name, table=True)
+                dm_read("sgx")
+            except OSError as e:
+                res["errors"].append(f"status of {name}: {err_name(e)}")
         finally:
             try:
                 dm_remove(name)
@@ -326,15 +349,71 @@ tap.result(not op_problems, "opened images: volume tables, reads, writes and mes
 left = [d for d in dm_devices() if d.startswith("sgx")]
 tap.result(not left, "no device left", left)
 
-# ---------------------------------------------------------------- live
-# live.img: volume 1 (size 400 leaves) maps vext 678*k (k < 400) in leaf k;
-# live-map.tsv: vext, pext, leaf block. Data extent p starts with "SGX" + p.
-lmap = [tuple(int(x) for x in l.split()) for l in open(f"{OUT}/live-map.tsv")]
-LIVE = f"{OUT}/live.img"
+# Data extent p (of 4 KiB) starts with "SGX" and p, from now on.
 with open("/tmp/sgx-data", "r+b") as f:
-    for _, p, _ in lmap:
+    for p in range(4096):
         f.seek(p * 4096)
         f.write(b"SGX%013d" % p)
+
+# ---------------------------------------------------------------- identity
+# record-uid-dup: volume 2's record has volume 1's identity (uid), which
+# keys the lock-free fast map. Volume 2 must not see volume 1's extents:
+# activated beside volume 1 it is refused; after it, it reads its own.
+uid_problems = []
+
+
+def read_stamp(name, vext):
+    _, dev = blkdev(name)
+    return pread_direct(dev, vext * 4096, 4096)[:16]
+
+
+if UID_ROW:
+    row = UID_ROW
+    meta = loop_attach(UIMG)
+    try:
+        ptable = f"0 {row['de'] * 8} snapguard-pool {meta} {DATA} 8 10"
+        vt = lambda i: f"0 {1500 * 8} snapguard {blkdev('sgx')[0]} {i}"
+        own = {}
+        for i in (2, 1):  # each alone on a freshly opened pool (empty fast map)
+            dm_create("sgx", ptable)
+            dm_create(f"sgx-v{i}", vt(i))
+            own[i] = read_stamp(f"sgx-v{i}", 5)
+            if i == 2:
+                dm_remove("sgx-v2")
+                dm_remove("sgx")
+        own1, own2 = own[1], own[2]
+        if own1 == own2:
+            uid_problems.append(f"volumes 1 and 2 map extent 5 alike ({own1}): the image is not what it should be")
+        kmsg.new()
+        try:
+            dm_create("sgx-v2", vt(2))
+            uid_problems.append(f"volume 2 activated beside volume 1 (same uid); its extent 5: {read_stamp('sgx-v2', 5)}, "
+                                f"its own {own2}, volume 1's {own1}")
+            dm_remove("sgx-v2")
+        except OSError as e:
+            if not any(b"has the identity of active volume" in l for l in kmsg.new()):
+                uid_problems.append(f"volume 2 beside volume 1: refused ({err_name(e)}) without the reason")
+        dm_remove("sgx-v1")
+        dm_create("sgx-v2", vt(2))
+        got = read_stamp("sgx-v2", 5)
+        if got != own2:
+            uid_problems.append(f"volume 2 after volume 1: extent 5 reads {got}, its own is {own2}")
+        dm_remove("sgx-v2")
+    except OSError as e:
+        uid_problems.append(f"{e}")
+    for name in ("sgx-v1", "sgx-v2", "sgx"):
+        if name in dm_devices():
+            dm_remove(name)
+    loop_detach(meta)
+else:
+    uid_problems.append("no record-uid-dup image in the manifest")
+tap.result(not uid_problems, "duplicated volume uid: never another volume's extents", uid_problems)
+
+# ---------------------------------------------------------------- live
+# live.img: volume 1 (size 400 leaves) maps vext 678*k (k < 400) in leaf k;
+# live-map.tsv: vext, pext, leaf block.
+lmap = [tuple(int(x) for x in l.split()) for l in open(f"{OUT}/live-map.tsv")]
+LIVE = f"{OUT}/live.img"
 meta = loop_attach(LIVE)
 # As many data extents as the volume has (device-mapper refuses a volume
 # table longer than its pool device).
@@ -426,7 +505,7 @@ except OSError as e:
             dm_remove(name)
         except OSError:
             pass
-while tap.n < 9:
+while tap.n < 10:
     tap.result(False, "live corruption: not reached")
 loop_detach(meta)
 loop_detach(DATA)
