@@ -200,13 +200,14 @@ def build_initramfs(kdir, out, mode, cmd=None, only=None, timeout_scale=1):
         # The project's own CLI, if built (`cargo build -p snapguard
         # --release`): selftests run `snapguard pool check` with it and
         # skip that check without it.
-        for cli in ("target/release/snapguard", "target/debug/snapguard"):
-            cli = os.path.join(REPO, cli)
-            if os.path.exists(cli):
-                shutil.copy2(cli, os.path.join(root, "usr/bin/snapguard"))
-                for lib in libs_of(cli):
-                    copy_into(root, lib)
-                break
+        # The newer of the release and debug builds: a stale one would
+        # lack what the tests use (`pool craft` for target_crafted.sh).
+        clis = [os.path.join(REPO, c) for c in ("target/release/snapguard", "target/debug/snapguard")]
+        clis = sorted((c for c in clis if os.path.exists(c)), key=os.path.getmtime, reverse=True)
+        for cli in clis[:1]:
+            shutil.copy2(cli, os.path.join(root, "usr/bin/snapguard"))
+            for lib in libs_of(cli):
+                copy_into(root, lib)
         if py_exe != "/usr/bin/python3":
             os.symlink(py_exe, os.path.join(root, "usr/bin/python3"))
         kmod = os.path.join(root, "usr/bin/kmod")
@@ -225,6 +226,10 @@ def build_initramfs(kdir, out, mode, cmd=None, only=None, timeout_scale=1):
         subprocess.run(["depmod", "-b", root, rel], check=True)
         # Tests, fixtures and helpers.
         shutil.copytree(os.path.join(REPO, "selftests"), os.path.join(root, "selftests"))
+        # The pool fuzz target's regression corpus (~220 KiB), decoded
+        # into images by `snapguard pool craft` in target_crafted.sh.
+        shutil.copytree(os.path.join(REPO, "crates/snapguard-pool/tests/corpus"),
+                        os.path.join(root, "selftests/pool-corpus"))
         if os.path.isdir(os.path.join(REPO, "tools/fixtures")):
             shutil.copytree(os.path.join(REPO, "tools/fixtures"),
                             os.path.join(root, "selftests/fixtures"))

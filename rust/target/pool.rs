@@ -318,11 +318,33 @@ impl PoolCore {
         Ok((info.size.saturating_mul(self.extent_sectors), info.uid))
     }
 
-    /// Registers an active volume.
-    pub(crate) fn attach(&self, v: Arc<VolumeCore>) -> Result {
+    /// Registers an active volume. The fast map is keyed by volume
+    /// identity (`uid`), unique unless the metadata is corrupt: a volume
+    /// whose identity an active volume of another id has is refused, and
+    /// the fast map is emptied, so that it holds only entries found for
+    /// active volumes (not those of a deactivated volume whose identity a
+    /// corrupt record or superblock gave to this one). Otherwise one volume
+    /// would read and write the other's extents.
+    pub(crate) fn attach(&self, v: Arc<VolumeCore>) -> Result<(), CtrError> {
+        let mut st = self.state.lock();
         let mut a = self.active.lock();
-        a.push(v, GFP_KERNEL)?;
-        Ok(())
+        if let Some(o) = a.iter().find(|o| o.uid == v.uid && o.id != v.id) {
+            pr_err!(
+                "{}: volume {} has the identity of active volume {} ({}): the pool metadata is corrupt\n",
+                crate::dmtarget::VOLUME_TARGET,
+                v.id,
+                o.id,
+                v.uid
+            );
+            return Err(CtrError {
+                err: Error::from_errno(-pool::Error::Corrupt.to_errno()),
+                msg: c"Volume identity not unique",
+            });
+        }
+        if let Some(m) = st.meta.as_mut() {
+            m.pool.clear_fast_map();
+        }
+        a.push(v, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
     }
 
     /// Unregisters an active volume.

@@ -256,7 +256,7 @@ impl Target for VolumeTarget {
             GFP_KERNEL,
         )
         .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
-        pool.attach(core.clone()).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        pool.attach(core.clone())?;
         let t = VolumeTarget { pool_dev, core };
         // On failure `t` is dropped, which detaches the volume again.
         KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })

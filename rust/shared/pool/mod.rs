@@ -556,6 +556,14 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
         self.fast = Some(map);
     }
 
+    /// Empties the fast map (O(1): an epoch bump; lock-free readers see
+    /// misses). The kernel does it when it activates a volume, so that the
+    /// map only holds entries found for active volumes: entries are keyed
+    /// by volume identity, which corrupt metadata may have duplicated.
+    pub fn clear_fast_map(&mut self) {
+        self.fast_invalidate_all();
+    }
+
     fn fast_insert(&self, uid: u64, vext: u64, pext: u64) {
         if let Some(f) = &self.fast {
             f.insert(uid, vext, pext);

@@ -79,6 +79,27 @@ enum PoolCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Test support (hidden): write corrupted pool images and their
+    /// manifest for selftests/target_crafted.sh (see
+    /// Documentation/testing.rst, "Crafted input").
+    #[command(hide = true)]
+    Craft {
+        /// Output directory.
+        outdir: PathBuf,
+        /// Also decode this fuzz corpus directory (the pool fuzz target's
+        /// input format) into images.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// Random mutants of the base pool (checksums recomputed).
+        #[arg(long, default_value_t = 0)]
+        mutants: usize,
+        /// Seed of the mutants.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Skip the host checker (faster; the check column says `-`).
+        #[arg(long)]
+        no_check: bool,
+    },
 }
 
 /// Cache arena for the tools: 16 MiB.
@@ -153,6 +174,18 @@ pub(crate) fn run(args: PoolArgs) -> ExitCode {
         PoolCmd::Check { path, json } => check(&path, json),
         PoolCmd::Dump { path, json, volume } => dump(&path, json, volume),
         PoolCmd::Ls { path, json } => ls(&path, json),
+        PoolCmd::Craft {
+            outdir,
+            corpus,
+            mutants,
+            seed,
+            no_check,
+        } => crate::craft::run(&outdir, corpus.as_deref(), mutants, seed, !no_check)
+            .map(|n| {
+                println!("{n} images in {}", outdir.display());
+                0
+            })
+            .map_err(Fail::Other),
     };
     match r {
         Ok(code) => ExitCode::from(code),
