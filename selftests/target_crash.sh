@@ -1,0 +1,167 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# vm.py: crash-pair
+# Killing the guest under a snapshot pool: phase 1 (first boot) builds a
+# pool on the scratch disks, writes and fsyncs files on a volume and on a
+# writable snapshot of it (taken while active), records their checksums on
+# another disk, starts unsynced writers and resets the machine with
+# `echo b > /proc/sysrq-trigger` (no sync, no unmount, no pool suspend).
+# Phase 2 (second boot, same disks) re-creates the pool: `snapguard pool
+# check` clean, both volumes there, each file system clean after journal
+# replay, every recorded (fsynced) file with its checksum, and the pool
+# still works (a new file, a snapshot). tools/vm.py runs the two boots for
+# a program marked "vm.py: crash-pair" and passes the phase in
+# SG_CRASH_PHASE; without it this program skips. See
+# Documentation/testing.rst ("Killing the guest").
+. "$(dirname "$0")/lib.sh"
+
+export DM_DISABLE_UDEV=1
+case ${SG_CRASH_PHASE:-} in
+1 | 2) ;;
+*)
+	echo "1..0 # SKIP needs two boots: tools/vm.py test --only target_crash.sh"
+	exit 4
+	;;
+esac
+modprobe snapguard
+
+META_S=16384        # 8 MiB of /dev/vda
+DATA_S=131072       # 64 MiB of /dev/vdb
+VLEN=32768          # 16 MiB volumes
+REC=/dev/vdd        # the record of what was fsynced (survives the reset)
+RECFILE=/tmp/sgc-record
+MNT=/tmp/sgc-mnt
+create() { printf '%s\n' "$2" | dmsetup create --noudevsync "$1"; }
+remove() { dmsetup remove --noudevsync "$@"; }
+msg() { dmsetup message sgc-pool 0 "$@"; }
+vol() { create "sgc$1" "0 $VLEN snapguard /dev/mapper/sgc-pool $1"; }
+devices() {
+	create sgc-meta "0 $META_S linear /dev/vda 0" &&
+		create sgc-data "0 $DATA_S linear /dev/vdb 0" &&
+		create sgc-pool "0 $DATA_S snapguard-pool /dev/mapper/sgc-meta /dev/mapper/sgc-data 128 10"
+}
+# record LINE: appends LINE to the record and writes it to $REC durably
+# (O_DIRECT, then a flush); only called after the fsync it describes.
+record() {
+	echo "$1" >>$RECFILE
+	[ "$(stat -c %s $RECFILE)" -lt 65536 ] &&
+		dd if=$RECFILE of=$REC bs=64k count=1 conv=sync,fsync oflag=direct status=none
+}
+# wfile VOL KIB NAME: a new file, fsynced, then recorded.
+wfile() {
+	dd if=/dev/urandom of="$MNT/$1/$3" bs=1k count="$2" conv=fsync status=none &&
+		record "file $1 $3 $(sha256sum <"$MNT/$1/$3" | cut -d' ' -f1)"
+}
+
+if [ "$SG_CRASH_PHASE" = 1 ]; then
+	ktap_plan 9
+	: >$RECFILE
+	dd if=/dev/zero of=/dev/vda bs=1M count=8 oflag=direct status=none
+	dd if=/dev/zero of=$REC bs=64k count=1 oflag=direct status=none
+	mkdir -p $MNT/1 $MNT/2
+	ktap_check "create the pool" devices
+	mkvol1() {
+		msg create 1 && vol 1 && mkfs.ext4 -q -F /dev/mapper/sgc1 &&
+			mount -t ext4 /dev/mapper/sgc1 $MNT/1 && record "vol 1"
+	}
+	ktap_check "volume 1 with ext4" mkvol1
+	files3() { wfile 1 64 f1 && wfile 1 700 f2 && wfile 1 3000 f3; }
+	ktap_check "three files, fsynced and recorded" files3
+	# Snapshot of the mounted, active origin: committed when the message
+	# returns; its files are the fsynced ones (its journal replays).
+	snap2() {
+		sync -f $MNT/1 && msg snapshot 1 2 && record "vol 2" &&
+			grep '^file 1 ' $RECFILE | sed 's/^file 1 /file 2 /' >$RECFILE.2 &&
+			while read -r line; do record "$line" || return 1; done <$RECFILE.2
+	}
+	ktap_check "snapshot 1 -> 2 of the active origin" snap2
+	# In place, so the shared extents break; the new bytes are recorded.
+	overwrite() {
+		dd if=/dev/urandom of=$MNT/1/f2 bs=1k count=700 conv=notrunc,fsync status=none &&
+			record "file 1 f2 $(sha256sum <$MNT/1/f2 | cut -d' ' -f1)"
+	}
+	ktap_check "overwrite a shared file on volume 1" overwrite
+	mnt2() { vol 2 && mount -t ext4 /dev/mapper/sgc2 $MNT/2; }
+	ktap_check "mount the snapshot (journal replay)" mnt2
+	ktap_check "a file on the snapshot" wfile 2 500 g1
+	# Writers that never sync, busy when the reset comes.
+	for v in 1 2; do
+		(i=0; while :; do
+			dd if=/dev/urandom of=$MNT/$v/junk$i bs=64k count=32 status=none
+			i=$((i + 1))
+		done) &
+	done
+	sleep 2
+	ktap_check "a file fsynced under the writers" wfile 1 900 f4
+	ktap_check "record complete" record end
+	ktap_diag "record: $(grep -c '^file' $RECFILE) files on $(grep -c '^vol' $RECFILE) volumes"
+	# vm.py requires this line before the guest dies.
+	echo "# crash-pair: phase 1 done, resetting the guest"
+	sleep 1
+	echo 1 >/proc/sys/kernel/sysrq
+	echo b >/proc/sysrq-trigger
+	sleep 10
+	echo "# crash-pair: the guest did not reset"
+	exit 1
+fi
+
+# Phase 2: a new boot on the same disks.
+ktap_plan 13
+dd if=$REC bs=64k count=1 status=none | tr -d '\000' >$RECFILE
+ktap_check "the record of phase 1 is complete" grep -qx end $RECFILE
+ktap_diag "record: $(grep -c '^file' $RECFILE) files on $(grep -c '^vol' $RECFILE) volumes"
+create sgc-meta "0 $META_S linear /dev/vda 0"
+if command -v snapguard >/dev/null; then
+	ktap_check "snapguard pool check: clean after the reset" snapguard pool check /dev/mapper/sgc-meta
+else
+	ktap_skip "snapguard pool check: clean after the reset" "snapguard CLI not built"
+fi
+remove sgc-meta
+ktap_check "the pool opens" devices
+mkdir -p $MNT/1 $MNT/2 $MNT/3
+# verify VOL: mounts (journal replay), checks every recorded file of VOL,
+# unmounts, e2fsck -fn.
+verify() {
+	local v=$1 n=0 kind fv name sum bad=0
+	vol "$v" || return 1
+	mount -t ext4 "/dev/mapper/sgc$v" "$MNT/$v" || return 1
+	# The last recorded version of each file counts.
+	tac $RECFILE | awk -v v="$v" '$1 == "file" && $2 == v && !seen[$3]++' >/tmp/sgc-want
+	while read -r kind fv name sum; do
+		n=$((n + 1))
+		if [ "$(sha256sum <"$MNT/$v/$name" | cut -d' ' -f1)" != "$sum" ]; then
+			echo "volume $v: $name has other bytes than were fsynced"
+			bad=1
+		fi
+	done </tmp/sgc-want
+	umount "$MNT/$v" || return 1
+	e2fsck -fn "/dev/mapper/sgc$v" >/tmp/sgc-fsck 2>&1 || { tail -n 12 /tmp/sgc-fsck; bad=1; }
+	echo "volume $v: $n files checked"
+	[ $n -gt 0 ] && [ $bad = 0 ]
+}
+ktap_check "volume 1: recorded files intact, e2fsck clean" verify 1
+ktap_check "volume 2 (snapshot): recorded files intact, e2fsck clean" verify 2
+ktap_check "no ext4 errors" sh -c "! dmesg | grep 'EXT4-fs error'"
+# The pool keeps working after the reset.
+more() {
+	mount -t ext4 /dev/mapper/sgc1 $MNT/1 &&
+		dd if=/dev/urandom of=$MNT/1/h1 bs=1k count=300 conv=fsync status=none &&
+		sha256sum <$MNT/1/h1 >/tmp/sgc-h1 && umount $MNT/1 &&
+		mount -t ext4 /dev/mapper/sgc1 $MNT/1 && sha256sum <$MNT/1/h1 | cmp -s - /tmp/sgc-h1 &&
+		umount $MNT/1
+}
+ktap_check "a new file on volume 1 after the reset" more
+ktap_check "snapshot 1 -> 3 after the reset" msg snapshot 1 3
+snap3() { vol 3 && e2fsck -fn /dev/mapper/sgc3 >/dev/null 2>&1 && remove sgc3; }
+ktap_check "  the snapshot is e2fsck clean" snap3
+ktap_check "remove volumes and pool" remove sgc1 sgc2 sgc-pool
+ktap_check "remove the linear devices" remove sgc-meta sgc-data
+create sgc-meta "0 $META_S linear /dev/vda 0"
+if command -v snapguard >/dev/null; then
+	ktap_check "snapguard pool check: clean at the end" snapguard pool check /dev/mapper/sgc-meta
+else
+	ktap_skip "snapguard pool check: clean at the end" "snapguard CLI not built"
+fi
+remove sgc-meta
+ktap_check "no kernel complaint" sh -c "! dmesg | grep -qE 'BUG:|Oops|WARNING:|general protection|INFO: task'"
+ktap_finish
