@@ -9,7 +9,9 @@
 # Phase 2 (second boot, same disks) re-creates the pool: `snapguard pool
 # check` clean, both volumes there, each file system clean after journal
 # replay, every recorded (fsynced) file with its checksum, and the pool
-# still works (a new file, a snapshot). tools/vm.py runs the two boots for
+# still works (deletes, a new file, a snapshot of the mounted origin under
+# a running `fio --verify=crc32c` job: the job verifies, the snapshot's
+# file system is clean after journal replay). tools/vm.py runs the two boots for
 # a program marked "vm.py: crash-pair" and passes the phase in
 # SG_CRASH_PHASE; without it this program skips. See
 # Documentation/testing.rst ("Killing the guest").
@@ -84,10 +86,11 @@ if [ "$SG_CRASH_PHASE" = 1 ]; then
 	mnt2() { vol 2 && mount -t ext4 /dev/mapper/sgc2 $MNT/2; }
 	ktap_check "mount the snapshot (journal replay)" mnt2
 	ktap_check "a file on the snapshot" wfile 2 500 g1
-	# Writers that never sync, busy when the reset comes.
+	# Writers that never sync, busy when the reset comes (three 1 MiB
+	# files rewritten in turn: the file systems never fill).
 	for v in 1 2; do
 		(i=0; while :; do
-			dd if=/dev/urandom of=$MNT/$v/junk$i bs=64k count=32 status=none
+			dd if=/dev/urandom of=$MNT/$v/junk$((i % 3)) bs=64k count=16 status=none
 			i=$((i + 1))
 		done) &
 	done
@@ -106,7 +109,7 @@ if [ "$SG_CRASH_PHASE" = 1 ]; then
 fi
 
 # Phase 2: a new boot on the same disks.
-ktap_plan 13
+ktap_plan 14
 dd if=$REC bs=64k count=1 status=none | tr -d '\000' >$RECFILE
 ktap_check "the record of phase 1 is complete" grep -qx end $RECFILE
 ktap_diag "record: $(grep -c '^file' $RECFILE) files on $(grep -c '^vol' $RECFILE) volumes"
@@ -144,16 +147,69 @@ ktap_check "volume 2 (snapshot): recorded files intact, e2fsck clean" verify 2
 ktap_check "no ext4 errors" sh -c "! dmesg | grep 'EXT4-fs error'"
 # The pool keeps working after the reset.
 more() {
-	mount -t ext4 /dev/mapper/sgc1 $MNT/1 &&
+	local r=1
+	mount -t ext4 /dev/mapper/sgc1 $MNT/1 || return 1
+	rm -f $MNT/1/junk* &&
 		dd if=/dev/urandom of=$MNT/1/h1 bs=1k count=300 conv=fsync status=none &&
 		sha256sum <$MNT/1/h1 >/tmp/sgc-h1 && umount $MNT/1 &&
-		mount -t ext4 /dev/mapper/sgc1 $MNT/1 && sha256sum <$MNT/1/h1 | cmp -s - /tmp/sgc-h1 &&
-		umount $MNT/1
+		mount -t ext4 /dev/mapper/sgc1 $MNT/1 && sha256sum <$MNT/1/h1 | cmp -s - /tmp/sgc-h1 && r=0
+	umount $MNT/1
+	return $r
 }
-ktap_check "a new file on volume 1 after the reset" more
-ktap_check "snapshot 1 -> 3 after the reset" msg snapshot 1 3
-snap3() { vol 3 && e2fsck -fn /dev/mapper/sgc3 >/dev/null 2>&1 && remove sgc3; }
-ktap_check "  the snapshot is e2fsck clean" snap3
+ktap_check "delete files, a new file on volume 1 after the reset" more
+# A snapshot of the mounted origin under a running fio write job that
+# verifies what it wrote (crc32c): the job's verification passes and the
+# snapshot's file system is clean after its journal replay.
+FIO_PID=
+fio_snap() {
+	mount -t ext4 /dev/mapper/sgc1 $MNT/1 || return 1
+	# verify_backlog: verifies while it writes, as well as at the end.
+	fio --name=sgc --filename=$MNT/1/fio.dat --size=4M --rw=randwrite --bs=4k \
+		--ioengine=psync --direct=1 --verify=crc32c --do_verify=1 --verify_backlog=128 \
+		--loops=20 --runtime=40 --output=/tmp/sgc-fio >/dev/null 2>&1 &
+	FIO_PID=$!
+	sleep 1
+	kill -0 $FIO_PID || { echo "fio ended before the snapshot"; return 1; }
+	msg snapshot 1 3 || return 1
+	kill -0 $FIO_PID || { echo "fio ended during the snapshot"; return 1; }
+}
+# Not through ktap_check: fio must stay a child of this shell.
+if fio_snap >/tmp/sgc-out 2>&1; then
+	ktap_ok "snapshot 1 -> 3 while fio writes volume 1"
+else
+	ktap_fail "snapshot 1 -> 3 while fio writes volume 1"
+	sed 's/^/# /' /tmp/sgc-out
+fi
+fio_ok() {
+	local r=0
+	[ -n "$FIO_PID" ] && wait $FIO_PID || { r=1; tail -n 20 /tmp/sgc-fio; }
+	umount $MNT/1 || r=1
+	return $r
+}
+if fio_ok >/tmp/sgc-out 2>&1; then
+	ktap_ok "  the fio job verified its data (crc32c)"
+else
+	ktap_fail "  the fio job verified its data (crc32c)"
+	sed 's/^/# /' /tmp/sgc-out
+fi
+# Not frozen: the snapshot holds what the origin's file system had made
+# durable (fio's file may or may not be in it), and must be consistent.
+snap3() {
+	local r=1
+	vol 3 || return 1
+	if mount -t ext4 /dev/mapper/sgc3 $MNT/3 && umount $MNT/3; then
+		if e2fsck -fn /dev/mapper/sgc3 >/tmp/sgc-fsck3 2>&1; then
+			r=0
+		else
+			tail -n 12 /tmp/sgc-fsck3
+		fi
+	else
+		echo "mount failed:"; dmesg | tail -n 5
+	fi
+	remove sgc3 || r=1
+	return $r
+}
+ktap_check "  the snapshot: journal replayed, e2fsck clean" snap3
 ktap_check "remove volumes and pool" remove sgc1 sgc2 sgc-pool
 ktap_check "remove the linear devices" remove sgc-meta sgc-data
 create sgc-meta "0 $META_S linear /dev/vda 0"

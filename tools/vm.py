@@ -9,7 +9,9 @@
 The guest's root file system is an initramfs assembled from this host's own
 binaries and their shared libraries (util-linux, kmod, dmsetup, mkfs tools,
 ntfs-3g, fio, bash) plus busybox for the rest, the kernel's modules and
-snapguard.ko installed with depmod. See Documentation/testing.rst.
+snapguard.ko installed with depmod. A selftest marked "# vm.py: crash-pair"
+runs over two boots on the same disks (crash_pair()). See
+Documentation/testing.rst.
 """
 
 import argparse
