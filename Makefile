@@ -72,6 +72,7 @@ lint:
 
 test-host:
 	cargo test --workspace --locked
+	python3 selftests/replay_log.py selftest >/dev/null
 
 selftests: module
 	@kdir=$$($(KDIR_CMD)) && tools/vm.py test --kdir $$kdir

@@ -9,7 +9,9 @@
 The guest's root file system is an initramfs assembled from this host's own
 binaries and their shared libraries (util-linux, kmod, dmsetup, mkfs tools,
 ntfs-3g, fio, bash) plus busybox for the rest, the kernel's modules and
-snapguard.ko installed with depmod. See Documentation/testing.rst.
+snapguard.ko installed with depmod. A selftest marked "# vm.py: crash-pair"
+runs over two boots on the same disks (crash_pair()). See
+Documentation/testing.rst.
 """
 
 import argparse
@@ -125,6 +127,9 @@ for b in /sys/block/vd*; do
 	fi
 done
 mode=$(sed -n 's/.*sgmode=\([a-z]*\).*/\1/p' /proc/cmdline)
+# Crash pairs (see crash_pair() in tools/vm.py): the boot's phase, 1 or 2.
+SG_CRASH_PHASE=$(sed -n 's/.*sgphase=\([0-9]*\).*/\1/p' /proc/cmdline)
+export SG_CRASH_PHASE
 case "$mode" in
 test)
 	exec >/dev/ttyS1 2>&1
@@ -270,11 +275,13 @@ def accel():
     return os.environ.get("SNAPGUARD_ACCEL", "tcg")
 
 
-def qemu_cmd(kdir, initrd, disks, mode, console_log):
+def qemu_cmd(kdir, initrd, disks, mode, console_log, phase=None):
     # no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer
     # check can see too few ticks and panic ("IO-APIC + timer doesn't
     # work!"); KVM guests skip that check for the same reason.
     append = f"console=ttyS0 panic=-1 rdinit=/init sgmode={mode} loglevel=4 no_timer_check"
+    if phase:
+        append += f" sgphase={phase}"
     acc = accel()
     if acc == "tcg":
         # One host thread for both vCPUs: with multi-threaded TCG, a vCPU
@@ -381,62 +388,126 @@ def parse_tap(lines):
     return passed, failed, skipped, programs
 
 
+CRASH_PAIR_MARK = "# vm.py: crash-pair"
+PHASE1_DONE = "# crash-pair: phase 1 done"
+
+
+def crash_pair(prog):
+    """A selftest whose first lines hold "# vm.py: crash-pair" runs over two
+    boots on the same scratch disks: phase 1 (SG_CRASH_PHASE=1 in the guest)
+    writes, records what it made durable and resets the guest without a
+    clean shutdown (sysrq b); phase 2 (SG_CRASH_PHASE=2) checks it."""
+    path = os.path.join(REPO, "selftests", prog)
+    try:
+        with open(path, errors="replace") as f:
+            head = [f.readline() for _ in range(5)]
+    except OSError:
+        return False
+    return any(line.strip() == CRASH_PAIR_MARK for line in head)
+
+
+def boot(args, initrd, disks, console, deadline, phase=None):
+    """One guest run in test mode: streams the TAP port to stdout, returns
+    (lines, timed_out)."""
+    cmd = qemu_cmd(args.kdir, initrd, disks, "test", console, phase)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    lines, buf = [], b""
+    timed_out = False
+    while True:
+        left = deadline - time.time()
+        if left <= 0:
+            timed_out = True
+            proc.kill()
+            break
+        r, _, _ = select.select([proc.stdout], [], [], min(left, 5))
+        if not r:
+            if proc.poll() is not None:
+                break
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            raw, buf = buf.split(b"\n", 1)
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            lines.append(line)
+            print(line, flush=True)
+    proc.wait()
+    return lines, timed_out
+
+
+def console_complaints(console):
+    text = open(console, errors="replace").read() if os.path.exists(console) else ""
+    return text, [ln for ln in text.splitlines()
+                  if BAD_CONSOLE.search(ln) and "Kernel command line" not in ln]
+
+
 def cmd_test(args):
     os.makedirs(CACHE, exist_ok=True)
     work = tempfile.mkdtemp(prefix="sg-vm-", dir=CACHE)
     try:
-        initrd = os.path.join(work, "initramfs.cpio")
-        t0 = time.time()
-        build_initramfs(args.kdir, initrd, "test", only=args.only,
-                        timeout_scale=4 if args.debug else 1)
-        log(f"initramfs built in {time.time() - t0:.1f}s")
-        disks = make_disks(work, args.disks, args.disk_mib)
-        console = os.path.join(work, "console.log")
-        cmd = qemu_cmd(args.kdir, initrd, disks, "test", console)
         progs = args.only or re.search(r"^TEST_PROGS := (.*)$",
                                        open(os.path.join(REPO, "selftests/Makefile")).read(),
                                        re.M).group(1).split()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        lines, buf = [], b""
-        deadline = time.time() + args.timeout * (4 if args.debug else 1)
-        timed_out = False
-        while True:
-            left = deadline - time.time()
-            if left <= 0:
-                timed_out = True
-                proc.kill()
-                break
-            r, _, _ = select.select([proc.stdout], [], [], min(left, 5))
-            if not r:
-                if proc.poll() is not None:
+        pairs = [p for p in progs if crash_pair(p)]
+        plain = [p for p in progs if p not in pairs]
+        scale = 4 if args.debug else 1
+        deadline = time.time() + args.timeout * scale
+        lines, problems, consoles = [], [], []
+        failed_phase1 = timed_out = False
+        # Runs: (programs, phases). The plain programs share one boot; each
+        # crash pair gets two boots on its own fresh disks.
+        runs = ([(plain, [None])] if plain else []) + [([p], [1, 2]) for p in pairs]
+        for n, (only, phases) in enumerate(runs):
+            initrd = os.path.join(work, f"initramfs{n}.cpio")
+            t0 = time.time()
+            # With crash pairs in the list, the plain boot must not run them.
+            build_initramfs(args.kdir, initrd, "test",
+                            only=only if (args.only or pairs) else None,
+                            timeout_scale=scale)
+            log(f"initramfs built in {time.time() - t0:.1f}s")
+            ddir = os.path.join(work, f"disks{n}")
+            os.makedirs(ddir)
+            disks = make_disks(ddir, args.disks, args.disk_mib)
+            for phase in phases:
+                console = os.path.join(work, f"console{n}-{phase or 0}.log")
+                if phase:
+                    log(f"{only[0]}: crash pair, boot {phase} of 2")
+                out, timed_out = boot(args, initrd, disks, console, deadline, phase)
+                lines += out
+                consoles.append(console)
+                if timed_out:
+                    problems.append(f"guest timed out after {args.timeout * scale}s")
                     break
-                continue
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
+                # Nested once by run_kselftest.sh: "# # crash-pair: ...".
+                if phase == 1 and not any(PHASE1_DONE in ln for ln in out):
+                    problems.append(f"{only[0]}: phase 1 did not reach its reset")
+                    failed_phase1 = True
+                    break
+            if timed_out:
                 break
-            buf += chunk
-            while b"\n" in buf:
-                raw, buf = buf.split(b"\n", 1)
-                line = raw.decode("utf-8", "replace").rstrip("\r")
-                lines.append(line)
-                print(line, flush=True)
-        proc.wait()
         passed, failed, skipped, programs = parse_tap(lines)
-        problems = []
-        if timed_out:
-            problems.append(f"guest timed out after {args.timeout}s")
         missing = [p for p in progs if p not in programs]
         if missing:
             problems.append("no result from: " + " ".join(missing))
             failed += len(missing)
-        console_text = open(console, errors="replace").read() if os.path.exists(console) else ""
-        bad = [ln for ln in console_text.splitlines()
-               if BAD_CONSOLE.search(ln) and "Kernel command line" not in ln]
+        failed += 1 if failed_phase1 else 0
+        bad, console_text = [], ""
+        for c in consoles:
+            text, complaints = console_complaints(c)
+            if complaints and not bad:
+                bad, console_text = complaints, text
         if bad:
             problems.append("kernel complained on the console:")
             failed += 1
         keep = os.path.join(CACHE, "last-console.log")
-        shutil.copy2(console, keep) if os.path.exists(console) else None
+        if consoles:
+            with open(keep, "w") as out:
+                for c in consoles:
+                    if os.path.exists(c):
+                        out.write(f"=== {os.path.basename(c)}\n")
+                        out.write(open(c, errors="replace").read())
         for p in problems:
             print(f"# vm: {p}")
         if bad:
