@@ -1,11 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# `delete` of a volume whose table has more leaves than one step of the
-# pool's stepwise deletion unmaps (16 leaves; Documentation/snapshot-
-# target.rst, "delete"): a sparse 1.5 GiB volume with one extent in each
-# of 24 leaves, and its snapshot, are deleted while another volume keeps
-# writing and fsyncing; the data extents come back, the ids are free, the
-# other volume's data is intact, and the metadata checks clean.
+# `delete` of a sparse volume whose table has many leaves: a 1.5 GiB
+# volume (grown past the pool's 96 MiB) with one extent in each of 24
+# leaves, and its snapshot, are deleted while another volume keeps writing
+# and fsyncing; the data extents come back, the ids are free, the other
+# volume's data is intact, and the metadata checks clean.
 . "$(dirname "$0")/lib.sh"
 
 export DM_DISABLE_UDEV=1
