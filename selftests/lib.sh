@@ -67,3 +67,14 @@ dmesg_since() { dmesg | sed -n "/$DMESG_MARK/,\$p" | tail -n +2; }
 not() { ! "$@"; }
 # dmesg_has [grep options] PATTERN: the kernel logged PATTERN since the mark.
 dmesg_has() { dmesg_since | grep -q "$@"; }
+
+# ktap_pool_check META: `snapguard pool check` of a pool's metadata device
+# (after the pool was removed) as one TAP line; skipped when the CLI is not
+# in the guest (tools/vm.py copies it if it was built).
+ktap_pool_check() {
+	if command -v snapguard >/dev/null; then
+		ktap_check "snapguard pool check: the metadata is clean" snapguard pool check "$1"
+	else
+		ktap_skip "snapguard pool check: the metadata is clean" "snapguard CLI not built (cargo build -p snapguard)"
+	fi
+}

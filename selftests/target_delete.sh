@@ -66,11 +66,7 @@ ktap_check "the 24 extents are free again (only volume 3's are used)" test "$(us
 ktap_check "ids 1 and 2 are free again" sh -c "dmsetup message sgd-pool 0 create 1 && dmsetup message sgd-pool 0 create 2"
 remove sgd3
 remove sgd-pool
-if command -v snapguard >/dev/null; then
-	ktap_check "snapguard pool check: the metadata is clean" snapguard pool check "$META"
-else
-	ktap_skip "snapguard pool check: the metadata is clean" "snapguard CLI not built"
-fi
+ktap_pool_check "$META"
 losetup -d "$META" "$DATA"
 rm -f $T-*
 ktap_check "no device left" sh -c "! dmsetup table 2>/dev/null | grep -q snapguard"

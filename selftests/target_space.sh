@@ -179,11 +179,7 @@ ktap_check "re-create the pool (64 extents) and volume 1" eval 'create sgs-pool 
 ktap_check "  volume 1 reads its data back" sum_is 1 "$sum1"
 remove sgs1
 remove sgs-pool
-if command -v snapguard >/dev/null; then
-	ktap_check "snapguard pool check: the metadata is clean" snapguard pool check "$META"
-else
-	ktap_skip "snapguard pool check: the metadata is clean" "snapguard CLI not built (cargo build -p snapguard --release)"
-fi
+ktap_pool_check "$META"
 no_dm_device() { ! compgen -G '/sys/block/dm-*' >/dev/null; }
 ktap_check "no device left" no_dm_device
 dmesg >>$KLOG

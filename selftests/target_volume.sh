@@ -211,11 +211,7 @@ remove sgv-pool
 # The metadata after all of this passes the userspace checker (space maps,
 # reference counts, tree shapes), when the CLI is in the guest (tools/vm.py
 # adds it if it was built).
-if command -v snapguard >/dev/null; then
-	ktap_check "snapguard pool check: the metadata is clean" snapguard pool check "$META"
-else
-	ktap_skip "snapguard pool check: the metadata is clean" "snapguard CLI not built (cargo build -p snapguard --release)"
-fi
+ktap_pool_check "$META"
 no_dm_device() { ! compgen -G '/sys/block/dm-*' >/dev/null; }
 ktap_check "no device left" no_dm_device
 dmesg >>$KLOG

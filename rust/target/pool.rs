@@ -412,23 +412,11 @@ impl PoolCore {
         self.fail.core_state(st.meta.as_ref().is_some_and(|m| m.pool.is_failed()));
     }
 
-    /// Copies data extent `from` to `to`.
+    /// Copies data extent `from` to `to` through the worker's buffer.
     fn copy_extent(&self, st: &mut PoolState, from: u64, to: u64) -> Result<(), pool::Error> {
-        let data = st.data.as_ref().ok_or(pool::Error::Io)?;
-        let es = self.extent_sectors;
-        let csec = ((COPY_CHUNK / 512) as u64).min(es);
-        let steps = es.checked_div(csec).unwrap_or(0);
-        let len = usize::try_from(csec.saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
-        let src0 = from.checked_mul(es).ok_or(pool::Error::Invalid)?;
-        let dst0 = to.checked_mul(es).ok_or(pool::Error::Invalid)?;
-        for i in 0..steps {
-            let off = i.checked_mul(csec).ok_or(pool::Error::Invalid)?;
-            let src = src0.checked_add(off).ok_or(pool::Error::Invalid)?;
-            let dst = dst0.checked_add(off).ok_or(pool::Error::Invalid)?;
-            data.read_part(src, &mut st.copy_buf, len).map_err(|_| pool::Error::Io)?;
-            data.write_part(dst, &mut st.copy_buf, len).map_err(|_| pool::Error::Io)?;
-        }
-        Ok(())
+        let PoolState { data, copy_buf, .. } = st;
+        let data = data.as_ref().ok_or(pool::Error::Io)?;
+        prison::copy_extent(data, copy_buf, from, to, self.extent_sectors)
     }
 
     /// Decides where bio `b` of volume `id` goes: looks the extent up and,

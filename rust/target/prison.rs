@@ -194,8 +194,9 @@ fn errno(e: pool::Error) -> Error {
     Error::from_errno(-e.to_errno())
 }
 
-/// Copies extent `from` to `to` (`es` sectors) through `buf`.
-fn copy_extent(data: &BlockIo, buf: &mut IoBuf, from: u64, to: u64, es: u64) -> Result<(), pool::Error> {
+/// Copies extent `from` to `to` (`es` sectors) through `buf` (the cells'
+/// copies and the worker's own, `PoolCore::copy_extent`).
+pub(super) fn copy_extent(data: &BlockIo, buf: &mut IoBuf, from: u64, to: u64, es: u64) -> Result<(), pool::Error> {
     let csec = ((COPY_CHUNK / 512) as u64).min(es);
     let steps = es.checked_div(csec).unwrap_or(0);
     let len = usize::try_from(csec.saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
