@@ -85,6 +85,16 @@ prep() {
 	    os.close(fd)
 	EOF
 }
+# Earlier tests may leave a scratch disk showing a sleeping OS, which the
+# guard keeps read-only at the block layer (guard_protect.sh): lift that,
+# as a user rewriting the disk would.
+for d in $DISK $LOG $RDISK $COW; do
+	if [ "$(blockdev --getro $d)" = 1 ]; then
+		ktap_diag "$d was read-only (left protected by an earlier test); lifting it"
+		[ -w /sys/kernel/snapguard/guard/unprotect ] && echo $d >/sys/kernel/snapguard/guard/unprotect
+		blockdev --setrw $d
+	fi
+done
 prep $META_S $DATA_S $DISK $RDISK || exit 1
 dd if=/dev/zero of=$LOG bs=4096 count=1 oflag=direct status=none
 
