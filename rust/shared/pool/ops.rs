@@ -627,24 +627,33 @@ impl<D: MetaDevice> Pool<'_, D> {
         if plan.new == plan.old {
             return Ok(());
         }
+        self.finish_pending(plan, plan.old.saturating_add(1))
+    }
+
+    /// The second half of a break or a provision: unless the plan went
+    /// stale, maps `plan.vext` to `plan.new` if the volume's raw entry
+    /// there is still `want` (the old extent + 1, or 0 for a provision),
+    /// dropping the reference to what it replaces; otherwise frees `new`
+    /// and returns [`Error::Busy`]. The pending entry goes last: if the
+    /// pool fails half way, the operation is still known (and its extent
+    /// still allocated).
+    fn finish_pending(&mut self, plan: &BreakPlan, want: u64) -> Result<(), Error> {
         let i = self.pending_index(plan)?;
         let (_, flags) = self.pending_meta(i)?;
         let mut rec = None;
         if flags & PENDING_STALE == 0 {
             // Not stale: nothing changed the mapping since the prepare (any
-            // change marks the break stale); verify anyway.
+            // change marks the plan stale); verify anyway.
             if let Some(r) = self.rec(plan.volume)? {
                 if r.uid == plan.uid
                     && !r.deleting()
                     && plan.vext < r.size
-                    && self.raw(&r, plan.vext)? == plan.old.saturating_add(1)
+                    && self.raw(&r, plan.vext)? == want
                 {
                     rec = Some(r);
                 }
             }
         }
-        // The entry goes last: if the pool fails half way, the break is
-        // still known (and its extent still allocated).
         let applied = self.mutate(true, |p| {
             let applied = match rec {
                 Some(mut r) => {
@@ -1271,41 +1280,7 @@ impl<D: MetaDevice> Pool<'_, D> {
         if plan.old != NO_OLD {
             return Err(Error::Invalid);
         }
-        let i = self.pending_index(plan)?;
-        let (_, flags) = self.pending_meta(i)?;
-        let mut rec = None;
-        if flags & PENDING_STALE == 0 {
-            if let Some(r) = self.rec(plan.volume)? {
-                if r.uid == plan.uid && plan.vext < r.size && self.raw(&r, plan.vext)? == 0 {
-                    rec = Some(r);
-                }
-            }
-        }
-        // The entry goes last, as in `complete_break`.
-        let applied = self.mutate(true, |p| {
-            let applied = match rec {
-                Some(mut r) => {
-                    let orig = r.root;
-                    p.vol_set(&mut r, plan.vext, plan.new.saturating_add(1))?;
-                    if r.root != orig {
-                        p.rec_put(plan.volume, Some(&r))?;
-                    }
-                    p.fast_insert(r.uid, plan.vext, plan.new);
-                    true
-                }
-                None => {
-                    p.dec(SmKind::Data, plan.new)?;
-                    false
-                }
-            };
-            p.pending_remove(i)?;
-            Ok(applied)
-        })?;
-        if applied {
-            Ok(())
-        } else {
-            Err(Error::Busy)
-        }
+        self.finish_pending(plan, 0)
     }
 
     /// Abandons a prepared provision: frees its extent.
