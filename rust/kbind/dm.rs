@@ -49,6 +49,9 @@ pub(crate) struct CtrError {
 }
 
 impl CtrError {
+    /// `ENOMEM`: an allocation failed.
+    pub(crate) const NOMEM: Self = CtrError { err: ENOMEM, msg: c"Cannot allocate memory" };
+
     /// `EINVAL` with `msg`.
     pub(crate) const fn inval(msg: &'static CStr) -> Self {
         CtrError { err: EINVAL, msg }
@@ -818,10 +821,7 @@ unsafe extern "C" fn ctr_tramp<T: Target>(ti: *mut sys::dm_target, argc: c_uint,
                 devs: Devices { ti, devs: [core::ptr::null_mut(); MAX_DEVS], n: 0 },
             };
             T::ctr(&mut ctr).and_then(|target| {
-                KBox::new(Instance { target, devs: ctr.devs }, GFP_KERNEL).map_err(|_| CtrError {
-                    err: ENOMEM,
-                    msg: c"Cannot allocate memory",
-                })
+                KBox::new(Instance { target, devs: ctr.devs }, GFP_KERNEL).map_err(|_| CtrError::NOMEM)
             })
         }
     };

@@ -26,6 +26,7 @@
 //! next commit retries); it is logged when it starts and when it stops.
 
 use crate::dmtarget::{PoolMode, POOL_TARGET};
+use crate::kbind::bdev;
 use crate::kbind::text::Text;
 use crate::pool::{self, Mapping};
 use core::fmt::Write;
@@ -64,9 +65,6 @@ pub(crate) struct PoolFail {
     devt: u32,
 }
 
-/// Minor number bits of a kernel device number.
-const MINOR_BITS: u32 = 20;
-
 impl PoolFail {
     /// A pool in `rw`, or `ro` if the table asks for it.
     pub(crate) fn new(devt: u32, read_only: bool) -> Self {
@@ -78,11 +76,11 @@ impl PoolFail {
     }
 
     fn minor(&self) -> u32 {
-        self.devt & ((1 << MINOR_BITS) - 1)
+        bdev::dev_parts(self.devt).1
     }
 
     fn major(&self) -> u32 {
-        self.devt >> MINOR_BITS
+        bdev::dev_parts(self.devt).0
     }
 
     /// Whether the pool is in `fail`.

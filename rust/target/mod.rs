@@ -63,7 +63,7 @@ fn publish(core: Arc<pool::PoolCore>) -> Result<(), CtrError> {
     LIVE_POOLS
         .lock()
         .push(core, GFP_KERNEL)
-        .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
+        .map_err(|_| CtrError::NOMEM)
 }
 
 /// Removes a pool being destroyed from the list.
@@ -93,7 +93,7 @@ impl DeviceClaim {
             return Err(CtrError { err: EBUSY, msg: c"Device already used by a live pool" });
         }
         list.reserve(devs.len(), GFP_KERNEL)
-            .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+            .map_err(|_| CtrError::NOMEM)?;
         for d in devs {
             // Cannot fail: reserved above.
             let _ = list.push_within_capacity(d);
@@ -121,3 +121,7 @@ fn refuse(target: &str, args: &[&[u8]], e: TableError) -> CtrError {
     CtrError::inval(e.message())
 }
 
+/// The kernel errno of a pool core error.
+pub(crate) fn errno(e: crate::pool::Error) -> Error {
+    Error::from_errno(-e.to_errno())
+}

@@ -17,15 +17,15 @@
 //! ([`PoolCore::process`]); see `Documentation/snapshot-target.rst`, "I/O
 //! path".
 
-use super::fail::{Cause, PoolFail};
+#[path = "prison.rs"]
+mod prison;
 #[path = "space.rs"]
 mod space;
 
-use super::volume::VolumeCore;
-#[path = "prison.rs"]
-mod prison;
+use super::fail::{Cause, PoolFail};
 use super::stats::{PoolDir, PoolStats};
-use super::{refuse, DeviceClaim};
+use super::volume::VolumeCore;
+use super::{errno, refuse, DeviceClaim};
 use crate::dmtarget::{
     parse_message, parse_pool_table, Message, NoSpacePolicy, PoolConfig, PoolMode, PoolStatus, POOL_TARGET,
 };
@@ -143,7 +143,7 @@ impl Metadata {
             space::format_caps(&mut p, dev.blocks);
             let pool = Pool::format(dev, arena, p).map_err(|e| {
                 pr_err!("{}: cannot format the metadata device: {:?}\n", POOL_TARGET, e);
-                CtrError { err: Error::from_errno(-e.to_errno()), msg: c"Cannot format the metadata device" }
+                CtrError { err: errno(e), msg: c"Cannot format the metadata device" }
             })?;
             pr_info!(
                 "{}: formatted a new pool: {} extents of {} sectors\n",
@@ -159,7 +159,7 @@ impl Metadata {
                     POOL_TARGET,
                     e
                 );
-                CtrError { err: Error::from_errno(-e.to_errno()), msg: c"Metadata device is neither zeroed nor a pool" }
+                CtrError { err: errno(e), msg: c"Metadata device is neither zeroed nor a pool" }
             })?
         };
         let st = pool.stats();
@@ -187,8 +187,6 @@ pub(crate) struct PoolState {
     copy_buf: IoBuf,
     /// Extents with a provision or break in flight (`prison.rs`).
     prison: prison::PrisonState,
-    /// The pool's counters (commits are counted under the lock).
-    stats: Arc<PoolStats>,
     /// Out-of-space and low water state (`space.rs`).
     space: space::SpaceState,
 }
@@ -337,14 +335,14 @@ impl PoolCore {
                 v.uid
             );
             return Err(CtrError {
-                err: Error::from_errno(-pool::Error::Corrupt.to_errno()),
+                err: errno(pool::Error::Corrupt),
                 msg: c"Volume identity not unique",
             });
         }
         if let Some(m) = st.meta.as_mut() {
             m.pool.clear_fast_map();
         }
-        a.push(v, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
+        a.push(v, GFP_KERNEL).map_err(|_| CtrError::NOMEM)
     }
 
     /// Unregisters an active volume.
@@ -394,7 +392,7 @@ impl PoolCore {
             return Ok(());
         }
         meta.pool.commit().inspect_err(|e| self.fail.enter(Cause::Commit(*e)))?;
-        st.stats.commit_done(t0);
+        self.stats.commit_done(t0);
         Ok(())
     }
 
@@ -614,7 +612,7 @@ impl PoolCore {
                     if r.is_err() {
                         self.note_core(&st);
                     }
-                    b.end(r.err().map(|e| Error::from_errno(-e.to_errno())));
+                    b.end(r.err().map(errno));
                     self.space_freed(&mut st);
                 }
                 BioKind::Other => b.end(Some(crate::kbind::compat::eopnotsupp())),
@@ -685,6 +683,21 @@ impl PoolCore {
     }
 }
 
+/// Cancels `dw`, one of `core`'s delayed work items (waiting for it if it
+/// runs), and drops the reference a queued item held.
+fn cancel_dwork<const ID: u64>(core: &Arc<PoolCore>, dw: &DelayedWork<PoolCore, ID>) {
+    // SAFETY: `dw` is the `delayed_work` of a `DelayedWork` (a transparent
+    // wrapper), alive as long as `core`, of which it is a field.
+    let was_queued =
+        unsafe { crate::kbind::sys::snapguard_cancel_dwork_sync(core::ptr::from_ref(dw).cast_mut().cast()) };
+    if was_queued {
+        // SAFETY: a queued work item of `core` owns one reference, made
+        // with `Arc::into_raw` by `enqueue_delayed`; cancelling it hands
+        // that reference back to us, and `core` is another one.
+        drop(unsafe { Arc::from_raw(Arc::as_ptr(core)) });
+    }
+}
+
 /// Mappings walked per hold of the pool's lock by [`PoolCore::volume_status`].
 const STATUS_CHUNK: usize = 1024;
 
@@ -709,7 +722,8 @@ impl PoolTarget {
         }
         let mut st = self.core.state.lock();
         let pool = &mut st.meta.as_mut().ok_or(pool::Error::Io)?.pool;
-        // Volumes are as large as the data device (no over-provisioning).
+        // A new volume is as large as the data device (a longer volume
+        // table grows it).
         let size = pool.stats().data_extents;
         match *m {
             Message::Create { id } => pool.create_volume(id, size)?,
@@ -752,22 +766,11 @@ impl Drop for PoolTarget {
         }
         let core = &self.core;
         super::unpublish(core);
-        // Closes the queue: nothing is queued from now on.
+        // Closes the queue: nothing is queued from now on, so neither
+        // delayed work can queue itself again once cancelled.
         let wq = core.wq.lock().take();
-        // SAFETY: `commit_work` is the `delayed_work` of a `DelayedWork`
-        // (a transparent wrapper), alive as long as `core`.
-        let was_queued = unsafe {
-            crate::kbind::sys::snapguard_cancel_dwork_sync(
-                core::ptr::from_ref(&core.commit_work).cast_mut().cast(),
-            )
-        };
-        if was_queued {
-            // SAFETY: a queued work item owns one reference, made with
-            // `Arc::into_raw` by `enqueue_delayed`; cancelling it hands
-            // that reference back to us, and `core` is another one.
-            drop(unsafe { Arc::from_raw(Arc::as_ptr(core)) });
-        }
-        space::cancel_timeout(core);
+        cancel_dwork(core, &core.commit_work);
+        cancel_dwork(core, &core.space_work);
         // Drains the workers (no volume is active: each holds the pool
         // device open, so the pool cannot be removed before them).
         drop(wq);
@@ -809,16 +812,7 @@ impl Target for PoolTarget {
         if metadata_dev.devt() == data.devt() {
             return Err(CtrError::inval(c"Metadata and data devices must differ"));
         }
-        if let Some(core) = super::find_pool(ctr.md_devt()) {
-            // A reload of a live pool's table (`space.rs`).
-            return space::bind(ctr, core, config, metadata_dev, data);
-        }
-        let claim = DeviceClaim::take([metadata_dev.devt(), data.devt()])?;
         let data_io = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
-        let copy_buf = IoBuf::new(COPY_CHUNK).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
-        let wq = OwnedQueue::new().map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
-        let cells =
-            prison::Prison::new(wq.handle()).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
         if data_io.nr_sectors() < len {
             pr_err!(
                 "{}: the data device has {} sectors, the target {}\n",
@@ -828,10 +822,18 @@ impl Target for PoolTarget {
             );
             return Err(CtrError::inval(c"Data device smaller than the pool target"));
         }
+        let data_extents = len >> config.extent_shift();
+        if let Some(core) = super::find_pool(ctr.md_devt()) {
+            // A reload of a live pool's table (`space.rs`).
+            return space::bind(ctr, core, config, metadata_dev, data, data_extents);
+        }
+        let claim = DeviceClaim::take([metadata_dev.devt(), data.devt()])?;
+        let copy_buf = IoBuf::new(COPY_CHUNK).map_err(|_| CtrError::NOMEM)?;
+        let wq = OwnedQueue::new().map_err(|_| CtrError::NOMEM)?;
+        let cells = prison::Prison::new(wq.handle()).map_err(|_| CtrError::NOMEM)?;
         let io = ctr.block_io(metadata_dev).ok_or(CtrError::inval(c"Error opening metadata device"))?;
         let blocks = io.nr_sectors() / BLOCK_SECTORS;
-        let buf = IoBuf::new(BLOCK_SIZE).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
-        let data_extents = len >> config.extent_shift();
+        let buf = IoBuf::new(BLOCK_SIZE).map_err(|_| CtrError::NOMEM)?;
         let mut meta = Metadata::open(MetaDev { io, buf, blocks }, &config, data_extents)?;
         // The fast map: one slot per data extent, at most FAST_SLOTS_MAX
         // (40 bytes each), plus the epoch slot.
@@ -851,7 +853,7 @@ impl Target for PoolTarget {
         meta.pool.set_fast_map(fast);
         let data_fast = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
         ctr.set_num_flush_bios(1);
-        let stats = PoolStats::new().map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        let stats = PoolStats::new().map_err(|_| CtrError::NOMEM)?;
         let sysfs = PoolDir::new(ctr.md_devt(), stats.clone())
             .map_err(|err| CtrError { err, msg: c"Cannot create the pool's sysfs directory" })?;
         let st = PoolState {
@@ -859,7 +861,6 @@ impl Target for PoolTarget {
             data: Some(data_io),
             copy_buf,
             prison: prison::PrisonState::new(),
-            stats: stats.clone(),
             space: space::SpaceState::new(&config),
         };
         let table = space::TableSide::new(ctr, data_extents);
@@ -887,10 +888,10 @@ impl Target for PoolTarget {
             }),
             GFP_KERNEL,
         )
-        .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        .map_err(|_| CtrError::NOMEM)?;
         super::publish(core.clone())?;
         let t = PoolTarget { metadata_dev, data, config, core, table };
-        KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
+        KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError::NOMEM)
     }
 
     fn map(&self, devs: &Devices, bio: &mut Bio<'_>) -> MapResult {
@@ -975,7 +976,7 @@ impl Target for PoolTarget {
             let mut why = Text::<64>::new();
             let _ = write!(why, "{}", e);
             pr_warn!("{}: message '{}' failed: {}\n", POOL_TARGET, t.as_str(), why.as_str());
-            Error::from_errno(-e.to_errno())
+            errno(e)
         })
     }
 }

@@ -26,6 +26,7 @@
 
 use super::super::volume::VolumeCore;
 use super::{PoolCore, PoolState, COPY_CHUNK};
+use crate::target::errno;
 use crate::kbind::dm::{Bio, BioKind, BioList, BlockIo, EndIo, HeldBio, IoBuf, OwnedBio, QueueHandle};
 use crate::pool::{self, BreakPlan, Mapping};
 use core::sync::atomic::{AtomicI32, Ordering};
@@ -188,10 +189,6 @@ pub(super) enum Admit {
     Taken,
     /// It must wait for a cell: stop the batch and retry later.
     Wait(OwnedBio),
-}
-
-fn errno(e: pool::Error) -> Error {
-    Error::from_errno(-e.to_errno())
 }
 
 /// Copies extent `from` to `to` (`es` sectors) through `buf` (the cells'

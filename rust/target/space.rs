@@ -29,7 +29,7 @@ use crate::dmtarget::{PoolConfig, VOLUME_TARGET};
 use crate::kbind::dm::{BioList, Ctr, CtrError, Dev, TableEvents};
 use crate::pool::{self, FormatParams, PoolStats, MAX_DATA_EXTENTS};
 use crate::target::volume::VolumeCore;
-use crate::target::DeviceClaim;
+use crate::target::{errno, DeviceClaim};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -234,15 +234,23 @@ impl PoolCore {
     /// error ends it.
     pub(super) fn end_or_hold(&self, st: &mut PoolState, v: &VolumeCore, b: crate::kbind::dm::OwnedBio, e: pool::Error) {
         if !matches!(e, pool::Error::NoSpace | pool::Error::NoMetadataSpace) {
-            b.end(Some(Error::from_errno(-e.to_errno())));
+            b.end(Some(errno(e)));
             return;
         }
         let entered = st.space.since.is_none();
         if entered {
             st.space.since = Some(Instant::now());
             let what = if matches!(e, pool::Error::NoSpace) { "data" } else { "metadata" };
-            let then = if st.space.error_if_no_space { "fail with ENOSPC" } else { "are held (up to 60 s)" };
-            pr_warn!("{}: out of {} space: writes that need space {}\n", POOL_TARGET, what, then);
+            if st.space.error_if_no_space {
+                pr_warn!("{}: out of {} space: writes that need space fail with ENOSPC\n", POOL_TARGET, what);
+            } else {
+                pr_warn!(
+                    "{}: out of {} space: writes that need space are held (up to {} s)\n",
+                    POOL_TARGET,
+                    what,
+                    NO_SPACE_TIMEOUT_MS / 1000
+                );
+            }
             self.raise_event();
         }
         if st.space.error_if_no_space || st.space.timed_out {
@@ -329,7 +337,7 @@ impl PoolCore {
             pr_err!("{}: cannot grow volume {} to {} extents: {:?}\n", VOLUME_TARGET, id, size, e);
             return Err(match e {
                 pool::Error::Invalid => CtrError::inval(c"Volume size above the pool's limit"),
-                _ => CtrError { err: Error::from_errno(-e.to_errno()), msg: c"Cannot grow the volume" },
+                _ => CtrError { err: errno(e), msg: c"Cannot grow the volume" },
             });
         }
         if let Err(e) = self.commit_locked(&mut st, false) {
@@ -342,13 +350,16 @@ impl PoolCore {
 }
 
 /// Binds a new table of a live pool's mapped device to its core (a table
-/// reload), after checking that it describes the same pool.
+/// reload), after checking that it describes the same pool; the
+/// constructor checked that the data device holds the table's
+/// `data_extents`.
 pub(super) fn bind(
     ctr: &mut Ctr<'_>,
     core: Arc<PoolCore>,
     config: PoolConfig,
     metadata_dev: Dev,
     data: Dev,
+    data_extents: u64,
 ) -> Result<Pin<KBox<PoolTarget>>, CtrError> {
     let sp = &core.space;
     if metadata_dev.devt() != sp.meta_devt {
@@ -378,13 +389,6 @@ pub(super) fn bind(
         );
         return Err(CtrError::inval(c"Features of a live pool cannot change"));
     }
-    let len = ctr.len();
-    let data_io = ctr.block_io(data).ok_or(CtrError::inval(c"Error opening data device"))?;
-    if data_io.nr_sectors() < len {
-        pr_err!("{}: the data device has {} sectors, the target {}\n", POOL_TARGET, data_io.nr_sectors(), len);
-        return Err(CtrError::inval(c"Data device smaller than the pool target"));
-    }
-    let data_extents = len >> config.extent_shift();
     {
         let st = core.state.lock();
         let s = st.meta.as_ref().map(|m| m.pool.stats()).ok_or(CtrError { err: EIO, msg: c"The pool is closed" })?;
@@ -397,7 +401,7 @@ pub(super) fn bind(
     let table = TableSide::new(ctr, data_extents);
     let t = PoolTarget { metadata_dev, data, config, core, table };
     // On failure `t` is dropped, which unbinds it again.
-    KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
+    KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError::NOMEM)
 }
 
 /// A pool table's destructor: stops raising events on its table and
@@ -411,23 +415,6 @@ pub(super) fn release(t: &PoolTarget) -> bool {
         }
     }
     t.core.space.tables.fetch_sub(1, Ordering::AcqRel) == 1
-}
-
-/// The last table's destructor, after closing the queue and before
-/// destroying it: cancels the out-of-space bound (it cannot queue itself
-/// again).
-pub(super) fn cancel_timeout(core: &Arc<PoolCore>) {
-    // SAFETY: `space_work` is the `delayed_work` of a `DelayedWork` (a
-    // transparent wrapper), alive as long as `core`.
-    let was_queued = unsafe {
-        crate::kbind::sys::snapguard_cancel_dwork_sync(core::ptr::from_ref(&core.space_work).cast_mut().cast())
-    };
-    if was_queued {
-        // SAFETY: a queued work item owns one reference, made with
-        // `Arc::into_raw` by `enqueue_delayed`; cancelling it hands that
-        // reference back to us, and `core` is another one.
-        drop(unsafe { Arc::from_raw(Arc::as_ptr(core)) });
-    }
 }
 
 /// The last table's destructor, once the metadata is closed: releases the
@@ -477,7 +464,7 @@ pub(super) fn preresume(t: &PoolTarget) -> Result {
         dev.blocks = dev_blocks;
         meta.pool.grow(new_data, new_meta).map_err(|e| {
             pr_err!("{}: growing the pool failed: {:?}\n", POOL_TARGET, e);
-            Error::from_errno(-e.to_errno())
+            errno(e)
         })?;
         core.commit_locked(&mut st, false).map_err(|e| {
             pr_err!("{}: commit after growing the pool failed: {:?}\n", POOL_TARGET, e);

@@ -14,7 +14,7 @@
 //! `Documentation/snapshot-target.rst`.
 
 use super::pool::PoolCore;
-use super::{find_pool, refuse};
+use super::{errno, find_pool, refuse};
 use crate::dmtarget::{parse_volume_table, write_volume_table, VOLUME_TARGET};
 use crate::kbind::dm::{
     Bio, BioList, Ctr, CtrError, Dev, Devices, Emit, EndIo, Limits, MapResult, OwnedBio, StatusType, Target,
@@ -229,7 +229,7 @@ impl Target for VolumeTarget {
             }
             Err(e) => {
                 pr_err!("{}: cannot read volume {}: {:?}\n", VOLUME_TARGET, id, e);
-                return Err(CtrError { err: Error::from_errno(-e.to_errno()), msg: c"Cannot read the volume" });
+                return Err(CtrError { err: errno(e), msg: c"Cannot read the volume" });
             }
         };
         if ctr.len() > size {
@@ -255,11 +255,11 @@ impl Target for VolumeTarget {
             }),
             GFP_KERNEL,
         )
-        .map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })?;
+        .map_err(|_| CtrError::NOMEM)?;
         pool.attach(core.clone())?;
         let t = VolumeTarget { pool_dev, core };
         // On failure `t` is dropped, which detaches the volume again.
-        KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError { err: ENOMEM, msg: c"Cannot allocate memory" })
+        KBox::pin(t, GFP_KERNEL).map_err(|_| CtrError::NOMEM)
     }
 
     fn map(&self, _devs: &Devices, bio: &mut Bio<'_>) -> MapResult {
