@@ -68,13 +68,15 @@ not() { ! "$@"; }
 # dmesg_has [grep options] PATTERN: the kernel logged PATTERN since the mark.
 dmesg_has() { dmesg_since | grep -q "$@"; }
 
-# ktap_pool_check META: `snapguard pool check` of a pool's metadata device
-# (after the pool was removed) as one TAP line; skipped when the CLI is not
-# in the guest (tools/vm.py copies it if it was built).
+# ktap_pool_check META [WHAT]: `snapguard pool check` of a pool's metadata
+# device (after the pool was removed) as one TAP line, "snapguard pool
+# check: WHAT" (default: the metadata is clean); skipped when the CLI is
+# not in the guest (tools/vm.py copies it if it was built).
 ktap_pool_check() {
+	local what="snapguard pool check: ${2:-the metadata is clean}"
 	if command -v snapguard >/dev/null; then
-		ktap_check "snapguard pool check: the metadata is clean" snapguard pool check "$1"
+		ktap_check "$what" snapguard pool check "$1"
 	else
-		ktap_skip "snapguard pool check: the metadata is clean" "snapguard CLI not built (cargo build -p snapguard)"
+		ktap_skip "$what" "snapguard CLI not built (cargo build -p snapguard)"
 	fi
 }

@@ -125,11 +125,7 @@ dd if=$REC bs=64k count=1 status=none | tr -d '\000' >$RECFILE
 ktap_check "the record of phase 1 is complete (f5 and end)" grep -qx end $RECFILE
 ktap_diag "record: $(grep -c '^file' $RECFILE) files on $(grep -c '^vol' $RECFILE) volumes"
 create sgc-meta "0 $META_S linear /dev/vda 0"
-if command -v snapguard >/dev/null; then
-	ktap_check "snapguard pool check: clean after the reset" snapguard pool check /dev/mapper/sgc-meta
-else
-	ktap_skip "snapguard pool check: clean after the reset" "snapguard CLI not built"
-fi
+ktap_pool_check /dev/mapper/sgc-meta "clean after the reset"
 remove sgc-meta
 ktap_check "the pool opens" devices
 mkdir -p $MNT/1 $MNT/2 $MNT/3
@@ -224,11 +220,7 @@ ktap_check "  the snapshot: journal replayed, e2fsck clean" snap3
 ktap_check "remove volumes and pool" remove sgc1 sgc2 sgc-pool
 ktap_check "remove the linear devices" remove sgc-meta sgc-data
 create sgc-meta "0 $META_S linear /dev/vda 0"
-if command -v snapguard >/dev/null; then
-	ktap_check "snapguard pool check: clean at the end" snapguard pool check /dev/mapper/sgc-meta
-else
-	ktap_skip "snapguard pool check: clean at the end" "snapguard CLI not built"
-fi
+ktap_pool_check /dev/mapper/sgc-meta "clean at the end"
 remove sgc-meta
 ktap_check "no kernel complaint" sh -c "! dmesg | grep -qE 'BUG:|Oops|WARNING:|general protection|INFO: task'"
 ktap_finish

@@ -121,13 +121,6 @@ recreate() {
 setup_ok() {
 	if setup "$2"; then ktap_ok "$1"; else ktap_fail "$1"; fi
 }
-pool_check() {
-	if command -v snapguard >/dev/null; then
-		ktap_check "$1" snapguard pool check "$META"
-	else
-		ktap_skip "$1" "snapguard CLI not built (cargo build -p snapguard --release)"
-	fi
-}
 cleanup() {
 	remove sgf-meta && remove sgf-data && losetup -d "$META" "$DATA"
 }
@@ -161,7 +154,7 @@ ktap_expect_fail "  messages refused with EIO" "Input/output error" msg create 2
 ktap_check "  saying why" dmesg_has "message 'create 2' refused: pool dm-$minor is in fail mode"
 ktap_check "  remove the volume and the pool" teardown
 ktap_check "  remove the fault" load sgf-meta "$(linear_table "$META")"
-pool_check "  snapguard pool check: the metadata is clean"
+ktap_pool_check "$META"
 ktap_check "  re-created: rw, files synced before the fault (f1 f2 g1) intact" recreate m
 teardown
 cleanup
@@ -188,7 +181,7 @@ ktap_check "  the pool stays rw" test "$(status_field sgf-pool 7) $(status_field
 ktap_check "  the failed data flush is logged" dmesg_has "snapguard-pool: pool dm-$minor: flushing the data device failed"
 ktap_check "  remove the fault" load sgf-data "$(linear_table "$DATA")"
 ktap_check "  remove the volume and the pool" teardown
-pool_check "  snapguard pool check: the metadata is clean"
+ktap_pool_check "$META"
 ktap_check "  re-created: rw, files synced before the fault (f1 f2 g1) intact" recreate d
 ktap_check "  the transaction id survived" test "$(status_field sgf-pool 4)" = 5
 teardown
