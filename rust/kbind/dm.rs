@@ -1204,11 +1204,10 @@ impl HeldBio {
 }
 
 impl BioList {
-    /// Appends every bio of `other`, in order.
+    /// Appends every bio of `other` (of the same target), in order.
     pub(crate) fn append(&mut self, mut other: BioList) {
-        while let Some(b) = other.pop() {
-            self.push(b);
-        }
+        other.prepend(self.take());
+        *self = other;
     }
 }
 

@@ -96,7 +96,7 @@ impl WorkItem for Cell {
             (j.vol.clone(), j.op, j.plan, j.provision)
         };
         if let Some(v) = vol {
-            let pool = v.pool().clone();
+            let pool = v.pool.clone();
             pool.finish_cell(&this, &v, op, &plan, provision);
         }
     }

@@ -102,20 +102,10 @@ impl VolumeCore {
         drop(back);
     }
 
-    /// The volume's pool.
-    pub(crate) fn pool(&self) -> &Arc<PoolCore> {
-        &self.pool
-    }
-
     /// Puts `list` back in front of the deferred bios (the prison: bios
     /// that waited on a cell or for one, in order).
-    pub(crate) fn requeue_front(&self, mut list: BioList) {
-        if list.is_empty() {
-            return;
-        }
-        let mut d = self.deferred.lock();
-        list.append(d.take());
-        *d = list;
+    pub(crate) fn requeue_front(&self, list: BioList) {
+        self.deferred.lock().prepend(list);
     }
 
     /// Ends the worker's current run after this batch (see `stalled`).
@@ -130,7 +120,7 @@ impl VolumeCore {
         if held.is_empty() {
             return false;
         }
-        this.deferred.lock().prepend(held);
+        this.requeue_front(held);
         Self::kick(this.clone());
         true
     }
