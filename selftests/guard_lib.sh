@@ -20,6 +20,24 @@ if [ ! -f $FIXTURES/expect.tsv ]; then
 	fi
 fi
 
+# Scratch disks that fixtures were written to, and how many MiB: zeroed
+# when the test exits, so that no sleeping-OS evidence is left on them for
+# the programs after it (the next module load's scan would make such a
+# disk read-only: guard_override.sh left a Fast-Startup NTFS image on
+# /dev/vda, target_unload.sh reloaded the module, and target_replay.sh
+# found /dev/vda protected).
+declare -A FIXTURE_MIB
+fixture_wipe() {
+	local d
+	for d in "${!FIXTURE_MIB[@]}"; do
+		umount "$d" 2>/dev/null
+		[ -w $G/unprotect ] && echo "$d" >$G/unprotect 2>/dev/null
+		dd if=/dev/zero of="$d" bs=1M count="${FIXTURE_MIB[$d]}" oflag=direct status=none ||
+			echo "# could not wipe the fixture on $d (ro=$(blockdev --getro "$d"))"
+	done
+}
+trap fixture_wipe EXIT
+
 # fixture NAME DEV: write fixture image NAME onto block device or file DEV.
 fixture() {
 	[ -f "$FIXTURES/$1.img" ] || return 1
@@ -28,6 +46,8 @@ fixture() {
 		# while snapguard is loaded (guard_protect.sh): lift that first,
 		# as a user rewriting the device would.
 		[ -w $G/unprotect ] && echo "$2" >$G/unprotect
+		local mib=$((($(stat -c %s "$FIXTURES/$1.img") + 1048575) >> 20))
+		[ "${FIXTURE_MIB[$2]:-0}" -ge $mib ] || FIXTURE_MIB[$2]=$mib
 		dd if="$FIXTURES/$1.img" of="$2" bs=1M status=none && blockdev --flushbufs "$2"
 	else
 		cp "$FIXTURES/$1.img" "$2"

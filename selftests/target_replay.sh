@@ -85,16 +85,24 @@ prep() {
 	    os.close(fd)
 	EOF
 }
-# Earlier tests may leave a scratch disk showing a sleeping OS, which the
-# guard keeps read-only at the block layer (guard_protect.sh): lift that,
-# as a user rewriting the disk would.
+# No earlier program may leave a scratch disk showing a sleeping OS: the
+# guard makes such a disk read-only at the next module load (guard_lib.sh
+# wipes the fixtures a guard test wrote when it exits). A read-only disk
+# here is a fault of the suite, reported as such; it is made writable (as
+# a user rewriting the disk would) so that the replay still runs.
+left_ro=
 for d in $DISK $LOG $RDISK $COW; do
 	if [ "$(blockdev --getro $d)" = 1 ]; then
-		ktap_diag "$d was read-only (left protected by an earlier test); lifting it"
+		left_ro="$left_ro $d"
 		[ -w /sys/kernel/snapguard/guard/unprotect ] && echo $d >/sys/kernel/snapguard/guard/unprotect
 		blockdev --setrw $d
 	fi
 done
+if [ -z "$left_ro" ]; then
+	RESULTS+=("ok|scratch disks writable at the start")
+else
+	RESULTS+=("not ok|scratch disks writable at the start (read-only, left protected by an earlier program:$left_ro)")
+fi
 prep $META_S $DATA_S $DISK $RDISK || exit 1
 dd if=/dev/zero of=$LOG bs=4096 count=1 oflag=direct status=none
 
