@@ -4,7 +4,8 @@
 # growth"): the low water mark raises one dm event (dmsetup wait); a full
 # pool holds writes that need space (status out_of_data_space, an event,
 # no hang, mapped extents still work); growing the data device + reload +
-# resume completes them with their data; a reload beyond the capacity or
+# resume completes them with their data (a noflush suspend of the volume
+# meanwhile hands them to dm's core and gets them back); a reload beyond the capacity or
 # shorter is refused and changes nothing; a grown metadata device is
 # used; error_if_no_space fails such writes at once with ENOSPC; a delete
 # lets a held write go on; a longer volume table grows the volume
@@ -14,7 +15,7 @@
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 46
+ktap_plan 50
 
 # 1 MiB of metadata: 256 blocks, so a data capacity of 256 * 32 = 8192
 # extents and a metadata capacity of 1024 blocks. 1 MiB of data: 16
@@ -82,6 +83,17 @@ ktap_check "  writes to mapped unshared extents work meanwhile" eval \
 	'timeout 10 dd if=/tmp/sgs-blk of=/dev/mapper/sgs1 bs=64k seek=3 count=1 oflag=direct conv=notrunc status=none &&
 	 reads_back 1 3'
 sum1=$(sha256sum </dev/mapper/sgs1)
+# A noflush suspend of the volume (what LVM does to thin volumes) does not
+# wait for the held write: it goes back to dm's core, which keeps it
+# across the suspend and maps it again at the resume (held again: still
+# no space). A normal suspend would wait up to the 60 s bound.
+ktap_check "noflush suspend of the volume with a held write returns at once" \
+	timeout 10 dmsetup suspend --noflush --noudevsync sgs2
+ktap_check "  the write is still pending (kept by dm, not failed)" kill -0 $held
+ktap_check "  resume" resume sgs2
+sleep 1
+ktap_check "  held again after the resume: pending, status out_of_data_space" eval \
+	'kill -0 $held && status_ends "16/16 out_of_data_space discard_passdown queue_if_no_space -"'
 
 # Grow the data device to 4 MiB (64 extents), reload and resume.
 truncate -s 4M /tmp/sgs-data

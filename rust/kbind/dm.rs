@@ -546,6 +546,16 @@ impl OwnedBio {
         unsafe { sys::snapguard_bio_endio(self.bio, e) };
     }
 
+    /// Hands the bio back to device-mapper's core (`BLK_STS_DM_REQUEUE`),
+    /// which holds it while the device is suspended with `--noflush` and
+    /// maps it again after the resume (outside a noflush suspend, dm fails
+    /// it with `EIO`: call this only between a noflush `presuspend` and
+    /// `postsuspend`).
+    pub(crate) fn requeue(self) {
+        // SAFETY: `bio` is owned and valid (invariant); ending consumes it.
+        unsafe { sys::snapguard_bio_requeue(self.bio) };
+    }
+
     /// Fills the bio's pages with zeroes and ends it successfully.
     pub(crate) fn end_zeroed(self) {
         // SAFETY: `bio` is owned and valid (invariant); ending consumes it.
@@ -758,6 +768,15 @@ pub(crate) trait Target: Send + Sync + Sized {
     /// Adjusts the device's queue limits (`io_hints`); nothing by default.
     fn io_hints(&self, _limits: &mut Limits<'_>) {}
 
+    /// The device is about to be suspended (`presuspend`); `noflush`:
+    /// a `--noflush` suspend, in which bios the target holds may be handed
+    /// back to dm with [`OwnedBio::requeue`]. Nothing by default.
+    fn presuspend(&self, _noflush: bool) {}
+
+    /// The suspend announced by `presuspend` did not happen
+    /// (`presuspend_undo`); nothing by default.
+    fn presuspend_undo(&self) {}
+
     /// The device was suspended (`postsuspend`); nothing by default.
     fn postsuspend(&self) {}
 
@@ -951,6 +970,31 @@ impl Limits<'_> {
     }
 }
 
+/// The `presuspend` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target.
+unsafe extern "C" fn presuspend_tramp<T: Target>(ti: *mut sys::dm_target) {
+    // SAFETY: `ti` is a constructed target whose table is being suspended
+    // (caller), so its table and mapped device are alive.
+    let noflush = unsafe { sys::snapguard_dm_noflush_suspending(ti) };
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    inst.target.presuspend(noflush);
+}
+
+/// The `presuspend_undo` callback.
+///
+/// # Safety
+///
+/// Called by device-mapper for a constructed target.
+unsafe extern "C" fn presuspend_undo_tramp<T: Target>(ti: *mut sys::dm_target) {
+    // SAFETY: the target is constructed (caller).
+    let inst = unsafe { instance::<T>(ti) };
+    inst.target.presuspend_undo();
+}
+
 /// The `postsuspend` callback.
 ///
 /// # Safety
@@ -1074,6 +1118,8 @@ impl Registration {
         tt.status = Some(status_tramp::<T>);
         tt.message = Some(message_tramp::<T>);
         tt.end_io = Some(end_io_tramp::<T>);
+        tt.presuspend = Some(presuspend_tramp::<T>);
+        tt.presuspend_undo = Some(presuspend_undo_tramp::<T>);
         tt.postsuspend = Some(postsuspend_tramp::<T>);
         tt.preresume = Some(preresume_tramp::<T>);
         tt.io_hints = Some(io_hints_tramp::<T>);

@@ -218,6 +218,18 @@ void snapguard_bio_endio(struct bio *bio, int err)
 	bio_endio(bio);
 }
 
+/* Hands the bio back to dm core, which holds it across a noflush suspend. */
+void snapguard_bio_requeue(struct bio *bio)
+{
+	bio->bi_status = BLK_STS_DM_REQUEUE;
+	bio_endio(bio);
+}
+
+bool snapguard_dm_noflush_suspending(struct dm_target *ti)
+{
+	return dm_noflush_suspending(ti);
+}
+
 struct bio *snapguard_bio_next(struct bio *bio)
 {
 	return bio->bi_next;

@@ -257,6 +257,11 @@ impl PoolCore {
             b.end(Some(ENOSPC));
             return;
         }
+        if v.requeue.load(Ordering::Relaxed) {
+            // A noflush suspend of the volume: dm's core keeps it.
+            b.requeue();
+            return;
+        }
         v.held.lock().push(b);
         if entered {
             PoolCore::schedule_timeout(&v.pool, NO_SPACE_TIMEOUT_MS);
@@ -284,6 +289,25 @@ impl PoolCore {
         for v in self.active.lock().iter() {
             VolumeCore::requeue_held(v);
         }
+    }
+
+    /// A `--noflush` suspend of volume `v` begins: its held bios go back
+    /// to dm's core (kept there until the resume), and so does every
+    /// write that would be held until [`PoolCore::end_requeue`]. Under the
+    /// lock, so that the worker cannot hold a bio after the list was taken.
+    pub(crate) fn requeue_for_suspend(&self, v: &VolumeCore) {
+        let _st = self.state.lock();
+        v.requeue.store(true, Ordering::Relaxed);
+        let mut l: BioList = v.held.lock().take();
+        while let Some(b) = l.pop() {
+            b.requeue();
+        }
+    }
+
+    /// The suspend of volume `v` is over (`postsuspend`).
+    pub(crate) fn end_requeue(&self, v: &VolumeCore) {
+        let _st = self.state.lock();
+        v.requeue.store(false, Ordering::Relaxed);
     }
 
     /// As [`PoolCore::space_freed`], taking the lock.

@@ -58,6 +58,10 @@ pub(crate) struct VolumeCore {
     gen: AtomicUsize,
     /// Identity of the volume in the pool (keys the pool's fast map).
     pub(crate) uid: u64,
+    /// A `--noflush` suspend is under way: writes that would be held for
+    /// space go back to dm's core instead (`space.rs`). Set and read under
+    /// the pool's lock.
+    pub(crate) requeue: AtomicBool,
     /// The worker put bios back to wait for a prison cell: its run ends
     /// (the cell's release kicks it again).
     stalled: AtomicBool,
@@ -240,6 +244,7 @@ impl Target for VolumeTarget {
                 inflight: [AtomicUsize::new(0), AtomicUsize::new(0)],
                 gen: AtomicUsize::new(0),
                 uid,
+                requeue: AtomicBool::new(false),
                 stalled: AtomicBool::new(false),
                 work <- new_work!("snapguard volume worker"),
             }),
@@ -288,7 +293,24 @@ impl Target for VolumeTarget {
         }
     }
 
+    fn presuspend(&self, noflush: bool) {
+        // A normal suspend waits for every bio the target holds (a held
+        // write: until space appears or the no-space bound passes). With
+        // `--noflush` (what LVM uses for thin volumes) they go back to
+        // dm's core, which keeps them across the suspend and maps them
+        // again after the resume, as dm-thin's requeue mode does.
+        if noflush {
+            self.core.pool.requeue_for_suspend(&self.core);
+        }
+    }
+
+    fn presuspend_undo(&self) {
+        self.core.pool.end_requeue(&self.core);
+    }
+
     fn postsuspend(&self) {
+        // Held bios (none now) may be kept again after the resume.
+        self.core.pool.end_requeue(&self.core);
         if let Err(e) = self.core.pool.commit() {
             if self.core.pool.fail.log_commit_error() {
                 pr_err!("{}: commit at suspend failed: {:?}\n", VOLUME_TARGET, e);
