@@ -504,6 +504,33 @@ impl OwnedBio {
         unsafe { sys::snapguard_bio_is_fua(self.bio) }
     }
 
+    /// Whether it carries `REQ_PREFLUSH` (with or without data).
+    pub(crate) fn has_preflush(&self) -> bool {
+        // SAFETY: `bio` is valid (invariant).
+        unsafe { sys::snapguard_bio_is_flush(self.bio) }
+    }
+
+    /// Copies the bio's data from byte `skip` of it into the whole of
+    /// `dst` (a write's payload, to merge it into a buffer); `EINVAL` if
+    /// the range is not inside the bio or the bio carries no data.
+    pub(crate) fn copy_data_to(&self, skip: usize, dst: &mut [u8]) -> Result {
+        if self.kind() != BioKind::Write {
+            return Err(EINVAL);
+        }
+        let total = usize::try_from(self.sectors()).map_err(|_| EINVAL)?.checked_mul(512).ok_or(EINVAL)?;
+        let end = skip.checked_add(dst.len()).ok_or(EINVAL)?;
+        if end > total {
+            return Err(EINVAL);
+        }
+        let skip = u32::try_from(skip).map_err(|_| EINVAL)?;
+        let len = u32::try_from(dst.len()).map_err(|_| EINVAL)?;
+        // SAFETY: `bio` is an owned, valid write (invariant; checked
+        // above) whose data covers `skip..skip + len` (checked above);
+        // `dst` is valid for `len` bytes of writes and not aliased.
+        unsafe { sys::snapguard_bio_copy_data(self.bio, dst.as_mut_ptr().cast(), skip, len) };
+        Ok(())
+    }
+
     /// First sector, relative to the start of the target.
     pub(crate) fn target_sector(&self) -> u64 {
         // SAFETY: `bio` and `ti` are valid (invariant).

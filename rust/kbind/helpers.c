@@ -201,6 +201,31 @@ bool snapguard_bio_is_fua(struct bio *bio)
 	return bio->bi_opf & REQ_FUA;
 }
 
+/*
+ * bio_for_each_segment() and memcpy_from_bvec(): copies len bytes of the
+ * bio's data, from byte skip of it, to dst. The caller checks the range.
+ */
+void snapguard_bio_copy_data(struct bio *bio, void *dst, unsigned int skip, unsigned int len)
+{
+	struct bio_vec bv;
+	struct bvec_iter iter;
+
+	bio_for_each_segment(bv, bio, iter) {
+		if (!len)
+			break;
+		if (skip >= bv.bv_len) {
+			skip -= bv.bv_len;
+			continue;
+		}
+		bv.bv_offset += skip;
+		bv.bv_len = min(bv.bv_len - skip, len);
+		skip = 0;
+		memcpy_from_bvec(dst, &bv);
+		dst += bv.bv_len;
+		len -= bv.bv_len;
+	}
+}
+
 unsigned int snapguard_bio_sectors(struct bio *bio)
 {
 	return bio_sectors(bio);

@@ -70,6 +70,7 @@ void snapguard_dm_target_set_io(struct dm_target *ti, unsigned int per_io_data_s
 unsigned int snapguard_bio_op(struct bio *bio);
 bool snapguard_bio_is_flush(struct bio *bio);
 bool snapguard_bio_is_fua(struct bio *bio);
+void snapguard_bio_copy_data(struct bio *bio, void *dst, unsigned int skip, unsigned int len);
 unsigned int snapguard_bio_sectors(struct bio *bio);
 void snapguard_bio_zero_endio(struct bio *bio);
 void snapguard_bio_endio(struct bio *bio, int err);

@@ -64,6 +64,9 @@ struct Job {
     plan: BreakPlan,
     /// A provision (else a break).
     provision: bool,
+    /// [`Op::Zero`] / [`Op::Copy`]: the bio that started the operation
+    /// (its payload is merged into the new extent when it can be).
+    bio: Option<OwnedBio>,
 }
 
 /// One operation slot: its work item runs the zeroing or copy without the
@@ -91,13 +94,21 @@ impl WorkItem for Cell {
     type Pointer = Arc<Cell>;
 
     fn run(this: Arc<Cell>) {
-        let (vol, op, plan, provision) = {
-            let j = this.job.lock();
-            (j.vol.clone(), j.op, j.plan, j.provision)
+        let (vol, op, plan, provision, first) = {
+            let mut j = this.job.lock();
+            (j.vol.clone(), j.op, j.plan, j.provision, j.bio.take())
         };
-        if let Some(v) = vol {
-            let pool = v.pool.clone();
-            pool.finish_cell(&this, &v, op, &plan, provision);
+        match vol {
+            Some(v) => {
+                let pool = v.pool.clone();
+                pool.finish_cell(&this, &v, op, &plan, provision, first);
+            }
+            // Not reached (the worker sets both together); never leak a bio.
+            None => {
+                if let Some(b) = first {
+                    b.end(Some(EIO));
+                }
+            }
         }
     }
 }
@@ -119,7 +130,7 @@ impl Prison {
             let c = Arc::pin_init(
                 pin_init!(Cell {
                     idx,
-                    job <- new_spinlock!(Job { vol: None, op: Op::Zero, plan: empty, provision: false }),
+                    job <- new_spinlock!(Job { vol: None, op: Op::Zero, plan: empty, provision: false, bio: None }),
                     buf <- new_mutex!(buf),
                     status: AtomicI32::new(0),
                     work <- new_work!("snapguard cell"),
@@ -139,8 +150,6 @@ struct Slot {
     vext: u64,
     /// The `VolumeCore` (address, identity only) whose bios park here.
     vol: usize,
-    /// [`Op::Zero`] / [`Op::Copy`]: the bio that started the operation.
-    bio: Option<OwnedBio>,
     /// [`Op::Write`]: the submitted whole-extent write.
     held: Option<HeldBio>,
     /// Later bios to the extent, in arrival order.
@@ -160,7 +169,6 @@ impl PrisonState {
                 uid: 0,
                 vext: 0,
                 vol: 0,
-                bio: None,
                 held: None,
                 parked: BioList::new(),
             }),
@@ -194,16 +202,57 @@ pub(super) enum Admit {
 /// Copies extent `from` to `to` (`es` sectors) through `buf` (the cells'
 /// copies and the worker's own, `PoolCore::copy_extent`).
 pub(super) fn copy_extent(data: &BlockIo, buf: &mut IoBuf, from: u64, to: u64, es: u64) -> Result<(), pool::Error> {
+    fill_extent(data, buf, Some(from), to, es, None)
+}
+
+/// Writes extent `to` (`es` sectors) chunk by chunk through `buf`: each
+/// chunk holds extent `from`'s bytes (read first) or, with `None`, zeroes,
+/// except where the write `merge` (a bio and its first sector within the
+/// extent, inside it) covers the chunk: there its payload. A chunk that is
+/// to be zeroed and meets no payload is zeroed on the device instead
+/// (`REQ_OP_WRITE_ZEROES` where the device has it).
+fn fill_extent(
+    data: &BlockIo,
+    buf: &mut IoBuf,
+    from: Option<u64>,
+    to: u64,
+    es: u64,
+    merge: Option<(&OwnedBio, u64)>,
+) -> Result<(), pool::Error> {
     let csec = ((COPY_CHUNK / 512) as u64).min(es);
     let steps = es.checked_div(csec).unwrap_or(0);
     let len = usize::try_from(csec.saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
-    let src0 = from.checked_mul(es).ok_or(pool::Error::Invalid)?;
     let dst0 = to.checked_mul(es).ok_or(pool::Error::Invalid)?;
     for i in 0..steps {
         let off = i.checked_mul(csec).ok_or(pool::Error::Invalid)?;
-        let src = src0.checked_add(off).ok_or(pool::Error::Invalid)?;
         let dst = dst0.checked_add(off).ok_or(pool::Error::Invalid)?;
-        data.read_part(src, buf, len).map_err(|_| pool::Error::Io)?;
+        // The part of the write in this chunk: sectors [a, b) of the extent.
+        let part = merge.and_then(|(b, ws)| {
+            let a = ws.max(off);
+            let e = ws.saturating_add(b.sectors()).min(off.saturating_add(csec));
+            (a < e).then_some((b, ws, a, e))
+        });
+        match from {
+            Some(f) => {
+                let src = f.checked_mul(es).and_then(|s| s.checked_add(off)).ok_or(pool::Error::Invalid)?;
+                data.read_part(src, buf, len).map_err(|_| pool::Error::Io)?;
+            }
+            None if part.is_none() => {
+                data.zero_out(dst, csec).map_err(|_| pool::Error::Io)?;
+                continue;
+            }
+            None => buf.as_mut_slice().fill(0),
+        }
+        if let Some((b, ws, a, e)) = part {
+            let at = usize::try_from((a - off).saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
+            let n = usize::try_from((e - a).saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
+            let skip = usize::try_from((a - ws).saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
+            let dst_bytes = at
+                .checked_add(n)
+                .and_then(|end| buf.as_mut_slice().get_mut(at..end))
+                .ok_or(pool::Error::Invalid)?;
+            b.copy_data_to(skip, dst_bytes).map_err(|_| pool::Error::Invalid)?;
+        }
         data.write_part(dst, buf, len).map_err(|_| pool::Error::Io)?;
     }
     Ok(())
@@ -303,7 +352,7 @@ impl PoolCore {
             b.set_per_bio(HELD | idx as u64);
             slot.held = Some(b.submit_held(data, plan.new.saturating_mul(es)));
         } else {
-            slot.bio = Some(b);
+            cell.job.lock().bio = Some(b);
             let back = {
                 let g = self.wq.lock();
                 g.as_ref().map(|q| q.get().enqueue(cell.clone()))
@@ -351,15 +400,30 @@ impl PoolCore {
     /// the whole-extent write's status), then completes or cancels the
     /// operation under it, ends or requeues the cell's bios and releases
     /// the cell.
-    fn finish_cell(self: &Arc<Self>, cell: &Cell, v: &Arc<VolumeCore>, op: Op, plan: &BreakPlan, provision: bool) {
+    fn finish_cell(
+        self: &Arc<Self>,
+        cell: &Cell,
+        v: &Arc<VolumeCore>,
+        op: Op,
+        plan: &BreakPlan,
+        provision: bool,
+        first: Option<OwnedBio>,
+    ) {
         let es = self.extent_sectors;
         let data = &self.data_fast;
+        // The write that started a zeroing or copy goes into the new
+        // extent with it (one write of the extent instead of that and a
+        // second one of the payload) unless it is FUA or carries a
+        // preflush: those complete through the worker's commit.
+        let merge = first.as_ref().and_then(|b| {
+            let at = b.target_sector() & es.wrapping_sub(1);
+            let plain = b.kind() == BioKind::Write && !b.is_fua() && !b.has_preflush();
+            (plain && at.saturating_add(b.sectors()) <= es).then_some((b, at))
+        });
+        let merged = merge.is_some();
         let io: Result<(), pool::Error> = match op {
-            Op::Zero => match plan.new.checked_mul(es) {
-                Some(start) => data.zero_out(start, es).map_err(|_| pool::Error::Io),
-                None => Err(pool::Error::Invalid),
-            },
-            Op::Copy => copy_extent(data, &mut cell.buf.lock(), plan.old, plan.new, es),
+            Op::Zero => fill_extent(data, &mut cell.buf.lock(), None, plan.new, es, merge),
+            Op::Copy => fill_extent(data, &mut cell.buf.lock(), Some(plan.old), plan.new, es, merge),
             Op::Write => match cell.status.load(Ordering::Acquire) {
                 0 => Ok(()),
                 _ => Err(pool::Error::Io),
@@ -381,8 +445,14 @@ impl PoolCore {
             (Ok(()), false) => self.stats.sharing_break(),
             _ => {}
         }
-        let Some(slot) = st.prison.slots.get_mut(cell.idx) else { return };
-        let first = slot.bio.take();
+        let Some(slot) = st.prison.slots.get_mut(cell.idx) else {
+            // Not reached (`idx` < CELLS); never leak a bio.
+            drop(st);
+            if let Some(b) = first {
+                b.end(Some(EIO));
+            }
+            return;
+        };
         let held = slot.held.take();
         let mut redo = BioList::new();
         redo.append(slot.parked.take());
@@ -410,8 +480,13 @@ impl PoolCore {
             b.end(r.err().map(errno));
         }
         let mut front = BioList::new();
-        if let Some(b) = first {
+        if let Some(mut b) = first {
             match done {
+                // Its payload is in the extent now mapped: done.
+                Ok(()) if merged => {
+                    b.set_per_bio(0);
+                    b.end(None);
+                }
                 // Done, or the plan went stale: the worker redoes the
                 // write from a new lookup.
                 Ok(()) | Err(pool::Error::Busy) => front.push(b),
