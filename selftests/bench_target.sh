@@ -17,6 +17,9 @@
 # - the time to take a snapshot of the empty and of the filled volume
 #   (dm-thin: suspend, message create_snap, resume; snapguard: one
 #   message), after one not counted; each snapshot is deleted again.
+# The random read and write figures are also measured on dm-linear over
+# the raw disk: the cost of device-mapper itself (a bio clone and a remap
+# per bio), the floor under any dm target (sg/lin is snapguard against it).
 # Prints one table with the ratios and the goals of the snapshot-target
 # issue. Under TCG the absolute figures mean little; the ratios are the
 # point. Run by `make bench-target` (Documentation/testing.rst).
@@ -40,6 +43,7 @@ if [ $((extents + cow_ops * 2)) -gt $(($(pool_sect /dev/vdb) / ES)) ]; then
 fi
 THIN=/dev/mapper/bt-thin
 SG=/dev/mapper/bt-sg
+LIN=/dev/mapper/bt-lin
 
 # fio_iops DEV RW: IOPS of SECONDS of 4 KiB RW (randread/randwrite) on DEV,
 # after 2 s of the same not counted (TCG translates code on its first use:
@@ -108,23 +112,25 @@ snap_rounds() {
 	sg_ms=$(ms "$(best min "${g[@]}")")
 	say "  snapshot times (us), dm-thin: ${t[*]}; snapguard: ${g[*]}"
 }
-# fio_rounds RW: ROUNDS of RW on raw, dm-thin and snapguard in turns; sets
-# raw_v, thin_v and sg_v (the best round).
+# fio_rounds RW: ROUNDS of RW on raw, dm-linear, dm-thin and snapguard in
+# turns; sets raw_v, lin_v, thin_v and sg_v (the best round).
 fio_rounds() {
-	local a=() b=() c=() r
+	local a=() b=() c=() d=() r
 	for r in $(seq "$rounds"); do
 		a+=("$(fio_iops $RAW "$1")")
+		d+=("$(fio_iops $LIN "$1")")
 		b+=("$(fio_iops $THIN "$1")")
 		c+=("$(fio_iops $SG "$1")")
 	done
-	raw_v=$(best max "${a[@]}") thin_v=$(best max "${b[@]}") sg_v=$(best max "${c[@]}")
-	say "  $1 IOPS, raw: ${a[*]}; dm-thin: ${b[*]}; snapguard: ${c[*]}"
+	raw_v=$(best max "${a[@]}") lin_v=$(best max "${d[@]}") thin_v=$(best max "${b[@]}") sg_v=$(best max "${c[@]}")
+	say "  $1 IOPS, raw: ${a[*]}; dm-linear: ${d[*]}; dm-thin: ${b[*]}; snapguard: ${c[*]}"
 }
 
 say "bench-target: 4 KiB, iodepth 16, libaio, direct; ${secs} s per fio run, best of $rounds;" \
 	"volume $vol_mib MiB; $cow_ops CoW writes"
 say "guest load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+dmsetup create --noudevsync bt-lin --table "0 $(blockdev --getsz $RAW) linear $RAW 0"
 dd if=/dev/zero of=/dev/vdc bs=1M count=1 oflag=direct status=none
 dmsetup create --noudevsync bt-tpool --table "0 $(pool_sect /dev/vdb) thin-pool /dev/vdc /dev/vdb $ES 0"
 dmsetup message bt-tpool 0 "create_thin 1"
@@ -144,10 +150,10 @@ fill $THIN
 fill $SG
 say "randread"
 fio_rounds randread
-raw_rr=$raw_v thin_rr=$thin_v sg_rr=$sg_v
+raw_rr=$raw_v lin_rr=$lin_v thin_rr=$thin_v sg_rr=$sg_v
 say "randwrite"
 fio_rounds randwrite
-raw_rw=$raw_v thin_rw=$thin_v sg_rw=$sg_v
+raw_rw=$raw_v lin_rw=$lin_v thin_rw=$thin_v sg_rw=$sg_v
 say "snapshots of the filled volumes"
 snap_rounds
 thin_sf=$thin_ms sg_sf=$sg_ms
@@ -170,11 +176,12 @@ dmsetup remove --noudevsync bt-thin
 dmsetup remove --noudevsync bt-tpool
 dmsetup remove --noudevsync bt-sg
 dmsetup remove --noudevsync bt-pool
+dmsetup remove --noudevsync bt-lin
 rm -f /tmp/bt-cow.log
 say "guest load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- the table
-awk -v raw_rr="$raw_rr" -v raw_rw="$raw_rw" \
+awk -v raw_rr="$raw_rr" -v raw_rw="$raw_rw" -v lin_rr="$lin_rr" -v lin_rw="$lin_rw" \
 	-v thin_rr="$thin_rr" -v thin_rw="$thin_rw" -v thin_cow="$thin_cow" -v thin_se="$thin_se" -v thin_sf="$thin_sf" \
 	-v sg_rr="$sg_rr" -v sg_rw="$sg_rw" -v sg_cow="$sg_cow" -v sg_se="$sg_se" -v sg_sf="$sg_sf" '
 function r(a, b) { return (b > 0 && a != "") ? sprintf("%.2f", a / b) : "-" }
@@ -196,4 +203,8 @@ BEGIN {
 	tr = (thin_se > 0) ? thin_sf / thin_se : 0
 	sr = (sg_se > 0) ? sg_sf / sg_se : 0
 	row("snapshot time filled/empty", "", sprintf("%.2f", tr), sprintf("%.2f", sr), "<= 1.2", sr > 0 && sr <= 1.2)
+	# The device-mapper floor: dm-linear over the raw disk.
+	printf "\n%-36s %9s %9s %9s %8s\n", "dm-linear over the raw disk", "IOPS", "lin/raw", "sg/lin", "thin/lin"
+	printf "%-36s %9s %9s %9s %8s\n", "randread 4k QD16", v(lin_rr), r(lin_rr, raw_rr), r(sg_rr, lin_rr), r(thin_rr, lin_rr)
+	printf "%-36s %9s %9s %9s %8s\n", "randwrite 4k QD16, provisioned", v(lin_rw), r(lin_rw, raw_rw), r(sg_rw, lin_rw), r(thin_rw, lin_rw)
 }'
