@@ -23,7 +23,10 @@
 # 400 leaves; leaves are corrupted on the loop's backing file underneath
 # it; reads give the right data or EIO, never other data; a delete that
 # meets the corruption fails with a message and the pool refuses changes
-# until reopened; reopened, it is at its last commit and works.
+# until reopened; reopened, it is read-only (needs_check written to the
+# superblock), `snapguard pool check --clear-needs-check` refuses while
+# the leaves are corrupt and clears the flag once they are restored;
+# reopened then, it is at its last commit and works.
 # Normal mode: the images to refuse, the base pool and a seeded sample of
 # 36 others; SG_THOROUGH=1 (or the debug kernel) all of them and 60 seeded
 # mutants, small volumes read whole; the images stop at a 360 s budget.
@@ -510,12 +513,37 @@ try:
                "live: corrupted lookups put the pool in fail mode (status fail, needs_check); changes refused with a message",
                live_problems)
     live_problems = []
+    # The failed pool wrote needs_check to the superblock: reopened, it is
+    # read-only and refuses changes; the check finds the corrupted leaves
+    # and leaves the flag; with the leaves restored it clears it.
+    dm_create("sgx", LTABLE)
+    status = subprocess.run(["dmsetup", "status", "sgx"], capture_output=True, text=True).stdout.split()
+    if status[6:7] != ["ro"] or "needs_check" not in status:
+        live_problems.append(f"status reopened with needs_check: {' '.join(status)}")
+    expect_msg("create 9", False)
+    dm_remove("sgx")
+    r = subprocess.run([CLI, "pool", "check", "--clear-needs-check", LIVE], capture_output=True, text=True)
+    if r.returncode != 1 or "needs_check not cleared" not in r.stderr:
+        live_problems.append(f"check --clear-needs-check of the corrupted pool: {r.returncode} {r.stderr.strip()}")
+    fd = os.open(LIVE, os.O_RDWR | os.O_DIRECT)
+    try:
+        for v, _, leaf in lmap[:100]:
+            os.preadv(fd, [memoryview(ALIGNED)[:4096]], leaf * 4096)
+            ALIGNED[2000] ^= 0x55
+            os.pwritev(fd, [memoryview(ALIGNED)[:4096]], leaf * 4096)
+    finally:
+        os.close(fd)
+    r = subprocess.run([CLI, "pool", "check", "--clear-needs-check", LIVE], capture_output=True, text=True)
+    if r.returncode != 0 or "needs_check: yes, cleared" not in r.stdout:
+        live_problems.append(f"check --clear-needs-check with the leaves restored: {r.returncode} {r.stdout.strip()} {r.stderr.strip()}")
     # Reopened: at the last commit (nothing deleted), works.
     dm_create("sgx", LTABLE)
     expect_msg("create 1", False)  # volume 1 is still there
     expect_msg("create 9", True)
     dm_remove("sgx")
-    tap.result(not live_problems, "live: reopened at the last commit, accepts changes", live_problems)
+    tap.result(not live_problems,
+               "live: reopened read-only (needs_check), not cleared while corrupt; leaves restored, cleared, "
+               "reopened at the last commit, accepts changes", live_problems)
 except OSError as e:
     tap.result(False, f"live corruption: {e}")
     for name in ("sgx-v1", "sgx"):

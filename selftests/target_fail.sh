@@ -5,7 +5,12 @@
 # messages refused with EIO, also writes the map path would remap inline),
 # write errors on the data device end only the bios that met them; after
 # the fault is removed and the pool re-created, everything synced before it
-# is there and the metadata checks clean. set_transaction_id: a wrong old
+# is there and the metadata checks clean. needs_check: the failed pool
+# writes the flag to the superblock once the fault is gone (at its
+# removal); re-created, the pool is ro with needs_check (reads served,
+# writes needing metadata and messages refused); `snapguard pool check
+# --clear-needs-check` finds it clean and clears the flag; re-created
+# again it is rw with the data intact. set_transaction_id: a wrong old
 # id is refused and changes nothing, a right one shows in the status and
 # survives re-creating the pool. The read_only feature gives mode ro. See
 # Documentation/snapshot-target.rst, "Failure modes".
@@ -14,7 +19,7 @@
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 40
+ktap_plan 54
 
 KLOG=/tmp/sgf-klog
 dmesg -c >$KLOG
@@ -108,12 +113,19 @@ teardown() {
 	timeout 60 umount $MNT 2>/dev/null
 	remove sgf1 && remove sgf-pool
 }
+# raw_sum: checksum of the volume's first 32 MiB, read around the cache.
+raw_sum() { (set -o pipefail; dd if=/dev/mapper/sgf1 bs=1M count=32 iflag=direct status=none | sha256sum); }
+save_raw_sum() { raw_sum >/tmp/sgf-raw-$1; }
 # recreate TAG: the pool (rw, no needs_check) and the volume again,
-# mounted (the journal replays); f1 f2 as synced.
+# mounted (the journal replays); f1 f2 as synced; before the mount, the
+# volume reads as /tmp/sgf-raw-TAG says if that exists.
 recreate() {
 	create sgf-pool "$POOL_TABLE" || return 1
 	[ "$(dmsetup status sgf-pool | cut -d' ' -f7,10)" = "rw -" ] || { dmsetup status sgf-pool; return 1; }
 	create sgf1 "0 $VLEN snapguard /dev/mapper/sgf-pool 1" || return 1
+	if [ -e /tmp/sgf-raw-$1 ]; then
+		raw_sum | cmp -s - /tmp/sgf-raw-$1 || { echo "# the volume reads differently"; return 1; }
+	fi
 	mount -o noinit_itable /dev/mapper/sgf1 $MNT || return 1
 	(cd $MNT && sha256sum --quiet -c /tmp/sgf-sums-$1) || return 1
 }
@@ -152,11 +164,57 @@ ktap_check "  reads are served (last commit)" \
 	sh -c "dd if=/dev/mapper/sgf1 bs=4k count=64 iflag=direct status=none >/dev/null"
 ktap_expect_fail "  messages refused with EIO" "Input/output error" msg create 2
 ktap_check "  saying why" dmesg_has "message 'create 2' refused: pool dm-$minor is in fail mode"
-ktap_check "  remove the volume and the pool" teardown
+# The flag could not be written while writes failed; once the fault is
+# gone, suspending or removing the pool writes it.
+ktap_check "  writing needs_check failed while the fault lasted, logged" \
+	dmesg_has "pool dm-$minor: needs_check could not be recorded in the metadata (metadata I/O error); kept in memory"
 ktap_check "  remove the fault" load sgf-meta "$(linear_table "$META")"
+ktap_check "  remove the volume and the pool" teardown
+ktap_check "  needs_check written to the superblock at removal" \
+	dmesg_has "pool dm-$minor: needs_check recorded in the metadata superblock"
 ktap_pool_check "$META"
-ktap_check "  re-created: rw, files synced before the fault (f1 f2 g1) intact" recreate m
-teardown
+# check_says ARGS... -- TEXT: `snapguard pool check ARGS` exits 0 and
+# prints TEXT.
+check_says() {
+	local args=() out
+	while [ "$1" != -- ]; do args+=("$1"); shift; done
+	out=$(snapguard pool check "${args[@]}" 2>&1) || { printf '# %s\n' "$out"; return 1; }
+	grep -qx "$2" <<<"$out" || { printf '# %s\n' "$out"; return 1; }
+}
+if command -v snapguard >/dev/null; then
+	ktap_check "  snapguard pool check: needs_check: yes" check_says "$META" -- "needs_check: yes"
+else
+	ktap_skip "  snapguard pool check: needs_check: yes" "snapguard CLI not built"
+fi
+# Re-created: ro with needs_check. The volume table covers the whole
+# volume (64 MiB): ext4 uses the first 32.
+dmesg_mark
+nc_setup() {
+	create sgf-pool "$POOL_TABLE" && create sgf1 "0 131072 snapguard /dev/mapper/sgf-pool 1"
+}
+ktap_check "  re-created with the flag set: pool and volume" nc_setup
+ktap_check "  status: ro, needs_check" test "$(status_field sgf-pool 7) $(status_field sgf-pool 10)" = "ro needs_check"
+ktap_check "  the log says why and what to run" \
+	dmesg_has "needs_check flag is set: switching the pool to read-only mode; remove it and run \`snapguard pool check --clear-needs-check\`"
+rm -f /tmp/sgf-raw-m
+ktap_check "  reads are served" save_raw_sum m
+ktap_check "  a write to an unmapped extent fails with EIO" fails_eio \
+	timeout 60 dd if=/dev/zero of=/dev/mapper/sgf1 bs=4k count=1 seek=12288 oflag=direct status=none
+ktap_expect_fail "  messages refused with EROFS" "Read-only file system" msg create 2
+ktap_check "  saying why" dmesg_has "message 'create 2' refused: the pool is read-only (metadata needs_check flag set)"
+ktap_check "  remove the volume and the pool" teardown
+if command -v snapguard >/dev/null; then
+	ktap_check "  snapguard pool check --clear-needs-check: clean, cleared" \
+		check_says --clear-needs-check "$META" -- "needs_check: yes, cleared"
+	ktap_check "  snapguard pool check: needs_check: no" check_says "$META" -- "needs_check: no"
+	ktap_check "  re-created: rw, reads as before, files synced before the fault (f1 f2 g1) intact" recreate m
+	ktap_check "  writes work" timeout 60 dd if=/dev/urandom of=$MNT/f3 bs=64k count=16 conv=fsync status=none
+	teardown
+else
+	for t in "check --clear-needs-check" "needs_check: no" "re-created: rw" "writes work"; do
+		ktap_skip "  $t" "snapguard CLI not built"
+	done
+fi
 cleanup
 
 # --- Data device errors: only the bios fail. ---

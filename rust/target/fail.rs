@@ -5,7 +5,8 @@
 //! "Failure modes".
 //!
 //! * `rw`: normal operation.
-//! * `ro` (the table's `read_only` feature): the metadata is never
+//! * `ro` (the table's `read_only` feature, or the pool's `needs_check`
+//!   superblock flag set at construction): the metadata is never
 //!   changed. Reads are served; writes to mapped, unshared extents go to
 //!   the data device (inline or through the worker), other writes fail
 //!   with `EIO`; discards succeed without doing anything; flushes flush the
@@ -17,8 +18,17 @@
 //!   write, discard and flush fails with `EIO` (the inline path of `map`
 //!   stops remapping writes, so no write reaches an extent whose mapping
 //!   is not committed); no commit is attempted; messages fail with `EIO`.
-//!   The status says `fail` and `needs_check`. `needs_check` is kept in
-//!   core only: the failed device is the one it would be written to.
+//!   The status says `fail` and `needs_check`. The `needs_check` flag is
+//!   also written to the metadata superblock (`Pool::set_needs_check`:
+//!   the last commit's superblock again, with the flag), best effort:
+//!   once when `fail` is entered (from the worker or a message, which may
+//!   sleep; a `fail` noticed by the status is left to the worker), and,
+//!   if that failed, again at suspend and when the pool is removed (the
+//!   fault may be gone by then). Not with the `read_only` feature (the
+//!   metadata device is open read-only) nor if the flag is set already.
+//!   A pool whose superblock has the flag is constructed in `ro` and says
+//!   `needs_check` until `snapguard pool check --clear-needs-check` found
+//!   the metadata clean and cleared it.
 //!
 //! Data device errors never change the mode: the bio that met one ends
 //! with it, as with dm-thin. A failed flush of the data device fails the
@@ -31,6 +41,7 @@ use crate::kbind::text::Text;
 use crate::pool::{self, Mapping};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use pool::{MetaDevice, Pool};
 use kernel::prelude::*;
 
 /// `rw`.
@@ -39,6 +50,25 @@ const RW: u8 = 0;
 const RO: u8 = 1;
 /// `fail`.
 const FAIL: u8 = 2;
+
+/// The superblock's `needs_check` flag: no write needed.
+const FLAG_IDLE: u8 = 0;
+/// To be written (`fail` entered).
+const FLAG_PENDING: u8 = 1;
+/// Written once and failed: retried at suspend and removal.
+const FLAG_RETRY: u8 = 2;
+
+/// Which attempt at writing the `needs_check` flag
+/// ([`PoolFail::persist_needs_check`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// Right after `fail` was entered.
+    First,
+    /// At suspend: again if the first failed.
+    Retry,
+    /// When the pool is removed: the last chance.
+    Last,
+}
 
 /// Why a pool enters `fail`.
 #[derive(Clone, Copy, Debug)]
@@ -57,8 +87,17 @@ pub(crate) enum Cause {
 /// # Invariants
 ///
 /// `mode` is [`RW`], [`RO`] or [`FAIL`]; once [`FAIL`], it stays so.
+/// `flag` is [`FLAG_IDLE`], [`FLAG_PENDING`] or [`FLAG_RETRY`], and only
+/// [`FLAG_IDLE`] while the mode is not [`FAIL`].
 pub(crate) struct PoolFail {
     mode: AtomicU8,
+    /// Writing the `needs_check` flag to the superblock.
+    flag: AtomicU8,
+    /// The flag is set in the metadata superblock (at construction or
+    /// written since).
+    flag_on_disk: AtomicBool,
+    /// The metadata device may be written (not the `read_only` feature).
+    may_write: bool,
     /// A flush of the data device failed and none succeeded since.
     data_flush_failing: AtomicBool,
     /// Device number of the pool's mapped device (for log lines).
@@ -66,10 +105,14 @@ pub(crate) struct PoolFail {
 }
 
 impl PoolFail {
-    /// A pool in `rw`, or `ro` if the table asks for it.
-    pub(crate) fn new(devt: u32, read_only: bool) -> Self {
+    /// A pool in `rw`, or `ro` if the table asks for it or the
+    /// metadata's `needs_check` flag is set.
+    pub(crate) fn new(devt: u32, read_only: bool, needs_check: bool) -> Self {
         PoolFail {
-            mode: AtomicU8::new(if read_only { RO } else { RW }),
+            mode: AtomicU8::new(if read_only || needs_check { RO } else { RW }),
+            flag: AtomicU8::new(FLAG_IDLE),
+            flag_on_disk: AtomicBool::new(needs_check),
+            may_write: !read_only,
             data_flush_failing: AtomicBool::new(false),
             devt,
         }
@@ -99,6 +142,9 @@ impl PoolFail {
         if self.mode.swap(FAIL, Ordering::SeqCst) == FAIL {
             return;
         }
+        if self.may_write && !self.flag_on_disk.load(Ordering::Acquire) {
+            self.flag.store(FLAG_PENDING, Ordering::Release);
+        }
         let (major, minor) = (self.major(), self.minor());
         let mut why = Text::<64>::new();
         if let Cause::Commit(e) | Cause::Read(e) = cause {
@@ -117,6 +163,59 @@ impl PoolFail {
                 "{}: pool dm-{} ({}:{}): a metadata change failed half way (I/O error or corruption); switching to fail mode: the transaction is dropped, writes fail, needs_check\n",
                 POOL_TARGET, minor, major, minor
             ),
+        }
+    }
+
+    /// Whether the `needs_check` flag still has to be written (its first
+    /// attempt).
+    pub(crate) fn flag_pending(&self) -> bool {
+        self.flag.load(Ordering::Acquire) == FLAG_PENDING
+    }
+
+    /// Writes the `needs_check` flag to the superblock of `p` (the pool's
+    /// metadata, whose lock the caller holds; may sleep) if `fail` asked
+    /// for it: the first attempt, or a retry of a failed one. Logs the
+    /// outcome; an error leaves the flag in memory only.
+    pub(crate) fn persist_needs_check<D: MetaDevice>(&self, p: &mut Pool<'_, D>, when: Attempt) {
+        let state = self.flag.load(Ordering::Acquire);
+        let go = match when {
+            Attempt::First => state == FLAG_PENDING,
+            Attempt::Retry | Attempt::Last => state != FLAG_IDLE,
+        };
+        if !go {
+            return;
+        }
+        let minor = self.minor();
+        match p.set_needs_check() {
+            Ok(()) => {
+                self.flag.store(FLAG_IDLE, Ordering::Release);
+                self.flag_on_disk.store(true, Ordering::Release);
+                pr_warn!(
+                    "{}: pool dm-{}: needs_check recorded in the metadata superblock: the pool opens read-only until `snapguard pool check --clear-needs-check` finds the metadata clean\n",
+                    POOL_TARGET,
+                    minor
+                );
+            }
+            Err(e) => {
+                self.flag.store(FLAG_RETRY, Ordering::Release);
+                let mut why = Text::<64>::new();
+                let _ = write!(why, "{}", e);
+                if when == Attempt::Last {
+                    pr_err!(
+                        "{}: pool dm-{}: needs_check could not be recorded in the metadata ({}): the pool will open read-write; run `snapguard pool check` on the metadata device before using it again\n",
+                        POOL_TARGET,
+                        minor,
+                        why.as_str()
+                    );
+                } else if state == FLAG_PENDING {
+                    pr_err!(
+                        "{}: pool dm-{}: needs_check could not be recorded in the metadata ({}); kept in memory, retried at suspend and removal\n",
+                        POOL_TARGET,
+                        minor,
+                        why.as_str()
+                    );
+                }
+            }
         }
     }
 
@@ -185,7 +284,15 @@ impl PoolFail {
         match self.mode.load(Ordering::Acquire) {
             RW => None,
             RO => {
-                pr_warn!("{}: message '{}' refused: the pool is read-only\n", POOL_TARGET, msg);
+                if self.flag_on_disk.load(Ordering::Acquire) {
+                    pr_warn!(
+                        "{}: message '{}' refused: the pool is read-only (metadata needs_check flag set)\n",
+                        POOL_TARGET,
+                        msg
+                    );
+                } else {
+                    pr_warn!("{}: message '{}' refused: the pool is read-only\n", POOL_TARGET, msg);
+                }
                 Some(EROFS)
             }
             _ => {
@@ -209,9 +316,10 @@ impl PoolFail {
         }
     }
 
-    /// Whether the status says `needs_check`.
+    /// Whether the status says `needs_check`: in `fail`, or the flag is
+    /// set in the metadata superblock.
     pub(crate) fn needs_check(&self) -> bool {
-        self.is_failed()
+        self.is_failed() || self.flag_on_disk.load(Ordering::Acquire)
     }
 
     /// Whether a failed commit should be logged by its caller: not in

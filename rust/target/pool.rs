@@ -22,7 +22,7 @@ mod prison;
 #[path = "space.rs"]
 mod space;
 
-use super::fail::{Cause, PoolFail};
+use super::fail::{Attempt, Cause, PoolFail};
 use super::stats::{PoolDir, PoolStats};
 use super::volume::VolumeCore;
 use super::{errno, refuse, DeviceClaim};
@@ -378,6 +378,7 @@ impl PoolCore {
         // Whatever path failed the core, its dropped changes must not pass
         // for committed.
         self.fail.core_state(meta.pool.is_failed());
+        self.fail.persist_needs_check(&mut meta.pool, Attempt::First);
         let commit = self.fail.check_commit()? && meta.pool.is_dirty();
         if !commit && !flush {
             return Ok(());
@@ -391,7 +392,11 @@ impl PoolCore {
         if !commit {
             return Ok(());
         }
-        meta.pool.commit().inspect_err(|e| self.fail.enter(Cause::Commit(*e)))?;
+        if let Err(e) = meta.pool.commit() {
+            self.fail.enter(Cause::Commit(e));
+            self.fail.persist_needs_check(&mut meta.pool, Attempt::First);
+            return Err(e);
+        }
         self.stats.commit_done(t0);
         Ok(())
     }
@@ -405,9 +410,21 @@ impl PoolCore {
         r
     }
 
-    /// Enters `fail` if the pool core failed (after an operation failed).
-    fn note_core(&self, st: &PoolState) {
-        self.fail.core_state(st.meta.as_ref().is_some_and(|m| m.pool.is_failed()));
+    /// Enters `fail` if the pool core failed (after an operation failed),
+    /// and writes the `needs_check` flag if `fail` was entered.
+    fn note_core(&self, st: &mut PoolState) {
+        if let Some(m) = st.meta.as_mut() {
+            self.fail.core_state(m.pool.is_failed());
+            self.fail.persist_needs_check(&mut m.pool, Attempt::First);
+        }
+    }
+
+    /// Retries writing the `needs_check` flag (`when`: at suspend or
+    /// removal) if a first attempt failed.
+    fn retry_needs_check(&self, st: &mut PoolState, when: Attempt) {
+        if let Some(m) = st.meta.as_mut() {
+            self.fail.persist_needs_check(&mut m.pool, when);
+        }
     }
 
     /// Copies data extent `from` to `to` through the worker's buffer.
@@ -603,14 +620,14 @@ impl PoolCore {
                         b.submit(data, sector);
                     }
                     Err(e) => {
-                        self.note_core(&st);
+                        self.note_core(&mut st);
                         self.end_or_hold(&mut st, v, b, e)
                     }
                 },
                 BioKind::Discard => {
                     let r = self.discard(&mut st, v, &b);
                     if r.is_err() {
-                        self.note_core(&st);
+                        self.note_core(&mut st);
                     }
                     b.end(r.err().map(errno));
                     self.space_freed(&mut st);
@@ -780,6 +797,7 @@ impl Drop for PoolTarget {
                 pr_err!("{}: final commit failed: {:?}\n", POOL_TARGET, e);
             }
         }
+        core.retry_needs_check(&mut st, Attempt::Last);
         st.meta = None;
         st.data = None;
         drop(st);
@@ -835,6 +853,16 @@ impl Target for PoolTarget {
         let blocks = io.nr_sectors() / BLOCK_SECTORS;
         let buf = IoBuf::new(BLOCK_SIZE).map_err(|_| CtrError::NOMEM)?;
         let mut meta = Metadata::open(MetaDev { io, buf, blocks }, &config, data_extents)?;
+        let needs_check = meta.pool.needs_check();
+        if needs_check {
+            let (major, minor) = crate::kbind::bdev::dev_parts(metadata_dev.devt());
+            pr_warn!(
+                "{}: the metadata's needs_check flag is set: switching the pool to read-only mode; remove it and run `snapguard pool check --clear-needs-check` on the metadata device ({}:{})\n",
+                POOL_TARGET,
+                major,
+                minor
+            );
+        }
         // The fast map: one slot per data extent, at most FAST_SLOTS_MAX
         // (40 bytes each), plus the epoch slot.
         let nfast = usize::try_from(data_extents).unwrap_or(usize::MAX).min(FAST_SLOTS_MAX).saturating_add(1);
@@ -872,7 +900,7 @@ impl Target for PoolTarget {
                 zero_new: !config.features.skip_block_zeroing,
                 discard: config.features.discard != Discard::Ignore,
                 passdown: config.features.discard == Discard::Passdown,
-                fail: PoolFail::new(ctr.md_devt(), config.features.read_only),
+                fail: PoolFail::new(ctr.md_devt(), config.features.read_only, needs_check),
                 stats,
                 state <- new_mutex!(st),
                 fast,
@@ -916,6 +944,11 @@ impl Target for PoolTarget {
                 };
                 let f = &self.config.features;
                 self.core.fail.core_state(st.failed);
+                if self.core.fail.flag_pending() {
+                    // The flag is written where the state lock is taken
+                    // anyway: the commit work.
+                    PoolCore::schedule_commit(&self.core);
+                }
                 PoolStatus {
                     transaction_id: st.transaction_id,
                     meta_used: st.meta_blocks.saturating_sub(st.meta_free),
@@ -946,6 +979,7 @@ impl Target for PoolTarget {
                 pr_err!("{}: commit at suspend failed: {:?}\n", POOL_TARGET, e);
             }
         }
+        self.core.retry_needs_check(&mut self.core.state.lock(), Attempt::Retry);
     }
 
     fn preresume(&self) -> Result {
@@ -972,7 +1006,7 @@ impl Target for PoolTarget {
             self.core.space_freed_unlocked();
         }
         r.map_err(|e| {
-            self.core.note_core(&self.core.state.lock());
+            self.core.note_core(&mut self.core.state.lock());
             let mut why = Text::<64>::new();
             let _ = write!(why, "{}", e);
             pr_warn!("{}: message '{}' failed: {}\n", POOL_TARGET, t.as_str(), why.as_str());

@@ -3,7 +3,12 @@
 //! flush are dropped, all kept, kept in random subsets (reordering) or the
 //! last one torn. Each resulting image must open to exactly the last
 //! committed transaction or the next one, pass the checker, and accept a
-//! new transaction.
+//! new transaction. Some transactions set or clear the `needs_check`
+//! superblock flag (a commit with the flag), and some fail at their
+//! superblock write and then set the flag on the failed pool (a
+//! superblock for the last commit alone, then reopened): the flag is part
+//! of the state compared, so a torn or lost flag write must leave the
+//! older superblock in use and later commits must keep the flag.
 
 use snapguard_pool::host::{slots, MemDevice};
 use snapguard_pool::*;
@@ -21,6 +26,9 @@ static DEL_DONE: AtomicU64 = AtomicU64::new(0);
 static DEL_RESUMED: AtomicU64 = AtomicU64::new(0);
 /// Successful `copy_range_step` calls.
 static COPY_STEPS: AtomicU64 = AtomicU64::new(0);
+/// `needs_check`: set by a commit, cleared, set on a failed pool, commits
+/// that kept it.
+static FLAG: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 enum Ev {
     W(u64, Box<[u8; BLOCK_SIZE]>),
@@ -30,6 +38,8 @@ enum Ev {
 struct RecDev {
     live: MemDevice,
     log: Vec<Ev>,
+    /// Superblock writes fail (not logged, not done).
+    fail_sb: bool,
 }
 
 impl MetaDevice for RecDev {
@@ -37,6 +47,9 @@ impl MetaDevice for RecDev {
         self.live.read_block(nr, buf)
     }
     fn write_block(&mut self, nr: u64, buf: &[u8; BLOCK_SIZE]) -> Result<(), Error> {
+        if self.fail_sb && nr < 2 {
+            return Err(Error::Io);
+        }
         self.log.push(Ev::W(nr, Box::new(*buf)));
         self.live.write_block(nr, buf)
     }
@@ -57,6 +70,7 @@ struct State {
     meta_free: u64,
     data_extents: u64,
     meta_blocks: u64,
+    needs_check: bool,
 }
 
 fn state<D: MetaDevice>(pool: &mut Pool<'_, D>) -> State {
@@ -80,6 +94,7 @@ fn state<D: MetaDevice>(pool: &mut Pool<'_, D>) -> State {
         meta_free: st.meta_free + st.meta_break_reserved,
         data_extents: st.data_extents,
         meta_blocks: st.meta_blocks,
+        needs_check: st.needs_check,
     }
 }
 
@@ -219,7 +234,15 @@ fn crash_run(seed: u64, cache: usize, meta_blocks: u64, txns: usize) -> Outcome 
     let pool = Pool::format(MemDevice::new(meta_blocks), &mut s, p).unwrap();
     let live = pool.into_device();
     let base: Image = live.blocks.clone();
-    let mut pool = Pool::open(RecDev { live, log: vec![] }, &mut s).unwrap();
+    let mut pool = Pool::open(
+        RecDev {
+            live,
+            log: vec![],
+            fail_sb: false,
+        },
+        &mut s,
+    )
+    .unwrap();
     let mut rng = Rng(seed);
     // states[c]: after commit c (states[0]: the formatted pool);
     // commit_end[c]: writes logged when commit c finished.
@@ -228,7 +251,39 @@ fn crash_run(seed: u64, cache: usize, meta_blocks: u64, txns: usize) -> Outcome 
     let mut pending = vec![];
     for _ in 0..txns {
         random_txn(&mut pool, &mut rng, &mut pending);
-        pool.commit().unwrap();
+        let flag = pool.needs_check();
+        match rng.below(16) {
+            0 => {
+                pool.set_needs_check().unwrap();
+                assert!(pool.needs_check());
+                FLAG[0].fetch_add(u64::from(!flag), Relaxed);
+            }
+            1 => {
+                pool.clear_needs_check().unwrap();
+                assert!(!pool.needs_check());
+                FLAG[1].fetch_add(u64::from(flag), Relaxed);
+            }
+            2 if pool.is_dirty() => {
+                // The commit fails at its superblock write; the flag goes
+                // to the failed pool's last commit; reopened there.
+                pool.device_mut().fail_sb = true;
+                assert_eq!(pool.commit(), Err(Error::Io));
+                pool.device_mut().fail_sb = false;
+                assert!(pool.is_failed());
+                pool.set_needs_check().unwrap();
+                assert!(pool.needs_check());
+                FLAG[2].fetch_add(u64::from(!flag), Relaxed);
+                let (dev, s) = pool.into_parts();
+                pool = Pool::open(dev, s).unwrap();
+                assert!(pool.needs_check());
+                pending.clear();
+            }
+            _ => {
+                pool.commit().unwrap();
+                assert_eq!(pool.needs_check(), flag);
+                FLAG[3].fetch_add(u64::from(flag), Relaxed);
+            }
+        }
         check_clean(&mut pool);
         states.push(state(&mut pool));
         let writes = pool
@@ -382,6 +437,12 @@ fn crash_after_every_write() {
         del[0], del[1], del[2]
     );
     assert!(del.iter().all(|&c| c > 0), "{del:?}");
+    let f = FLAG.each_ref().map(|a| a.load(Relaxed));
+    eprintln!(
+        "needs_check: set by {} commits, cleared by {}, set on {} failed pools, kept by {} commits",
+        f[0], f[1], f[2], f[3]
+    );
+    assert!(f.iter().all(|&c| c > 0), "{f:?}");
     let cs = COPY_STEPS.load(Relaxed);
     eprintln!("copy_range_step: {cs} successful steps");
     assert!(cs > 0);

@@ -32,6 +32,12 @@ pub(crate) const IDX_ENTRIES: u64 = (PAYLOAD * 4) as u64;
 pub(crate) const SB_BLOCKS: u64 = 2;
 /// Minimum number of dynamically allocated metadata blocks.
 pub(crate) const MIN_DYN_BLOCKS: u64 = 16;
+/// Superblock flag (flags word at offset 36): the metadata needs a check
+/// before it may be changed again ([`super::Pool::needs_check`]).
+pub(crate) const SB_NEEDS_CHECK: u32 = 1;
+/// Every flag this code knows; a superblock with another bit set is
+/// refused.
+pub(crate) const SB_FLAGS_KNOWN: u32 = SB_NEEDS_CHECK;
 
 /// Which space map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,6 +317,9 @@ pub(crate) struct SbVars {
     /// The user's transaction id (`set_transaction_id`); 0 in pools
     /// written before it existed (the field was reserved, zero).
     pub(crate) txid: u64,
+    /// Superblock flags ([`SB_NEEDS_CHECK`]); 0 in pools written before
+    /// they existed (the word was written as 0 and not read).
+    pub(crate) flags: u32,
 }
 
 /// Writes the whole superblock image (header, geometry, variables); the
@@ -327,7 +336,7 @@ pub(crate) fn encode_sb(b: &mut [u8; BLOCK_SIZE], g: &Geometry, v: &SbVars) -> R
     )?;
     wr_u64(b, 24, SB_MAGIC)?;
     wr_u32(b, 32, FORMAT_VERSION)?;
-    wr_u32(b, 36, 0)?;
+    wr_u32(b, 36, v.flags)?;
     wr_u32(b, 40, BLOCK_SIZE as u32)?;
     wr_u32(b, 44, g.extent_shift)?;
     wr_u64(b, 48, g.data_extents)?;
@@ -366,7 +375,10 @@ pub(crate) fn decode_sb(
     if h.tag != TAG_SB || rd_u64(b, 24)? != SB_MAGIC {
         return Err(Error::Corrupt);
     }
-    if rd_u32(b, 32)? != FORMAT_VERSION || rd_u32(b, 40)? != BLOCK_SIZE as u32 {
+    if rd_u32(b, 32)? != FORMAT_VERSION
+        || rd_u32(b, 40)? != BLOCK_SIZE as u32
+        || rd_u32(b, 36)? & !SB_FLAGS_KNOWN != 0
+    {
         return Err(Error::Corrupt);
     }
     let g = Geometry::with_caps(
@@ -396,6 +408,7 @@ pub(crate) fn decode_sb(
         volumes: rd_u64(b, 136)?,
         next_uid: rd_u64(b, 144)?,
         txid: rd_u64(b, 176)?,
+        flags: rd_u32(b, 36)?,
     };
     if h.gen == 0
         || h.gen >= u64::MAX / 2

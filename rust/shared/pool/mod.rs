@@ -47,7 +47,7 @@ pub use fast::{FastMap, FastSlot};
 pub use ops::NO_OLD;
 
 use cache::{Cache, RESERVED, SLOT_COM, SLOT_PENDING, SLOT_WORK};
-use geom::{decode_sb, encode_sb, Geometry, SbVars};
+use geom::{decode_sb, encode_sb, Geometry, SbVars, SB_NEEDS_CHECK};
 
 /// Size of a metadata block.
 pub const BLOCK_SIZE: usize = 4096;
@@ -318,6 +318,9 @@ pub struct PoolStats {
     /// it serves lookups of the last commit and refuses every change until
     /// reopened.
     pub failed: bool,
+    /// The `needs_check` superblock flag of the last commit
+    /// ([`Pool::needs_check`]).
+    pub needs_check: bool,
     /// Dirty blocks in the cache.
     pub dirty_blocks: usize,
     /// Blocks read from the device since open.
@@ -433,6 +436,7 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
                 volumes: 0,
                 next_uid: 1,
                 txid: 0,
+                flags: 0,
             };
             {
                 let b = cache.buf_mut(SLOT_WORK)?;
@@ -611,6 +615,7 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
             max_volumes: self.geo.max_volumes,
             pending_breaks: self.npending,
             failed: self.failed,
+            needs_check: self.needs_check(),
             dirty_blocks: self.cache.dirty_count(),
             blocks_read: self.cache.reads,
             blocks_written: self.cache.writes,
@@ -642,6 +647,100 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
     /// Whether the pool failed (see [`PoolStats::failed`]).
     pub fn is_failed(&self) -> bool {
         self.failed
+    }
+
+    /// Whether the `needs_check` flag is set in the last committed
+    /// superblock (read at open, written by [`Pool::set_needs_check`] and
+    /// [`Pool::clear_needs_check`]). The core does not act on it: callers
+    /// (the kernel target, the tools) decide; commits keep it.
+    pub fn needs_check(&self) -> bool {
+        self.com.flags & SB_NEEDS_CHECK != 0
+    }
+
+    /// Sets the `needs_check` flag in the superblock.
+    ///
+    /// On a failed pool ([`Pool::is_failed`]) it writes a superblock for
+    /// the *last committed* state with the flag: the commit protocol's
+    /// superblock step alone (generation + 1 into the other slot, from the
+    /// committed image with its committed selector bitmap, then a flush),
+    /// so a torn or lost write leaves the older superblock valid and the
+    /// pool opens at the last commit, with or without the flag. Nothing
+    /// else changes: the pool stays failed. The failed transaction's
+    /// superblock, if it reached the disk, is replaced by this one (its
+    /// slot is the same); nothing in it was acknowledged as committed.
+    ///
+    /// Nothing is written if the flag is set already.
+    ///
+    /// On a pool that has not failed it is a commit of the open
+    /// transaction with the flag set ([`Pool::commit`], whose errors fail
+    /// the pool; no I/O if neither the flag nor anything else changed).
+    ///
+    /// Errors: the write's or flush's ([`Error::Io`]); the flag is then
+    /// unchanged in memory, and on disk it is set or not (a later call
+    /// writes it again).
+    pub fn set_needs_check(&mut self) -> Result<(), Error> {
+        if !self.failed {
+            if !self.needs_check() {
+                self.work.flags |= SB_NEEDS_CHECK;
+                self.dirty = true;
+            }
+            return self.commit();
+        }
+        if self.needs_check() {
+            return Ok(());
+        }
+        let gen = self.gen();
+        if gen >= u64::MAX / 2 {
+            return Err(Error::Invalid);
+        }
+        let mut vars = self.com;
+        vars.gen = gen;
+        vars.flags |= SB_NEEDS_CHECK;
+        let r = self.write_committed_sb(&vars);
+        if r.is_ok() {
+            self.com = vars;
+            self.work.gen = gen;
+            self.work.flags = vars.flags;
+        } else {
+            // The in-memory committed image stays the last commit's.
+            let com = self.com;
+            let _ = self.write_committed_sb_image(&com);
+        }
+        r
+    }
+
+    /// Encodes `vars` into the committed superblock image (its selector
+    /// bitmap is the committed one) and seals it.
+    fn write_committed_sb_image(&mut self, vars: &SbVars) -> Result<(), Error> {
+        let b = self.cache.buf_mut(SLOT_COM)?;
+        encode_sb(b, &self.com_geo, vars)?;
+        block::seal(b);
+        Ok(())
+    }
+
+    /// Writes `vars` with the committed image to slot `vars.gen % 2` and
+    /// flushes.
+    fn write_committed_sb(&mut self, vars: &SbVars) -> Result<(), Error> {
+        self.write_committed_sb_image(vars)?;
+        self.dev
+            .write_block(vars.gen % 2, self.cache.buf(SLOT_COM)?)?;
+        self.dev.flush()
+    }
+
+    /// Clears the `needs_check` flag: a commit of the open transaction
+    /// without the flag (a superblock write even if nothing else changed;
+    /// no I/O if the flag is clear and nothing changed). Run it after
+    /// [`Pool::check`] found the pool clean. A failed pool refuses
+    /// ([`Error::Io`]); an error of the commit fails the pool as any
+    /// commit's does, and the flag stays set on disk unless the new
+    /// superblock reached it.
+    pub fn clear_needs_check(&mut self) -> Result<(), Error> {
+        self.check_writable()?;
+        if self.needs_check() {
+            self.work.flags &= !SB_NEEDS_CHECK;
+            self.dirty = true;
+        }
+        self.commit()
     }
 
     /// Refuses changes once the pool failed.

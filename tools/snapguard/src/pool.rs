@@ -1,8 +1,10 @@
 //! `snapguard pool`: format, check, dump and list snapshot pool metadata
 //! (a metadata device or an image file), like thin_check and thin_dump.
 //!
-//! Exit codes: 0 success (`check`: clean), 1 corrupt metadata, 2 usage or
-//! I/O error.
+//! Exit codes: 0 success (`check`: clean; with `--clear-needs-check`,
+//! clean and the `needs_check` flag cleared or not set), 1 corrupt
+//! metadata (`--clear-needs-check`: the flag is left set), 2 usage or I/O
+//! error.
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -52,13 +54,19 @@ enum PoolCmd {
         #[arg(long, value_parser = parse_size)]
         max_meta_size: Option<u64>,
     },
-    /// Verify checksums, tree shape and every reference count.
+    /// Verify checksums, tree shape and every reference count; say
+    /// whether the `needs_check` flag is set.
     Check {
         /// Metadata device or image file.
         path: PathBuf,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// If the check is clean, clear the `needs_check` flag (the
+        /// kernel's pool then opens read-write again); if it is not, leave
+        /// it set and exit 1. Writes the superblock.
+        #[arg(long)]
+        clear_needs_check: bool,
     },
     /// Print the pool, its volumes and their mappings.
     Dump {
@@ -171,7 +179,11 @@ pub(crate) fn run(args: PoolArgs) -> ExitCode {
             max_volumes,
             (max_data_size, max_meta_size),
         ),
-        PoolCmd::Check { path, json } => check(&path, json),
+        PoolCmd::Check {
+            path,
+            json,
+            clear_needs_check,
+        } => check(&path, json, clear_needs_check),
         PoolCmd::Dump { path, json, volume } => dump(&path, json, volume),
         PoolCmd::Ls { path, json } => ls(&path, json),
         PoolCmd::Craft {
@@ -324,6 +336,10 @@ struct JsonCheck {
     problems: Vec<JsonProblem>,
     generation: u64,
     transaction_id: u64,
+    /// The superblock's `needs_check` flag as found.
+    needs_check: bool,
+    /// `--clear-needs-check` cleared it.
+    needs_check_cleared: bool,
     volumes: u64,
     nodes: u64,
     mapped: u64,
@@ -331,8 +347,8 @@ struct JsonCheck {
     data_used: u64,
 }
 
-fn check(path: &Path, json: bool) -> Result<u8, Fail> {
-    let dev = open_file(path, false)?;
+fn check(path: &Path, json: bool, clear: bool) -> Result<u8, Fail> {
+    let dev = open_file(path, clear)?;
     let mut arena = slots(CACHE_SLOTS);
     let mut probe = open_file(path, false)?;
     let mut buf = [0u8; BLOCK_SIZE];
@@ -367,6 +383,16 @@ fn check(path: &Path, json: bool) -> Result<u8, Fail> {
             expected: p.expected,
         })
         .collect();
+    let flag = pool.needs_check();
+    // Cleared only after a clean check of the committed state (the pool
+    // was just opened: nothing else is in the transaction).
+    let cleared = if clear && flag && rep.is_clean() {
+        pool.clear_needs_check()
+            .map_err(|e| Fail::from_pool("clearing needs_check", e))?;
+        true
+    } else {
+        false
+    };
     if json {
         let j = JsonCheck {
             clean: rep.is_clean(),
@@ -375,6 +401,8 @@ fn check(path: &Path, json: bool) -> Result<u8, Fail> {
             problems,
             generation: st.generation,
             transaction_id: st.transaction_id,
+            needs_check: flag,
+            needs_check_cleared: cleared,
             volumes: rep.volumes,
             nodes: rep.nodes,
             mapped: rep.mapped,
@@ -411,6 +439,20 @@ fn check(path: &Path, json: bool) -> Result<u8, Fail> {
                 format!("{} problems", rep.errors)
             }
         );
+        println!(
+            "needs_check: {}",
+            match (flag, cleared) {
+                (false, _) => "no",
+                (true, false) => "yes",
+                (true, true) => "yes, cleared",
+            }
+        );
+    }
+    if clear && flag && !cleared {
+        eprintln!(
+            "snapguard pool: needs_check not cleared: the metadata has {} problems",
+            rep.errors
+        );
     }
     Ok(if rep.is_clean() { 0 } else { 1 })
 }
@@ -442,6 +484,7 @@ struct JsonVolume {
 struct JsonPool {
     generation: u64,
     transaction_id: u64,
+    needs_check: bool,
     extent_size: u64,
     data_extents: u64,
     data_free: u64,
@@ -534,6 +577,7 @@ fn pool_json(st: &PoolStats, volumes: Vec<JsonVolume>) -> JsonPool {
     JsonPool {
         generation: st.generation,
         transaction_id: st.transaction_id,
+        needs_check: st.needs_check,
         extent_size: st.extent_size,
         data_extents: st.data_extents,
         data_free: st.data_free,
@@ -562,9 +606,10 @@ fn dump(path: &Path, json: bool, only: Option<u32>) -> Result<u8, Fail> {
 fn write_dump(out: &mut impl std::io::Write, j: &JsonPool) -> std::io::Result<()> {
     writeln!(
         out,
-        "pool generation {} transaction_id {} extent_size {} data_extents {} data_free {} meta_blocks {} meta_free {} volumes {}",
+        "pool generation {} transaction_id {} needs_check {} extent_size {} data_extents {} data_free {} meta_blocks {} meta_free {} volumes {}",
         j.generation,
         j.transaction_id,
+        if j.needs_check { "yes" } else { "no" },
         j.extent_size,
         j.data_extents,
         j.data_free,

@@ -412,3 +412,83 @@ fn check_and_dump_print_the_transaction_id() {
     assert_eq!(j["transaction_id"], 42);
     let _ = std::fs::remove_file(&p);
 }
+
+fn flag_of(p: &Path) -> bool {
+    let mut arena = slots(64);
+    Pool::open(open_dev(p), &mut arena).unwrap().needs_check()
+}
+
+/// The `needs_check` flag: `check` and `dump` say it; `check
+/// --clear-needs-check` clears it only when the check is clean.
+#[test]
+fn needs_check_flag_shown_and_cleared_only_when_clean() {
+    let p = image("needs-check");
+    format_image(&p);
+    populate(&p);
+    let ps = p.to_str().unwrap().to_string();
+    let o = run(&["pool", "check", &ps]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("needs_check: no"), "{}", text(&o));
+    {
+        let mut arena = slots(64);
+        let mut pool = Pool::open(open_dev(&p), &mut arena).unwrap();
+        pool.set_needs_check().unwrap();
+    }
+    assert!(flag_of(&p));
+    // A plain check reports it and leaves it (clean: exit 0).
+    let o = run(&["pool", "check", &ps]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("needs_check: yes\n"), "{}", text(&o));
+    assert!(flag_of(&p));
+    let o = run(&["pool", "check", "--json", &ps]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["needs_check"], true);
+    assert_eq!(j["needs_check_cleared"], false);
+    let o = run(&["pool", "dump", &ps]);
+    assert!(text(&o).contains(" needs_check yes "), "{}", text(&o));
+    let o = run(&["pool", "dump", "--json", &ps]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["needs_check"], true);
+
+    // Corrupt: refused, exit 1, the flag stays.
+    let good = std::fs::read(&p).unwrap();
+    let fixed = {
+        let mut arena = slots(64);
+        Pool::open(open_dev(&p), &mut arena)
+            .unwrap()
+            .stats()
+            .meta_fixed
+    };
+    let mut img = good.clone();
+    corrupt_space_map(&mut img, fixed);
+    std::fs::write(&p, &img).unwrap();
+    let o = run(&["pool", "check", "--clear-needs-check", &ps]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("needs_check not cleared: the metadata has"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&p).unwrap(), img, "nothing written");
+    assert!(flag_of(&p));
+
+    // Clean: cleared.
+    std::fs::write(&p, &good).unwrap();
+    let o = run(&["pool", "check", "--clear-needs-check", &ps]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("needs_check: yes, cleared"),
+        "{}",
+        text(&o)
+    );
+    assert!(!flag_of(&p));
+    let o = run(&["pool", "check", &ps]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("clean"), "{}", text(&o));
+    assert!(text(&o).contains("needs_check: no"), "{}", text(&o));
+    // Not set: nothing to do, exit 0.
+    let o = run(&["pool", "check", "--clear-needs-check", &ps]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("needs_check: no"), "{}", text(&o));
+    let _ = std::fs::remove_file(&p);
+}
