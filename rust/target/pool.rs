@@ -819,8 +819,10 @@ const DELETE_STEP_NODES: u64 = 16;
 
 /// Finishes the deletions a crash or a stopped `delete` left half done
 /// (volumes with the pool core's *deleting* mark), at pool construction,
-/// each in one call, and commits. The volume table is walked once (at
-/// most `max_volumes` records).
+/// each in one call, and commits. The volume directory is walked once (at
+/// most `max_volumes` records). An error stops it: what was not finished
+/// stays half deleted (a `delete` of the id, or the next open, finishes
+/// it).
 fn finish_deletions(pool: &mut Pool<'static, MetaDev>) -> Result<(), pool::Error> {
     let mut from = 0u32;
     let mut any = false;
@@ -917,10 +919,11 @@ impl Target for PoolTarget {
         let buf = IoBuf::new(BLOCK_SIZE).map_err(|_| CtrError::NOMEM)?;
         let mut meta = Metadata::open(MetaDev { io, buf, blocks }, &config, data_extents)?;
         if !config.features.read_only {
-            finish_deletions(&mut meta.pool).map_err(|e| {
-                pr_err!("{}: cannot finish a half-done volume deletion: {:?}\n", POOL_TARGET, e);
-                CtrError { err: errno(e), msg: c"Cannot finish a volume deletion" }
-            })?;
+            // Not fatal: the pool opens as the pool core does (a failed
+            // core is noticed by the first commit, status or message).
+            if let Err(e) = finish_deletions(&mut meta.pool) {
+                pr_err!("{}: half-done volume deletions not finished: {:?}\n", POOL_TARGET, e);
+            }
         }
         // The fast map: one slot per data extent, at most FAST_SLOTS_MAX
         // (40 bytes each), plus the epoch slot.
