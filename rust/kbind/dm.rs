@@ -997,6 +997,14 @@ impl Limits<'_> {
     }
 }
 
+/// Gives the CPU to other runnable tasks if this one should yield
+/// (`cond_resched`): for loops of bounded steps in process context, so
+/// that a kernel without preemption runs the waiting worker in between.
+pub(crate) fn cond_resched() {
+    // SAFETY: called from process context (the callers: message handlers).
+    unsafe { sys::snapguard_cond_resched() };
+}
+
 /// The `presuspend` callback.
 ///
 /// # Safety

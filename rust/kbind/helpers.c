@@ -243,6 +243,11 @@ void snapguard_bio_endio(struct bio *bio, int err)
 	bio_endio(bio);
 }
 
+void snapguard_cond_resched(void)
+{
+	cond_resched();
+}
+
 /* Hands the bio back to dm core, which holds it across a noflush suspend. */
 void snapguard_bio_requeue(struct bio *bio)
 {

@@ -75,6 +75,7 @@ unsigned int snapguard_bio_sectors(struct bio *bio);
 void snapguard_bio_zero_endio(struct bio *bio);
 void snapguard_bio_endio(struct bio *bio, int err);
 void snapguard_bio_requeue(struct bio *bio);
+void snapguard_cond_resched(void);
 bool snapguard_dm_noflush_suspending(struct dm_target *ti);
 struct bio *snapguard_bio_next(struct bio *bio);
 void snapguard_bio_set_next(struct bio *bio, struct bio *next);

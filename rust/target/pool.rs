@@ -736,6 +736,7 @@ impl PoolTarget {
             if self.core.is_active(id) {
                 return Err(pool::Error::Busy);
             }
+            return self.delete_in_steps(id);
         }
         let mut st = self.core.state.lock();
         let pool = &mut st.meta.as_mut().ok_or(pool::Error::Io)?.pool;
@@ -744,7 +745,8 @@ impl PoolTarget {
         let size = pool.stats().data_extents;
         match *m {
             Message::Create { id } => pool.create_volume(id, size)?,
-            Message::Delete { id } => pool.delete_volume(id)?,
+            // Handled above.
+            Message::Delete { .. } => return Err(pool::Error::Invalid),
             Message::Snapshot { origin, new } => {
                 pool.snapshot(origin, new)?;
                 // An active origin: the snapshot invalidated the fast map
@@ -773,6 +775,90 @@ impl PoolTarget {
         }
         self.core.commit_locked(&mut st, false)
     }
+
+    /// `delete <id>`: unmaps the volume in steps of at most
+    /// [`DELETE_STEP_NODES`] freed table nodes, taking the pool's lock for
+    /// each step only, so that a large volume's deletion does not hold up
+    /// the worker (other volumes' provisions, breaks and flushes). The
+    /// first step hides the volume (the pool core's *deleting* mark: no
+    /// table can bind to it any more); the last removes it and frees the
+    /// id; then the transaction is committed. A snapshot's table (shared)
+    /// is dropped in one step with one reference decrement. A commit in
+    /// between (a flush, the periodic commit) may persist a half-deleted
+    /// volume: the pool finishes it when it is opened again
+    /// ([`finish_deletions`]), and a `delete` of it again finishes it too.
+    /// A failed step fails the pool as any failed core operation does
+    /// (the caller's `note_core`); the pool entering `fail` between steps
+    /// stops the deletion.
+    fn delete_in_steps(&self, id: u32) -> Result<(), pool::Error> {
+        let size = {
+            let mut st = self.core.state.lock();
+            let pool = &mut st.meta.as_mut().ok_or(pool::Error::Io)?.pool;
+            match pool.volume(id) {
+                Ok(info) => info.size,
+                // Half deleted already (an earlier delete stopped midway).
+                Err(pool::Error::NotFound) => match pool.next_volume(id)? {
+                    Some(info) if info.id == id && info.deleting => info.size,
+                    _ => return Err(pool::Error::NotFound),
+                },
+                Err(e) => return Err(e),
+            }
+        };
+        // Each step unmaps more of the volume than the one before (it
+        // frees at least one node past what is unmapped), so at most
+        // `size` steps.
+        let mut reached = 0u64;
+        for _ in 0..=size {
+            let mut st = self.core.state.lock();
+            if self.core.fail.is_failed() {
+                return Err(pool::Error::Io);
+            }
+            let pool = &mut st.meta.as_mut().ok_or(pool::Error::Io)?.pool;
+            let r = pool.delete_volume_step(id, DELETE_STEP_NODES)?;
+            if r >= size {
+                return self.core.commit_locked(&mut st, false);
+            }
+            if r <= reached {
+                return Err(pool::Error::Corrupt);
+            }
+            reached = r;
+            // Dropping the lock lets the worker in between steps (and
+            // this lets it run on a kernel without preemption).
+            drop(st);
+            crate::kbind::dm::cond_resched();
+        }
+        Err(pool::Error::Corrupt)
+    }
+}
+
+/// Table nodes freed (or shared subtrees dropped) per hold of the pool's
+/// lock by a `delete`: each costs at most one node read and the reference
+/// count changes of its up to 678 entries (`Documentation/snapshot-
+/// target.rst`, "delete").
+const DELETE_STEP_NODES: u64 = 16;
+
+/// Finishes the deletions a crash or a stopped `delete` left half done
+/// (volumes with the pool core's *deleting* mark), at pool construction,
+/// each in one call, and commits. The volume directory is walked once (at
+/// most `max_volumes` records). An error stops it: what was not finished
+/// stays half deleted (a `delete` of the id, or the next open, finishes
+/// it).
+fn finish_deletions(pool: &mut Pool<'static, MetaDev>) -> Result<(), pool::Error> {
+    let mut from = 0u32;
+    let mut any = false;
+    while let Some(info) = pool.next_volume(from)? {
+        if info.deleting {
+            pool.delete_volume(info.id)?;
+            pr_info!("{}: finished deleting volume {}\n", POOL_TARGET, info.id);
+            any = true;
+        }
+        let Some(next) = info.id.checked_add(1) else { break };
+        from = next;
+    }
+    if any {
+        pool.commit()?;
+    }
+    Ok(())
 }
 
 impl Drop for PoolTarget {
@@ -862,6 +948,12 @@ impl Target for PoolTarget {
                 major,
                 minor
             );
+        } else if !config.features.read_only {
+            // Not fatal: the pool opens as the pool core does (a failed
+            // core is noticed by the first commit, status or message).
+            if let Err(e) = finish_deletions(&mut meta.pool) {
+                pr_err!("{}: half-done volume deletions not finished: {:?}\n", POOL_TARGET, e);
+            }
         }
         // The fast map: one slot per data extent, at most FAST_SLOTS_MAX
         // (40 bytes each), plus the epoch slot.

@@ -121,15 +121,20 @@ impl<D: MetaDevice> Pool<'_, D> {
     /// [`VolumeInfo::deleting`]), [`Pool::next_mapping`] and the deletion;
     /// its pending breaks become stale and its id is not free. Each step
     /// then unmaps from the start of the volume as [`Pool::discard_step`]
-    /// does, handling at most `max_leaves` table leaves (each: one leaf
-    /// freed, plus the at most `depth` nodes on its path and the space
-    /// map blocks of at most 678 data extents; an unshared subtree is
-    /// descended, a shared one dropped with one decrement), and returns
-    /// how many extents from the start are unmapped. When that is the
-    /// volume's size the step also removes the record: the volume is gone
-    /// and the id free. The kernel loops, releasing its lock (and
-    /// committing when it likes) between steps, and resumes a deleting
-    /// volume found after a reopen. May use the metadata reserve.
+    /// does, with a budget of `max_leaves` table nodes (each: one node
+    /// read and freed, with the count changes of its at most 678 entries;
+    /// a shared subtree dropped with one decrement counts one), and
+    /// returns how many extents from the start are unmapped. A table or
+    /// subtree whose freeing fits in what is left of the budget is
+    /// dropped whole, as [`Pool::delete_volume`] drops it: nothing below
+    /// a shared node is read, and no node is shadowed (a snapshot's
+    /// shared table goes in one step with one decrement); only a subtree
+    /// that frees more is descended, shadowing the path the step stops
+    /// in, which the next step (or transaction) continues. When the
+    /// volume's size is reached the step also removes the record: the
+    /// volume is gone and the id free. The kernel loops, releasing its
+    /// lock (and committing when it likes) between steps, and resumes a
+    /// deleting volume found after a reopen. May use the metadata reserve.
     pub fn delete_volume_step(&mut self, id: u32, max_leaves: u64) -> Result<u64, Error> {
         self.check_writable()?;
         if max_leaves == 0 {
@@ -740,10 +745,12 @@ impl<D: MetaDevice> Pool<'_, D> {
             .map(|_| ())
     }
 
-    /// Discards `[start, end)`; with `budget`, handles at most that many
-    /// leaves (freeing a leaf, or unmapping part of one) and descends into
-    /// unshared subtrees instead of freeing them whole, so the work is
-    /// bounded; returns the position reached (`end` when done).
+    /// Discards `[start, end)`; with `budget`, frees at most that many
+    /// table nodes (or unmaps part of a leaf, counting one; a shared
+    /// subtree dropped counts one) and descends into a subtree instead of
+    /// freeing it whole only when freeing it needs more than the budget
+    /// has left ([`Pool::free_cost`]), so the work is bounded; returns the
+    /// position reached (`end` when done).
     fn discard_bounded(
         &mut self,
         id: u32,
@@ -760,12 +767,18 @@ impl<D: MetaDevice> Pool<'_, D> {
         let orig_root = rec.root;
         let depth = Kind::Vol.depth_for(rec.size)?;
         let top = depth.saturating_sub(1);
-        if start == 0
-            && end == rec.size
-            && (budget.is_none() || top == 0 || self.rc(SmKind::Meta, rec.root)? > 1)
-        {
-            self.dec_tree(rec.root, Kind::Vol, top)?;
-            rec.root = 0;
+        // The whole table, when it is in the range and freeing it fits in
+        // the budget (a shared table frees nothing: one decrement): no
+        // node is shadowed.
+        if start == 0 && end == rec.size {
+            let fits = match budget {
+                None => true,
+                Some(b) => self.free_cost(rec.root, Kind::Vol, top, b)? <= b,
+            };
+            if fits {
+                self.dec_tree(rec.root, Kind::Vol, top)?;
+                rec.root = 0;
+            }
         }
         let mut used = 0u64;
         let mut pos = start;
@@ -810,15 +823,24 @@ impl<D: MetaDevice> Pool<'_, D> {
                 }
                 let below = level.saturating_sub(1);
                 let whole = cb == pos && ce <= end;
-                if whole && budget.is_some() && below > 0 && self.rc(SmKind::Meta, child)? == 1 {
-                    // Freeing this subtree whole is unbounded work: go
-                    // down and free its leaves one step at a time.
-                    ptr = child;
-                    level = below;
-                    continue;
+                // The nodes dropping this subtree frees (a leaf: 1; a
+                // shared subtree: 0), counted up to what the budget has
+                // left; more, and it is descended into instead, to be
+                // freed a leaf at a time (the parent path is shadowed).
+                let mut cost = 1u64;
+                if whole && below > 0 {
+                    if let Some(b) = budget {
+                        let left = b.saturating_sub(used);
+                        cost = self.free_cost(child, Kind::Vol, below, left)?;
+                        if cost > left {
+                            ptr = child;
+                            level = below;
+                            continue;
+                        }
+                    }
                 }
                 if whole {
-                    used = used.saturating_add(1);
+                    used = used.saturating_add(cost.max(1));
                     let (root, parent) = self.path_mut(rec.root, Kind::Vol, depth, pos, level)?;
                     rec.root = root;
                     self.node_set(parent, Kind::Vol, level, idx, 0)?;
@@ -839,10 +861,11 @@ impl<D: MetaDevice> Pool<'_, D> {
     }
 
     /// A bounded step of [`Pool::discard`]: unmaps from `vext` on, handling
-    /// at most `max_leaves` table leaves (each: one leaf freed or partly
-    /// unmapped, plus the nodes on its path), and returns how many extents
-    /// from `vext` are done (`len` when finished; more than 0 when
-    /// `len > 0`). The kernel loops, releasing its lock (and committing
+    /// at most `max_leaves` table nodes (each: one leaf partly unmapped, or
+    /// one node freed; a subtree inside the range whose freeing fits in
+    /// what is left is dropped whole, counting the nodes it frees), and
+    /// returns how many extents from `vext` are done (`len` when
+    /// finished; more than 0 when `len > 0`). The kernel loops, releasing its lock (and committing
     /// when it likes) between steps, so a huge discard or the emptying of
     /// a volume before [`Pool::delete_volume`] never holds the pool for
     /// long. Shared subtrees inside the range are still dropped whole (one

@@ -178,6 +178,66 @@ impl<D: MetaDevice> Pool<'_, D> {
         Ok(())
     }
 
+    /// How many table nodes dropping a reference to subtree `ptr` (a node
+    /// at `level`) would free, counted up to `limit + 1` (more is
+    /// reported as `limit + 1`): the nodes only it references. A shared
+    /// subtree costs 0 (one decrement frees nothing). Reads only internal
+    /// nodes it counts (nodes [`Pool::dec_tree`] would read to free them),
+    /// never a leaf and nothing below a shared node; at most `limit + 1`
+    /// nodes, each scanned once.
+    pub(crate) fn free_cost(
+        &mut self,
+        ptr: u64,
+        kind: Kind,
+        level: u8,
+        limit: u64,
+    ) -> Result<u64, Error> {
+        if ptr == 0 {
+            return Ok(0);
+        }
+        match self.rc(SmKind::Meta, ptr)? {
+            0 => return Err(Error::Corrupt),
+            1 => {}
+            _ => return Ok(0),
+        }
+        let mut n = 1u64;
+        if level == 0 || n > limit {
+            return Ok(n);
+        }
+        let mut stack = [(0u64, 0u8, 0usize); MAX_DEPTH];
+        let mut sp = 0usize;
+        *stack.get_mut(sp).ok_or(Error::Corrupt)? = (ptr, level, 0);
+        sp = sp.saturating_add(1);
+        while sp > 0 {
+            let (p, l, idx) = *stack.get(sp.saturating_sub(1)).ok_or(Error::Corrupt)?;
+            if idx as u64 >= kind.entries(l) {
+                sp = sp.saturating_sub(1);
+                continue;
+            }
+            if let Some(top) = stack.get_mut(sp.saturating_sub(1)) {
+                top.2 = idx.saturating_add(1);
+            }
+            let v = self.node_entry(p, kind, l, idx)?;
+            if v == 0 {
+                continue;
+            }
+            match self.rc(SmKind::Meta, v)? {
+                0 => return Err(Error::Corrupt),
+                1 => {}
+                _ => continue,
+            }
+            n = n.saturating_add(1);
+            if n > limit {
+                return Ok(n);
+            }
+            if l > 1 {
+                *stack.get_mut(sp).ok_or(Error::Corrupt)? = (v, l.saturating_sub(1), 0);
+                sp = sp.saturating_add(1);
+            }
+        }
+        Ok(n)
+    }
+
     /// Writes (or with `None`, clears) the directory record of volume `id`.
     pub(crate) fn rec_put(&mut self, id: u32, rec: Option<&VolRec>) -> Result<(), Error> {
         let depth = self.geo.dir_depth;
