@@ -30,6 +30,23 @@ pub(crate) struct Targets {
     _pool: Registration,
     /// `/sys/kernel/snapguard/pools/`; removed once no pool can exist.
     _pools_dir: stats::PoolsDir,
+    /// Frees the global lists' buffers, last.
+    _lists: Lists,
+}
+
+/// Owner of the buffers of [`POOL_DEVICES`] and [`LIVE_POOLS`]: statics
+/// are never dropped, so an emptied list would keep its buffer after the
+/// module is gone (kmemleak reported it after `target_unload.sh`).
+struct Lists;
+
+impl Drop for Lists {
+    fn drop(&mut self) {
+        // No pool is left (each holds a reference on the module) and the
+        // targets are unregistered (dropped before this field): nothing
+        // uses the lists any more.
+        drop(core::mem::take(&mut *POOL_DEVICES.lock()));
+        drop(core::mem::take(&mut *LIVE_POOLS.lock()));
+    }
 }
 
 impl Targets {
@@ -44,7 +61,7 @@ impl Targets {
         let pools_dir = stats::PoolsDir::new(top)?;
         let pool = Registration::new::<pool::PoolTarget>()?;
         let volume = Registration::new::<volume::VolumeTarget>()?;
-        Ok(Targets { _volume: volume, _pool: pool, _pools_dir: pools_dir })
+        Ok(Targets { _volume: volume, _pool: pool, _pools_dir: pools_dir, _lists: Lists })
     }
 }
 
