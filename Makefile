@@ -97,8 +97,9 @@ check-all-kernels: setup
 # the runner fails on any KASAN/lockdep/UBSAN/kmemleak report, BUG or
 # WARNING. Run it before resolving anything that touches kernel code.
 # It is built with clang (LLVM=-19: KASAN and Rust need a clang-built
-# kernel), so the module is too.
-check-debug: setup
+# kernel), so the module is too. The CLI is built first: without it the
+# checks that need it (pool check, crafted images, replay) are skipped.
+check-debug: setup cli
 	@kdir=$$(SNAPGUARD_KFLAVOR=debug tools/kernel-build.sh) && \
 	  $(MAKE) -C $$kdir M=$(CURDIR) LLVM=-19 clean >/dev/null && \
 	  $(MAKE) -C $$kdir M=$(CURDIR) LLVM=-19 modules && \
