@@ -137,15 +137,18 @@ impl<D: MetaDevice> Pool<'_, D> {
         Ok((new_root, cur))
     }
 
-    /// Drops a reference to subtree `ptr` (a node at `level`), freeing
-    /// every node and extent that only it referenced.
-    pub(crate) fn dec_tree(&mut self, ptr: u64, kind: Kind, level: u8) -> Result<(), Error> {
-        if ptr == 0 {
-            return Ok(());
-        }
-        if self.dec(SmKind::Meta, ptr)? != 0 {
-            return Ok(());
-        }
+    /// Walks the subtree under node `ptr` (at `level`) depth first: `f`
+    /// sees each non-zero entry `v` of a visited node at level `l` and
+    /// says whether to descend into it (a node at `l - 1`), go on, or
+    /// stop the walk. The stack is bounded by the tree depth; each node is
+    /// scanned once per visit.
+    fn walk(
+        &mut self,
+        ptr: u64,
+        kind: Kind,
+        level: u8,
+        mut f: impl FnMut(&mut Self, u64, u8) -> Result<Walk, Error>,
+    ) -> Result<(), Error> {
         let mut stack = [(0u64, 0u8, 0usize); MAX_DEPTH];
         let mut sp = 0usize;
         *stack.get_mut(sp).ok_or(Error::Corrupt)? = (ptr, level, 0);
@@ -163,19 +166,39 @@ impl<D: MetaDevice> Pool<'_, D> {
             if v == 0 {
                 continue;
             }
-            if l == 0 {
-                match kind {
-                    Kind::Vol => {
-                        self.dec(SmKind::Data, v.saturating_sub(1))?;
-                    }
-                    Kind::Dir => return Err(Error::Invalid),
+            match f(self, v, l)? {
+                Walk::Descend => {
+                    *stack.get_mut(sp).ok_or(Error::Corrupt)? = (v, l.saturating_sub(1), 0);
+                    sp = sp.saturating_add(1);
                 }
-            } else if self.dec(SmKind::Meta, v)? == 0 {
-                *stack.get_mut(sp).ok_or(Error::Corrupt)? = (v, l.saturating_sub(1), 0);
-                sp = sp.saturating_add(1);
+                Walk::Next => {}
+                Walk::Stop => break,
             }
         }
         Ok(())
+    }
+
+    /// Drops a reference to subtree `ptr` (a node at `level`), freeing
+    /// every node and extent that only it referenced.
+    pub(crate) fn dec_tree(&mut self, ptr: u64, kind: Kind, level: u8) -> Result<(), Error> {
+        if ptr == 0 {
+            return Ok(());
+        }
+        if self.dec(SmKind::Meta, ptr)? != 0 {
+            return Ok(());
+        }
+        self.walk(ptr, kind, level, |p, v, l| {
+            if l == 0 {
+                match kind {
+                    Kind::Vol => p.dec(SmKind::Data, v.saturating_sub(1)).map(|_| Walk::Next),
+                    Kind::Dir => Err(Error::Invalid),
+                }
+            } else if p.dec(SmKind::Meta, v)? == 0 {
+                Ok(Walk::Descend)
+            } else {
+                Ok(Walk::Next)
+            }
+        })
     }
 
     /// How many table nodes dropping a reference to subtree `ptr` (a node
@@ -204,37 +227,21 @@ impl<D: MetaDevice> Pool<'_, D> {
         if level == 0 || n > limit {
             return Ok(n);
         }
-        let mut stack = [(0u64, 0u8, 0usize); MAX_DEPTH];
-        let mut sp = 0usize;
-        *stack.get_mut(sp).ok_or(Error::Corrupt)? = (ptr, level, 0);
-        sp = sp.saturating_add(1);
-        while sp > 0 {
-            let (p, l, idx) = *stack.get(sp.saturating_sub(1)).ok_or(Error::Corrupt)?;
-            if idx as u64 >= kind.entries(l) {
-                sp = sp.saturating_sub(1);
-                continue;
-            }
-            if let Some(top) = stack.get_mut(sp.saturating_sub(1)) {
-                top.2 = idx.saturating_add(1);
-            }
-            let v = self.node_entry(p, kind, l, idx)?;
-            if v == 0 {
-                continue;
-            }
-            match self.rc(SmKind::Meta, v)? {
+        self.walk(ptr, kind, level, |p, v, l| {
+            match p.rc(SmKind::Meta, v)? {
                 0 => return Err(Error::Corrupt),
                 1 => {}
-                _ => continue,
+                _ => return Ok(Walk::Next),
             }
             n = n.saturating_add(1);
             if n > limit {
-                return Ok(n);
+                Ok(Walk::Stop)
+            } else if l > 1 {
+                Ok(Walk::Descend)
+            } else {
+                Ok(Walk::Next)
             }
-            if l > 1 {
-                *stack.get_mut(sp).ok_or(Error::Corrupt)? = (v, l.saturating_sub(1), 0);
-                sp = sp.saturating_add(1);
-            }
-        }
+        })?;
         Ok(n)
     }
 
@@ -249,4 +256,14 @@ impl<D: MetaDevice> Pool<'_, D> {
         let empty = VolRec::default();
         rec_encode(self.cache.buf_mut(i)?, idx, rec.unwrap_or(&empty))
     }
+}
+
+/// What [`Pool::walk`] does after visiting an entry.
+enum Walk {
+    /// Visit the node the entry points to.
+    Descend,
+    /// Go on with the next entry.
+    Next,
+    /// End the walk.
+    Stop,
 }
