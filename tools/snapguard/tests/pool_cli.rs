@@ -23,6 +23,18 @@ fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("run snapguard")
 }
 
+/// The JSON a command printed.
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Runs the tool and requires exit code `code` and `needle` in its output.
+fn says(args: &[&str], code: i32, needle: &str) {
+    let o = run(args);
+    assert_eq!(o.status.code(), Some(code), "{}", text(&o));
+    assert!(text(&o).contains(needle), "{}", text(&o));
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -90,7 +102,7 @@ fn format_populate_check_ls_dump() {
 
     let o = run(&["pool", "check", "--json", ps]);
     assert_eq!(o.status.code(), Some(0));
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json(&o);
     assert_eq!(j["clean"], true);
     assert_eq!(j["data_used"], 2010);
 
@@ -100,7 +112,7 @@ fn format_populate_check_ls_dump() {
     assert_eq!(t.lines().count(), 4, "{t}");
 
     let o = run(&["pool", "ls", "--json", ps]);
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json(&o);
     let vols = j["volumes"].as_array().unwrap();
     assert_eq!(vols.len(), 3);
     assert_eq!(vols[0]["id"], 1);
@@ -112,7 +124,7 @@ fn format_populate_check_ls_dump() {
 
     let o = run(&["pool", "dump", "--json", ps]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json(&o);
     assert_eq!(j["data_free"], 16384 - 2010);
     // Every dumped run agrees with the library's lookups.
     let mut arena = slots(64);
@@ -185,7 +197,7 @@ fn corrupted_images_fail_check() {
     std::fs::write(&p, &img).unwrap();
     let o = run(&["pool", "check", "--json", &ps]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json(&o);
     assert_eq!(j["clean"], false);
 
     // Both superblocks destroyed: no valid superblock.
@@ -362,7 +374,7 @@ fn half_deleted_volume_is_listed() {
     assert!(line.ends_with(" deleting"), "{t}");
     assert_eq!(t.matches("deleting").count(), 1, "{t}");
     let o = run(&["pool", "ls", "--json", ps]);
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json(&o);
     let vols = j["volumes"].as_array().unwrap();
     assert_eq!(vols[0]["id"], 1);
     assert_eq!(vols[0]["deleting"], true);
@@ -403,12 +415,12 @@ fn check_and_dump_print_the_transaction_id() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("transaction id 42,"), "{}", text(&o));
     let o = run(&["pool", "check", "--json", ps]);
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json(&o);
     assert_eq!(j["transaction_id"], 42);
     let o = run(&["pool", "dump", ps]);
     assert!(text(&o).contains("transaction_id 42 "), "{}", text(&o));
     let o = run(&["pool", "dump", "--json", ps]);
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json(&o);
     assert_eq!(j["transaction_id"], 42);
     let _ = std::fs::remove_file(&p);
 }
@@ -426,9 +438,7 @@ fn needs_check_flag_shown_and_cleared_only_when_clean() {
     format_image(&p);
     populate(&p);
     let ps = p.to_str().unwrap().to_string();
-    let o = run(&["pool", "check", &ps]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("needs_check: no"), "{}", text(&o));
+    says(&["pool", "check", &ps], 0, "needs_check: no");
     {
         let mut arena = slots(64);
         let mut pool = Pool::open(open_dev(&p), &mut arena).unwrap();
@@ -436,18 +446,16 @@ fn needs_check_flag_shown_and_cleared_only_when_clean() {
     }
     assert!(flag_of(&p));
     // A plain check reports it and leaves it (clean: exit 0).
-    let o = run(&["pool", "check", &ps]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("needs_check: yes\n"), "{}", text(&o));
+    says(&["pool", "check", &ps], 0, "needs_check: yes\n");
     assert!(flag_of(&p));
     let o = run(&["pool", "check", "--json", &ps]);
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json(&o);
     assert_eq!(j["needs_check"], true);
     assert_eq!(j["needs_check_cleared"], false);
     let o = run(&["pool", "dump", &ps]);
     assert!(text(&o).contains(" needs_check yes "), "{}", text(&o));
     let o = run(&["pool", "dump", "--json", &ps]);
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = json(&o);
     assert_eq!(j["needs_check"], true);
 
     // Corrupt: refused, exit 1, the flag stays.
@@ -462,24 +470,20 @@ fn needs_check_flag_shown_and_cleared_only_when_clean() {
     let mut img = good.clone();
     corrupt_space_map(&mut img, fixed);
     std::fs::write(&p, &img).unwrap();
-    let o = run(&["pool", "check", "--clear-needs-check", &ps]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        text(&o).contains("needs_check not cleared: the metadata has"),
-        "{}",
-        text(&o)
+    says(
+        &["pool", "check", "--clear-needs-check", &ps],
+        1,
+        "needs_check not cleared: the metadata has",
     );
     assert_eq!(std::fs::read(&p).unwrap(), img, "nothing written");
     assert!(flag_of(&p));
 
     // Clean: cleared.
     std::fs::write(&p, &good).unwrap();
-    let o = run(&["pool", "check", "--clear-needs-check", &ps]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(
-        text(&o).contains("needs_check: yes, cleared"),
-        "{}",
-        text(&o)
+    says(
+        &["pool", "check", "--clear-needs-check", &ps],
+        0,
+        "needs_check: yes, cleared",
     );
     assert!(!flag_of(&p));
     let o = run(&["pool", "check", &ps]);
@@ -487,8 +491,10 @@ fn needs_check_flag_shown_and_cleared_only_when_clean() {
     assert!(text(&o).contains("clean"), "{}", text(&o));
     assert!(text(&o).contains("needs_check: no"), "{}", text(&o));
     // Not set: nothing to do, exit 0.
-    let o = run(&["pool", "check", "--clear-needs-check", &ps]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("needs_check: no"), "{}", text(&o));
+    says(
+        &["pool", "check", "--clear-needs-check", &ps],
+        0,
+        "needs_check: no",
+    );
     let _ = std::fs::remove_file(&p);
 }
