@@ -1,10 +1,17 @@
 //! Host-side helpers (not part of the kernel build): metadata devices in
 //! memory or in a file, and cache arenas.
 
-use crate::{CacheSlot, Error, MetaDevice, BLOCK_SIZE};
+use crate::{CacheSlot, CheckReport, Error, MetaDevice, Pool, BLOCK_SIZE};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::vec::Vec;
+
+/// A full check of `pool` ([`Pool::check`]) with a scratch buffer of the
+/// size it asks for.
+pub fn check<D: MetaDevice>(pool: &mut Pool<'_, D>) -> Result<CheckReport, Error> {
+    let mut scratch = std::vec![0u32; pool.check_scratch_len() as usize];
+    pool.check(&mut scratch)
+}
 
 /// A cache arena of `n` empty slots.
 pub fn slots(n: usize) -> Vec<CacheSlot> {
