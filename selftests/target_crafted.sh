@@ -450,6 +450,26 @@ def expect_msg(m, ok):
         return False
 
 
+def flip_leaves(rows):
+    """Flips one byte of the table leaf of each (vext, _, leaf) row on the
+    metadata image underneath the pool (a second call restores them);
+    returns the vexts."""
+    fd = os.open(LIVE, os.O_RDWR | os.O_DIRECT)
+    try:
+        for _, _, leaf in rows:
+            os.preadv(fd, [memoryview(ALIGNED)[:4096]], leaf * 4096)
+            ALIGNED[2000] ^= 0x55
+            os.pwritev(fd, [memoryview(ALIGNED)[:4096]], leaf * 4096)
+    finally:
+        os.close(fd)
+    return {v for v, _, _ in rows}
+
+
+def pool_status():
+    """The words of `dmsetup status sgx`."""
+    return subprocess.run(["dmsetup", "status", "sgx"], capture_output=True, text=True).stdout.split()
+
+
 def read_all(dev):
     """Reads each mapped extent: (right, eio, wrong)."""
     right, eio, wrong = [], [], []
@@ -471,16 +491,7 @@ try:
     ok1 = len(right) == len(lmap)
     # Corrupt the leaves of the first 100 extents underneath the pool:
     # read first, they left the 1 MiB cache (about 250 blocks) long ago.
-    bad = set()
-    fd = os.open(LIVE, os.O_RDWR | os.O_DIRECT)
-    try:
-        for v, _, leaf in lmap[:100]:
-            os.preadv(fd, [memoryview(ALIGNED)[:4096]], leaf * 4096)
-            ALIGNED[2000] ^= 0x55
-            os.pwritev(fd, [memoryview(ALIGNED)[:4096]], leaf * 4096)
-            bad.add(v)
-    finally:
-        os.close(fd)
+    bad = flip_leaves(lmap[:100])
     kmsg.new()
     # A snapshot empties the lock-free fast map (it knew the mappings).
     expect_msg("snapshot 1 2", True)
@@ -502,7 +513,7 @@ try:
     # (rust/target/fail.rs): the status says so, and every change is
     # refused with a logged reason, even one that would read no corrupted
     # block (deleting the snapshot only drops a count).
-    status = subprocess.run(["dmsetup", "status", "sgx"], capture_output=True, text=True).stdout.split()
+    status = pool_status()
     if "fail" not in status or "needs_check" not in status:
         live_problems.append(f"status after the corrupted lookups: {' '.join(status)}")
     failed = not expect_msg("delete 1", False)
@@ -517,7 +528,7 @@ try:
     # read-only and refuses changes; the check finds the corrupted leaves
     # and leaves the flag; with the leaves restored it clears it.
     dm_create("sgx", LTABLE)
-    status = subprocess.run(["dmsetup", "status", "sgx"], capture_output=True, text=True).stdout.split()
+    status = pool_status()
     if status[6:7] != ["ro"] or "needs_check" not in status:
         live_problems.append(f"status reopened with needs_check: {' '.join(status)}")
     expect_msg("create 9", False)
@@ -525,14 +536,7 @@ try:
     r = subprocess.run([CLI, "pool", "check", "--clear-needs-check", LIVE], capture_output=True, text=True)
     if r.returncode != 1 or "needs_check not cleared" not in r.stderr:
         live_problems.append(f"check --clear-needs-check of the corrupted pool: {r.returncode} {r.stderr.strip()}")
-    fd = os.open(LIVE, os.O_RDWR | os.O_DIRECT)
-    try:
-        for v, _, leaf in lmap[:100]:
-            os.preadv(fd, [memoryview(ALIGNED)[:4096]], leaf * 4096)
-            ALIGNED[2000] ^= 0x55
-            os.pwritev(fd, [memoryview(ALIGNED)[:4096]], leaf * 4096)
-    finally:
-        os.close(fd)
+    flip_leaves(lmap[:100])  # flipped back: restored
     r = subprocess.run([CLI, "pool", "check", "--clear-needs-check", LIVE], capture_output=True, text=True)
     if r.returncode != 0 or "needs_check: yes, cleared" not in r.stdout:
         live_problems.append(f"check --clear-needs-check with the leaves restored: {r.returncode} {r.stdout.strip()} {r.stderr.strip()}")
