@@ -340,6 +340,17 @@ impl PoolCore {
             });
         }
         if let Some(m) = st.meta.as_mut() {
+            // Still this volume: a `delete` may have begun since the
+            // constructor looked it up (a deleting volume is not found).
+            // `delete` checks for active tables under this lock too.
+            match m.pool.volume(v.id) {
+                Ok(i) if i.uid == v.uid => {}
+                Ok(_) | Err(pool::Error::NotFound) => {
+                    pr_err!("{}: volume {} was deleted meanwhile\n", crate::dmtarget::VOLUME_TARGET, v.id);
+                    return Err(CtrError { err: ENOENT, msg: c"Unknown volume" });
+                }
+                Err(e) => return Err(CtrError { err: errno(e), msg: c"Cannot read the volume" }),
+            }
             m.pool.clear_fast_map();
         }
         a.push(v, GFP_KERNEL).map_err(|_| CtrError::NOMEM)
@@ -733,9 +744,6 @@ impl PoolTarget {
     /// Runs a valid message: changes the metadata and commits.
     fn run(&self, m: &Message) -> Result<(), pool::Error> {
         if let Message::Delete { id } = *m {
-            if self.core.is_active(id) {
-                return Err(pool::Error::Busy);
-            }
             return self.delete_in_steps(id);
         }
         let mut st = self.core.state.lock();
@@ -812,6 +820,12 @@ impl PoolTarget {
             let mut st = self.core.state.lock();
             if self.core.fail.is_failed() {
                 return Err(pool::Error::Io);
+            }
+            // Under the lock, as `attach` checks the volume: no table can
+            // bind between this check and the step (after the first step
+            // the volume is hidden from constructors).
+            if self.core.is_active(id) {
+                return Err(pool::Error::Busy);
             }
             let pool = &mut st.meta.as_mut().ok_or(pool::Error::Io)?.pool;
             let r = pool.delete_volume_step(id, DELETE_STEP_NODES)?;
