@@ -244,9 +244,9 @@ fn fill_extent(
             None => buf.as_mut_slice().fill(0),
         }
         if let Some((b, ws, a, e)) = part {
-            let at = usize::try_from((a - off).saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
-            let n = usize::try_from((e - a).saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
-            let skip = usize::try_from((a - ws).saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
+            let at = usize::try_from(a.saturating_sub(off).saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
+            let n = usize::try_from(e.saturating_sub(a).saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
+            let skip = usize::try_from(a.saturating_sub(ws).saturating_mul(512)).map_err(|_| pool::Error::Invalid)?;
             let dst_bytes = at
                 .checked_add(n)
                 .and_then(|end| buf.as_mut_slice().get_mut(at..end))
