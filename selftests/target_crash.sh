@@ -33,6 +33,19 @@ VLEN=32768          # 16 MiB volumes
 REC=/dev/vdd        # the record of what was fsynced (survives the reset)
 RECFILE=/tmp/sgc-record
 MNT=/tmp/sgc-mnt
+F5COPY_64K=16       # f5's bytes are kept on $REC from 1 MiB on
+F5_BYTES=307200     # f5: 300 KiB
+EXT_S=128           # extent size in sectors (64 KiB)
+# Every ext4 mount here uses dioread_lock. With ext4's default
+# (dioread_nolock) buffered writeback allocates unwritten extents and
+# converts them when each write completes; if that conversion cannot split
+# the extent (ENOSPC, which the writers below cause for a moment: each
+# rewrite frees 1 MiB only at the next journal commit), ext4 7.3 zeroes the
+# rest of the extent (ext4_split_extent_zeroout), over blocks that another
+# completed write of the same extent had filled. fsynced data then reads as
+# zeroes after the reset, on any block device (Documentation/testing.rst,
+# "Killing the guest"). dioread_lock does not use unwritten extents for
+# buffered writes, so what this program checks is the pool's durability.
 create() { printf '%s\n' "$2" | dmsetup create --noudevsync "$1"; }
 remove() { dmsetup remove --noudevsync "$@"; }
 msg() { dmsetup message sgc-pool 0 "$@"; }
@@ -40,7 +53,7 @@ vol() { create "sgc$1" "0 $VLEN snapguard /dev/mapper/sgc-pool $1"; }
 devices() {
 	create sgc-meta "0 $META_S linear /dev/vda 0" &&
 		create sgc-data "0 $DATA_S linear /dev/vdb 0" &&
-		create sgc-pool "0 $DATA_S snapguard-pool /dev/mapper/sgc-meta /dev/mapper/sgc-data 128 10"
+		create sgc-pool "0 $DATA_S snapguard-pool /dev/mapper/sgc-meta /dev/mapper/sgc-data $EXT_S 10"
 }
 # record LINE: appends LINE to the record and writes it to $REC durably
 # (O_DIRECT, then a flush); only called after the fsync it describes.
@@ -64,7 +77,7 @@ if [ "$SG_CRASH_PHASE" = 1 ]; then
 	ktap_check "create the pool" devices
 	mkvol1() {
 		msg create 1 && vol 1 && mkfs.ext4 -q -F /dev/mapper/sgc1 &&
-			mount -t ext4 /dev/mapper/sgc1 $MNT/1 && record "vol 1"
+			mount -t ext4 -o dioread_lock /dev/mapper/sgc1 $MNT/1 && record "vol 1"
 	}
 	ktap_check "volume 1 with ext4" mkvol1
 	files3() { wfile 1 64 f1 && wfile 1 700 f2 && wfile 1 3000 f3; }
@@ -83,7 +96,7 @@ if [ "$SG_CRASH_PHASE" = 1 ]; then
 			record "file 1 f2 $(sha256sum <$MNT/1/f2 | cut -d' ' -f1)"
 	}
 	ktap_check "overwrite a shared file on volume 1" overwrite
-	mnt2() { vol 2 && mount -t ext4 /dev/mapper/sgc2 $MNT/2; }
+	mnt2() { vol 2 && mount -t ext4 -o dioread_lock /dev/mapper/sgc2 $MNT/2; }
 	ktap_check "mount the snapshot (journal replay)" mnt2
 	ktap_check "a file on the snapshot" wfile 2 500 g1
 	# Writers that never sync, busy when the reset comes (three 1 MiB
@@ -108,8 +121,11 @@ if [ "$SG_CRASH_PHASE" = 1 ]; then
 	# pool's periodic commit (1 s), so mostly only the fsync's own commit
 	# can make f5 durable. Phase 2 finds "end" in the record only if this
 	# write and the record succeeded.
-	head -c 300K /dev/urandom >/tmp/sgc-f5
+	head -c $F5_BYTES /dev/urandom >/tmp/sgc-f5
 	sum5=$(sha256sum </tmp/sgc-f5 | cut -d' ' -f1)
+	# A copy for phase 2's diagnosis if f5 comes back wrong (before the
+	# fsync, so the time from the fsync to the reset is unchanged).
+	dd if=/tmp/sgc-f5 of=$REC bs=64k seek=$F5COPY_64K oflag=direct conv=fsync status=none
 	dd if=/tmp/sgc-f5 of=$MNT/1/f5 bs=64k conv=fsync status=none &&
 		printf 'file 1 f5 %s\nend\n' "$sum5" >>$RECFILE &&
 		dd if=$RECFILE of=$REC bs=64k count=1 conv=sync,fsync oflag=direct status=none &&
@@ -129,18 +145,74 @@ ktap_pool_check /dev/mapper/sgc-meta "clean after the reset"
 remove sgc-meta
 ktap_check "the pool opens" devices
 mkdir -p $MNT/1 $MNT/2 $MNT/3
+# diagnose FILE VOL: what a wrong f5 holds against the copy kept on $REC,
+# 4 KiB page by page through the page cache (same / zero / other), then
+# block by block where ext4 and the pool put it on the data device, then
+# through the page cache again after dropping it.
+classify() {
+	local f=$1 bs=$2 n=$3 i
+	for i in $(seq 0 $((n - 1))); do
+		if cmp -s <(dd if="$f" bs="$bs" skip="$i" count=1 status=none) \
+			<(dd if=/tmp/sgc-f5want bs="$bs" skip="$i" count=1 status=none); then
+			echo same
+		elif [ -z "$(dd if="$f" bs="$bs" skip="$i" count=1 status=none | tr -d '\000' | head -c 1)" ]; then
+			echo zero
+		else
+			echo other
+		fi
+	done | uniq -c | awk '{printf "%s x%s, ", $2, $1} END {print ""}'
+}
+diagnose() {
+	local f=$1 v=$2 fsbs b phys vext off pext es=$((EXT_S * 512)) pages=$(((F5_BYTES + 4095) / 4096))
+	echo "size $(stat -c %s "$f") (fsynced: $F5_BYTES)"
+	dd if=$REC bs=64k skip=$F5COPY_64K count=$(((F5_BYTES + 65535) / 65536)) status=none | head -c $F5_BYTES >/tmp/sgc-f5want
+	echo "page cache, 4 KiB pages: $(classify "$f" 4096 $pages)"
+	fsbs=$(dumpe2fs -h "/dev/mapper/sgc$v" 2>/dev/null | awk '/^Block size/ {print $3}')
+	filefrag -v "$f" | sed -n '4,20p'
+	snapguard pool dump --volume "$v" /dev/mapper/sgc-meta >/tmp/sgc-dump 2>&1
+	head -n 2 /tmp/sgc-dump
+	# Each file block: its volume extent and offset, the data extent the
+	# committed pool maps it to, and what the data device holds there.
+	filefrag -v "$f" | awk -F'[:. ]+' '$2 ~ /^[0-9]+$/ && NF >= 6 {print $3, $4, $5}' >/tmp/sgc-frag
+	: >/tmp/sgc-blocks
+	for b in $(seq 0 $((F5_BYTES / fsbs - 1))); do
+		phys=$(awk -v b="$b" '$1 <= b && b <= $2 {print $3 + b - $1}' /tmp/sgc-frag)
+		vext=$((phys * fsbs / es))
+		off=$((phys * fsbs % es))
+		pext=$(awk -v x="$vext" '$2 == "->" {split($1, r, "+"); if (r[1] <= x && x < r[1] + r[2]) {print $3 + x - r[1]; exit}}' /tmp/sgc-dump)
+		if [ -z "$pext" ]; then
+			echo "vext $vext: unmapped" >>/tmp/sgc-blocks
+			continue
+		fi
+		dd if=/dev/mapper/sgc-data bs="$fsbs" iflag=direct,skip_bytes count=1 skip=$((pext * es + off)) status=none >/tmp/sgc-blk
+		if cmp -s /tmp/sgc-blk <(dd if=/tmp/sgc-f5want bs="$fsbs" skip="$b" count=1 status=none); then
+			echo "same"
+		elif [ -z "$(tr -d '\000' </tmp/sgc-blk | head -c 1)" ]; then
+			echo "vext $vext -> data extent $pext: zero"
+		else
+			echo "vext $vext -> data extent $pext: other"
+		fi >>/tmp/sgc-blocks
+	done
+	echo "file blocks on the data device:"
+	uniq -c /tmp/sgc-blocks | head -n 40
+	snapguard pool dump /dev/mapper/sgc-meta | head -n 100
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	echo "page cache dropped, 4 KiB pages: $(classify "$f" 4096 $pages)"
+}
 # verify VOL: mounts (journal replay), checks every recorded file of VOL,
 # unmounts, e2fsck -fn.
 verify() {
 	local v=$1 n=0 kind fv name sum bad=0
 	vol "$v" || return 1
-	mount -t ext4 "/dev/mapper/sgc$v" "$MNT/$v" || return 1
+	mount -t ext4 -o dioread_lock "/dev/mapper/sgc$v" "$MNT/$v" || return 1
 	# The last recorded version of each file counts.
 	tac $RECFILE | awk -v v="$v" '$1 == "file" && $2 == v && !seen[$3]++' >/tmp/sgc-want
 	while read -r kind fv name sum; do
 		n=$((n + 1))
 		if [ "$(sha256sum <"$MNT/$v/$name" | cut -d' ' -f1)" != "$sum" ]; then
 			echo "volume $v: $name has other bytes than were fsynced"
+			[ "$name" = f5 ] && diagnose "$MNT/$v/$name" "$v"
 			bad=1
 		fi
 	done </tmp/sgc-want
@@ -155,11 +227,11 @@ ktap_check "no ext4 errors" sh -c "! dmesg | grep 'EXT4-fs error'"
 # The pool keeps working after the reset.
 more() {
 	local r=1
-	mount -t ext4 /dev/mapper/sgc1 $MNT/1 || return 1
+	mount -t ext4 -o dioread_lock /dev/mapper/sgc1 $MNT/1 || return 1
 	rm -f $MNT/1/junk* &&
 		dd if=/dev/urandom of=$MNT/1/h1 bs=1k count=300 conv=fsync status=none &&
 		sha256sum <$MNT/1/h1 >/tmp/sgc-h1 && umount $MNT/1 &&
-		mount -t ext4 /dev/mapper/sgc1 $MNT/1 && sha256sum <$MNT/1/h1 | cmp -s - /tmp/sgc-h1 && r=0
+		mount -t ext4 -o dioread_lock /dev/mapper/sgc1 $MNT/1 && sha256sum <$MNT/1/h1 | cmp -s - /tmp/sgc-h1 && r=0
 	umount $MNT/1
 	return $r
 }
@@ -169,7 +241,7 @@ ktap_check "delete files, a new file on volume 1 after the reset" more
 # snapshot's file system is clean after its journal replay.
 FIO_PID=
 fio_snap() {
-	mount -t ext4 /dev/mapper/sgc1 $MNT/1 || return 1
+	mount -t ext4 -o dioread_lock /dev/mapper/sgc1 $MNT/1 || return 1
 	# verify_backlog: verifies while it writes, as well as at the end.
 	fio --name=sgc --filename=$MNT/1/fio.dat --size=4M --rw=randwrite --bs=4k \
 		--ioengine=psync --direct=1 --verify=crc32c --do_verify=1 --verify_backlog=128 \
@@ -204,7 +276,7 @@ fi
 snap3() {
 	local r=1
 	vol 3 || return 1
-	if mount -t ext4 /dev/mapper/sgc3 $MNT/3 && umount $MNT/3; then
+	if mount -t ext4 -o dioread_lock /dev/mapper/sgc3 $MNT/3 && umount $MNT/3; then
 		if e2fsck -fn /dev/mapper/sgc3 >/tmp/sgc-fsck3 2>&1; then
 			r=0
 		else

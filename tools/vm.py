@@ -37,7 +37,7 @@ HOST_PROGS = [
     "ntfsfix", "mkswap", "swapon", "swapoff", "mke2fs", "mkfs.ext4",
     "e2fsck", "fio", "sha256sum", "cmp", "timeout", "stat", "dd", "truncate",
     "sync", "sed", "grep", "seq", "tr", "wc", "head", "tail", "sort", "cat",
-    "od", "xxd", "md5sum", "cut", "date", "resize2fs", "dumpe2fs",
+    "od", "xxd", "md5sum", "cut", "date", "resize2fs", "dumpe2fs", "filefrag",
 ]
 KMOD_LINKS = ["modprobe", "depmod", "insmod", "rmmod", "lsmod", "modinfo"]
 # Guest test helpers built from selftests/*.c (static, with the host gcc).
