@@ -42,6 +42,17 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     pool.copy_range(1, 10, 150, 0, 20).unwrap();
     pool.commit().unwrap();
     let populated = encode(2, pool.device());
+    // Grown beyond its data capacity: a growth extension in free blocks.
+    let mut s2 = slots(32);
+    let mut pool2 = Pool::open(
+        MemDevice::from_blocks(pool.device().blocks.clone()),
+        &mut s2,
+    )
+    .unwrap();
+    pool2.grow(5000, 48).unwrap();
+    pool2.commit().unwrap();
+    assert_eq!(pool2.stats().extensions, 1);
+    let grown = encode(2, pool2.device());
     // An uncommitted transaction's blocks on disk (as after a crash).
     pool.discard(1, 0, 300).unwrap();
     pool.provision(1, 1000).unwrap();
@@ -51,6 +62,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("seed-empty", empty),
         ("seed-populated", populated),
         ("seed-uncommitted", crashed),
+        ("seed-grown", grown),
     ]
 }
 
@@ -76,7 +88,7 @@ fn corpus_replays_without_panic() {
         n += 1;
     }
     eprintln!("corpus: {n} inputs replayed");
-    assert!(n >= 3);
+    assert!(n >= 4);
 }
 
 #[test]

@@ -19,6 +19,9 @@ type Image = Vec<[u8; BLOCK_SIZE]>;
 
 /// Successful prepares, completions/cancels, grows, resizes (two kinds).
 static OK_NEW: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+/// Grows that added a growth extension: with the data device alone, with
+/// the metadata device too.
+static GROW_EXT: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 /// Deletion steps that left a volume half-deleted, deletions finished by
 /// a step, half-deleted volumes found in a crash image and finished there.
 static DEL_PARTIAL: AtomicU64 = AtomicU64::new(0);
@@ -70,6 +73,9 @@ struct State {
     meta_free: u64,
     data_extents: u64,
     meta_blocks: u64,
+    data_capacity: u64,
+    meta_capacity: u64,
+    extensions: usize,
     needs_check: bool,
 }
 
@@ -94,6 +100,9 @@ fn state<D: MetaDevice>(pool: &mut Pool<'_, D>) -> State {
         meta_free: st.meta_free + st.meta_break_reserved,
         data_extents: st.data_extents,
         meta_blocks: st.meta_blocks,
+        data_capacity: st.data_capacity,
+        meta_capacity: st.meta_capacity,
+        extensions: st.extensions,
         needs_check: st.needs_check,
     }
 }
@@ -150,11 +159,27 @@ fn random_txn<D: MetaDevice>(pool: &mut Pool<'_, D>, rng: &mut Rng, pending: &mu
                 }
             }
             12 => {
+                // Within the capacities, or beyond them (a growth
+                // extension: in new metadata space, or in free blocks of
+                // the old when only the data device grows).
                 let st = pool.stats();
-                pool.grow(
-                    (st.data_extents + rng.below(200)).min(st.data_capacity),
-                    (st.meta_blocks + rng.below(20)).min(st.meta_capacity),
-                )
+                let dev = pool.device().nr_blocks();
+                let (nd, nm) = match rng.below(4) {
+                    0 => (st.data_extents + 1 + rng.below(1500), st.meta_blocks),
+                    1 => (
+                        st.data_extents + rng.below(1500),
+                        (st.meta_blocks + rng.below(60)).min(dev),
+                    ),
+                    _ => (
+                        (st.data_extents + rng.below(200)).min(st.data_capacity),
+                        (st.meta_blocks + rng.below(20)).min(st.meta_capacity),
+                    ),
+                };
+                let r = pool.grow(nd, nm);
+                if r.is_ok() && pool.stats().extensions > st.extensions {
+                    GROW_EXT[usize::from(nm > st.meta_blocks)].fetch_add(1, Relaxed);
+                }
+                r
             }
             13 | 14 => pool.resize_volume(
                 id,
@@ -230,7 +255,8 @@ fn crash_run(seed: u64, cache: usize, meta_blocks: u64, txns: usize) -> Outcome 
     p.data_capacity = 4000;
     p.meta_blocks = meta_blocks - meta_blocks / 8;
     p.meta_capacity = meta_blocks;
-    let pool = Pool::format(MemDevice::new(meta_blocks), &mut s, p).unwrap();
+    // The device is twice the capacity: growth goes beyond it too.
+    let pool = Pool::format(MemDevice::new(meta_blocks * 2), &mut s, p).unwrap();
     let live = pool.into_device();
     let base: Image = live.blocks.clone();
     let mut pool = Pool::open(
@@ -430,6 +456,12 @@ fn crash_after_every_write() {
         n[2],
         n[3] + n[4]
     );
+    let ge = GROW_EXT.each_ref().map(|a| a.load(Relaxed));
+    eprintln!(
+        "growth extensions added: {} by the data device alone, {} with the metadata device",
+        ge[0], ge[1]
+    );
+    assert!(ge.iter().all(|&c| c > 0), "{ge:?}");
     let del = [&DEL_PARTIAL, &DEL_DONE, &DEL_RESUMED].map(|a| a.load(Relaxed));
     eprintln!(
         "deletion in steps: {} steps left a volume half-deleted, {} finished one, {} half-deleted volumes finished after a crash",

@@ -21,6 +21,8 @@ static SHARED: AtomicU64 = AtomicU64::new(0);
 static FAST_HITS: AtomicU64 = AtomicU64::new(0);
 static DELETE_STEPS: AtomicU64 = AtomicU64::new(0);
 static DELETES_DONE: AtomicU64 = AtomicU64::new(0);
+/// Grows that added a growth extension.
+static GROW_EXT: AtomicU64 = AtomicU64::new(0);
 
 const MAXV: u32 = 300;
 const IDS: [u32; 8] = [0, 1, 2, 3, 4, 5, 130, 299];
@@ -301,12 +303,11 @@ struct Run<'s> {
     /// Generation of the last commit.
     gen: u64,
     /// Data extents and metadata blocks of the last commit, and the
-    /// capacities.
+    /// metadata device's size.
     com_data: u64,
     meta: u64,
     com_meta: u64,
-    data_cap: u64,
-    meta_cap: u64,
+    meta_dev: u64,
     /// The lock-free fast map the pool keeps (checked against the model).
     fast: FastMap<'static>,
 }
@@ -781,15 +782,28 @@ impl<'s> Run<'s> {
             }
             Op::Grow { data, meta } => {
                 let (nd, nm) = (self.data + data, self.meta + meta);
-                let expect = if nd > self.data_cap || nm > self.meta_cap {
+                // Beyond the device: refused. Beyond what the space maps
+                // hold: a growth extension, refused once there are
+                // MAX_GROWTH_EXTENSIONS (or no room for one: NoMetadataSpace).
+                let st = self.pool().stats();
+                let expect = if nm > self.meta_dev
+                    || ((nd > st.data_capacity || nm > st.meta_capacity)
+                        && st.extensions == MAX_GROWTH_EXTENSIONS)
+                {
                     Err(Error::Invalid)
                 } else {
                     Ok(())
                 };
+                let ext = st.extensions;
                 let r = self.pool().grow(nd, nm);
                 if self.acc(r, expect, "grow").is_some() {
                     self.data = nd;
                     self.meta = nm;
+                    let st = self.pool().stats();
+                    assert!(st.data_capacity >= nd && st.meta_capacity >= nm, "{st:?}");
+                    if st.extensions > ext {
+                        GROW_EXT.fetch_add(1, Relaxed);
+                    }
                 }
             }
             Op::DeleteStep { id, max } => {
@@ -1063,7 +1077,8 @@ impl<'s> Run<'s> {
 /// (reopens excluded).
 fn run_opts(ops: &[Op], cache: usize, meta: u64, data: u64, fail_at: Option<u64>) -> Vec<u64> {
     let mut s = slots(cache);
-    // Formatted smaller than the devices, with room to grow.
+    // Formatted smaller than the capacities, on a metadata device twice
+    // the metadata capacity: room to grow, within and beyond them.
     let (data_cap, meta_cap) = (data + 300, meta);
     let (data, meta) = (data - data / 4, meta - meta / 8);
     let mut p = FormatParams::new(data);
@@ -1072,7 +1087,7 @@ fn run_opts(ops: &[Op], cache: usize, meta: u64, data: u64, fail_at: Option<u64>
     p.meta_blocks = meta;
     p.data_capacity = data_cap;
     p.meta_capacity = meta_cap;
-    let mut pool = Pool::format(MemDevice::new(meta_cap), &mut s, p).unwrap();
+    let mut pool = Pool::format(MemDevice::new(meta_cap * 2), &mut s, p).unwrap();
     let fast = FastMap::new(Box::leak(
         (0..509)
             .map(|_| FastSlot::new())
@@ -1095,8 +1110,7 @@ fn run_opts(ops: &[Op], cache: usize, meta: u64, data: u64, fail_at: Option<u64>
         com_data: data,
         meta,
         com_meta: meta,
-        data_cap,
-        meta_cap,
+        meta_dev: meta_cap * 2,
         fast,
     };
     let mut ios = vec![];
@@ -1125,7 +1139,7 @@ fn run_opts(ops: &[Op], cache: usize, meta: u64, data: u64, fail_at: Option<u64>
 fn run(ops: &[Op], cache: usize, meta: u64, data: u64) {
     run_opts(ops, cache, meta, data, None);
     eprintln!(
-        "model: ok {} expected-errors {} space-errors {} checks {} mapped-compared {} shared {} fast-map hits {} delete steps {} (deletions finished by a step {})",
+        "model: ok {} expected-errors {} space-errors {} checks {} mapped-compared {} shared {} fast-map hits {} delete steps {} (deletions finished by a step {}) growth extensions {}",
         OK.load(Relaxed),
         EXPECTED_ERR.load(Relaxed),
         SPACE_ERR.load(Relaxed),
@@ -1134,7 +1148,8 @@ fn run(ops: &[Op], cache: usize, meta: u64, data: u64) {
         SHARED.load(Relaxed),
         FAST_HITS.load(Relaxed),
         DELETE_STEPS.load(Relaxed),
-        DELETES_DONE.load(Relaxed)
+        DELETES_DONE.load(Relaxed),
+        GROW_EXT.load(Relaxed)
     );
 }
 

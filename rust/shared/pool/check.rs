@@ -384,7 +384,7 @@ fn compare_sm<D: MetaDevice>(
             Ok(l) => l,
             Err(Error::Corrupt) => {
                 // The index block is unreadable or malformed.
-                let k = geo.sm_entry(kind, j) / IDX_ENTRIES;
+                let k = geo.sm_entry(kind, j).map_or(0, |e| e / IDX_ENTRIES);
                 rep.add(ProblemKind::SpaceMap, k, 0, 0, 0);
                 pos = blk_end;
                 continue;
@@ -481,6 +481,13 @@ pub(crate) fn run<D: MetaDevice>(
         win.fill(0);
         for c in meta.iter_mut().take(geo.first_dyn as usize) {
             *c = 1;
+        }
+        for e in geo.exts() {
+            let lo = e.base as usize;
+            let hi = e.base.saturating_add(e.len()) as usize;
+            for c in meta.get_mut(lo..hi).into_iter().flatten() {
+                *c = 1;
+            }
         }
         let n = hi.saturating_sub(lo) as usize;
         let mut w = Walk {

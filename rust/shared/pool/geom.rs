@@ -21,8 +21,17 @@ pub(crate) const MAX_DEPTH: usize = 6;
 
 /// Superblock magic ("SGPOOLMD").
 pub(crate) const SB_MAGIC: u64 = u64::from_le_bytes(*b"SGPOOLMD");
+/// Offset of the growth extension table in the superblock.
+pub(crate) const EXT_OFF: usize = 256;
+/// Size of one extension table entry: base block (u64), metadata and data
+/// space map blocks (u32 each).
+pub(crate) const EXT_SIZE: usize = 16;
+/// Most growth extensions a pool can have.
+pub(crate) const MAX_EXT: usize = 8;
+/// Largest space map block count of one extension (its u32 fields).
+pub(crate) const EXT_SM_MAX: u64 = u32::MAX as u64;
 /// Offset of the space map slot selector bitmap in the superblock.
-pub(crate) const SEL_OFF: usize = 256;
+pub(crate) const SEL_OFF: usize = 512;
 /// Number of selector bits available in the superblock: one per space map
 /// index block.
 pub(crate) const SEL_BITS: u64 = ((BLOCK_SIZE - SEL_OFF) * 8) as u64;
@@ -158,6 +167,58 @@ pub(crate) struct Geometry {
     pub(crate) dir_depth: u8,
     /// Metadata blocks only space-freeing operations may use.
     pub(crate) meta_reserve: u64,
+    /// Growth extensions (the first `n_ext` are used): space map areas
+    /// added after format, for space beyond the format-time capacities.
+    pub(crate) ext: [Ext; MAX_EXT],
+    pub(crate) n_ext: usize,
+}
+
+/// A growth extension: an area of the dynamic part of the metadata device
+/// laid out like the fixed area (index pairs, metadata space map pairs,
+/// data space map pairs) for the space map blocks that follow those of the
+/// fixed area and of the extensions before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Ext {
+    /// First block of the area.
+    pub(crate) base: u64,
+    /// Metadata space map blocks (logical) it holds.
+    pub(crate) msm: u64,
+    /// Data space map blocks (logical) it holds.
+    pub(crate) dsm: u64,
+}
+
+impl Ext {
+    /// Index blocks (logical) of the area.
+    pub(crate) fn idx(&self) -> u64 {
+        self.msm.saturating_add(self.dsm).div_ceil(IDX_ENTRIES)
+    }
+
+    /// Blocks the area occupies (two copies of everything).
+    pub(crate) fn len(&self) -> u64 {
+        self.idx()
+            .saturating_add(self.msm)
+            .saturating_add(self.dsm)
+            .saturating_mul(2)
+    }
+
+    /// Whether block `nr` lies in the area.
+    pub(crate) fn holds(&self, nr: u64) -> bool {
+        nr >= self.base && nr.saturating_sub(self.base) < self.len()
+    }
+}
+
+/// One space map area (the fixed area or an extension), located.
+#[derive(Clone, Copy, Debug)]
+struct Area {
+    base: u64,
+    idx: u64,
+    msm: u64,
+    dsm: u64,
+    /// First selector bit (index block) of the area.
+    sel_lo: u64,
+    /// First logical metadata / data space map block of the area.
+    mlo: u64,
+    dlo: u64,
 }
 
 impl Geometry {
@@ -187,6 +248,34 @@ impl Geometry {
         data_cap: u64,
         meta_cap: u64,
     ) -> Result<Self, Error> {
+        Self::build(
+            extent_shift,
+            [data_extents, meta_blocks],
+            max_volumes,
+            [data_cap, meta_cap],
+            [meta_cap.div_ceil(SM_ENTRIES), data_cap.div_ceil(SM_ENTRIES)],
+            &[],
+        )
+    }
+
+    /// Geometry with `sizes` (data extents, metadata blocks) and `caps`
+    /// (data, metadata capacities: totals), a fixed area of `sm0`
+    /// (metadata, data) space map blocks and the growth extensions `ext`.
+    /// Checks everything: the space map blocks of all areas together are
+    /// exactly those the capacities need, the index fits the selector
+    /// bitmap, the extensions lie in order inside the dynamic area and
+    /// leave enough of it.
+    pub(crate) fn build(
+        extent_shift: u32,
+        sizes: [u64; 2],
+        max_volumes: u32,
+        caps: [u64; 2],
+        sm0: [u64; 2],
+        ext: &[Ext],
+    ) -> Result<Self, Error> {
+        let [data_extents, meta_blocks] = sizes;
+        let [data_cap, meta_cap] = caps;
+        let [msm_blocks, dsm_blocks] = sm0;
         if !(12..=30).contains(&extent_shift)
             || data_extents == 0
             || data_cap < data_extents
@@ -194,11 +283,10 @@ impl Geometry {
             || meta_cap < meta_blocks
             || max_volumes == 0
             || max_volumes > MAX_VOLUMES_LIMIT
+            || ext.len() > MAX_EXT
         {
             return Err(Error::Invalid);
         }
-        let msm_blocks = meta_cap.div_ceil(SM_ENTRIES);
-        let dsm_blocks = data_cap.div_ceil(SM_ENTRIES);
         let idx_blocks = msm_blocks.saturating_add(dsm_blocks).div_ceil(IDX_ENTRIES);
         if idx_blocks > SEL_BITS {
             return Err(Error::Invalid);
@@ -208,12 +296,7 @@ impl Geometry {
             .and_then(|v| v.checked_add(msm_blocks.checked_mul(2)?))
             .and_then(|v| v.checked_add(dsm_blocks.checked_mul(2)?))
             .ok_or(Error::Invalid)?;
-        if meta_blocks < first_dyn.saturating_add(MIN_DYN_BLOCKS) {
-            return Err(Error::NoMetadataSpace);
-        }
-        let dir_depth = Kind::Dir.depth_for(u64::from(max_volumes))?;
-        let meta_reserve = META_RESERVE.min(meta_blocks.saturating_sub(first_dyn) / 4);
-        Ok(Geometry {
+        let mut g = Geometry {
             extent_shift,
             data_extents,
             meta_blocks,
@@ -224,17 +307,133 @@ impl Geometry {
             dsm_blocks,
             idx_blocks,
             first_dyn,
-            dir_depth,
-            meta_reserve,
-        })
+            dir_depth: Kind::Dir.depth_for(u64::from(max_volumes))?,
+            meta_reserve: 0,
+            ext: [Ext::default(); MAX_EXT],
+            n_ext: 0,
+        };
+        let (mut msm, mut dsm, mut idx, mut end) = (msm_blocks, dsm_blocks, idx_blocks, first_dyn);
+        for (slot, e) in g.ext.iter_mut().zip(ext) {
+            if e.msm > EXT_SM_MAX
+                || e.dsm > EXT_SM_MAX
+                || (e.msm == 0 && e.dsm == 0)
+                || e.base < end
+            {
+                return Err(Error::Invalid);
+            }
+            end = e.base.checked_add(e.len()).ok_or(Error::Invalid)?;
+            msm = msm.saturating_add(e.msm);
+            dsm = dsm.saturating_add(e.dsm);
+            idx = idx.saturating_add(e.idx());
+            *slot = *e;
+        }
+        g.n_ext = ext.len();
+        if idx > SEL_BITS
+            || msm != meta_cap.div_ceil(SM_ENTRIES)
+            || dsm != data_cap.div_ceil(SM_ENTRIES)
+            || end > meta_blocks
+        {
+            return Err(Error::Invalid);
+        }
+        if meta_blocks < first_dyn.saturating_add(MIN_DYN_BLOCKS) || g.dyn_blocks() < MIN_DYN_BLOCKS
+        {
+            return Err(Error::NoMetadataSpace);
+        }
+        g.meta_reserve = META_RESERVE.min(g.dyn_blocks() / 4);
+        Ok(g)
     }
 
-    /// Grows the current sizes (within the capacities, checked by the
-    /// caller) and updates what depends on them.
-    pub(crate) fn set_sizes(&mut self, data_extents: u64, meta_blocks: u64) {
-        self.data_extents = data_extents;
-        self.meta_blocks = meta_blocks;
-        self.meta_reserve = META_RESERVE.min(meta_blocks.saturating_sub(self.first_dyn) / 4);
+    /// The extensions in use.
+    pub(crate) fn exts(&self) -> &[Ext] {
+        self.ext.get(..self.n_ext).unwrap_or(&[])
+    }
+
+    /// Blocks of the metadata device taken by space map areas (the fixed
+    /// area and the extensions).
+    pub(crate) fn sm_area_blocks(&self) -> u64 {
+        self.exts()
+            .iter()
+            .fold(self.first_dyn, |a, e| a.saturating_add(e.len()))
+    }
+
+    /// Blocks available to tree nodes (the dynamic area less the
+    /// extensions in it).
+    pub(crate) fn dyn_blocks(&self) -> u64 {
+        self.meta_blocks.saturating_sub(self.sm_area_blocks())
+    }
+
+    /// Logical space map blocks of a map over all areas.
+    pub(crate) fn sm_blocks(&self, kind: SmKind) -> u64 {
+        self.exts().iter().fold(
+            match kind {
+                SmKind::Meta => self.msm_blocks,
+                SmKind::Data => self.dsm_blocks,
+            },
+            |a, e| {
+                a.saturating_add(match kind {
+                    SmKind::Meta => e.msm,
+                    SmKind::Data => e.dsm,
+                })
+            },
+        )
+    }
+
+    /// Entries the space maps hold now (a growth beyond needs a new
+    /// extension): data extents, metadata blocks.
+    pub(crate) fn held(&self) -> [u64; 2] {
+        [
+            self.sm_blocks(SmKind::Data)
+                .saturating_mul(SM_ENTRIES)
+                .min(MAX_DATA_EXTENTS),
+            self.sm_blocks(SmKind::Meta).saturating_mul(SM_ENTRIES),
+        ]
+    }
+
+    /// Index blocks (selector bits) over all areas.
+    pub(crate) fn idx_total(&self) -> u64 {
+        self.exts()
+            .iter()
+            .fold(self.idx_blocks, |a, e| a.saturating_add(e.idx()))
+    }
+
+    /// The first area (fixed area, then extensions in order) for which
+    /// `pick` holds; at most `MAX_EXT + 1` steps.
+    fn area(&self, pick: impl Fn(&Area) -> bool) -> Result<Area, Error> {
+        let mut a = Area {
+            base: SB_BLOCKS,
+            idx: self.idx_blocks,
+            msm: self.msm_blocks,
+            dsm: self.dsm_blocks,
+            sel_lo: 0,
+            mlo: 0,
+            dlo: 0,
+        };
+        if pick(&a) {
+            return Ok(a);
+        }
+        for e in self.exts() {
+            a = Area {
+                base: e.base,
+                idx: e.idx(),
+                msm: e.msm,
+                dsm: e.dsm,
+                sel_lo: a.sel_lo.saturating_add(a.idx),
+                mlo: a.mlo.saturating_add(a.msm),
+                dlo: a.dlo.saturating_add(a.dsm),
+            };
+            if pick(&a) {
+                return Ok(a);
+            }
+        }
+        Err(Error::Corrupt)
+    }
+
+    /// The area holding logical space map block `j`.
+    fn sm_area(&self, kind: SmKind, j: u64) -> Result<Area, Error> {
+        self.area(|a| match kind {
+            SmKind::Meta => j >= a.mlo && j.saturating_sub(a.mlo) < a.msm,
+            SmKind::Data => j >= a.dlo && j.saturating_sub(a.dlo) < a.dsm,
+        })
     }
 
     /// Entries of a space map.
@@ -252,53 +451,57 @@ impl Geometry {
         }
     }
 
-    /// Index entry (over both maps) of logical space map block `j`: index
-    /// block `entry / IDX_ENTRIES`, entry `entry % IDX_ENTRIES`.
-    pub(crate) fn sm_entry(&self, kind: SmKind, j: u64) -> u64 {
-        match kind {
-            SmKind::Meta => j,
-            SmKind::Data => self.msm_blocks.saturating_add(j),
-        }
+    /// Index entry (over all areas) of logical space map block `j`: index
+    /// block (selector bit) `entry / IDX_ENTRIES`, entry `entry %
+    /// IDX_ENTRIES`. Each area's entries start at its first index block:
+    /// its metadata space map blocks, then its data space map blocks.
+    pub(crate) fn sm_entry(&self, kind: SmKind, j: u64) -> Result<u64, Error> {
+        let a = self.sm_area(kind, j)?;
+        let local = match kind {
+            SmKind::Meta => j.saturating_sub(a.mlo),
+            SmKind::Data => a.msm.saturating_add(j.saturating_sub(a.dlo)),
+        };
+        Ok(a.sel_lo.saturating_mul(IDX_ENTRIES).saturating_add(local))
     }
 
     /// Physical location of copy `sel` of index block `k`.
     pub(crate) fn idx_phys(&self, k: u64, sel: u8) -> Result<u64, Error> {
-        if k >= self.idx_blocks || sel > 1 {
+        if sel > 1 {
             return Err(Error::Corrupt);
         }
-        Ok(SB_BLOCKS
-            .saturating_add(k.saturating_mul(2))
+        let a = self.area(|a| k >= a.sel_lo && k.saturating_sub(a.sel_lo) < a.idx)?;
+        Ok(a.base
+            .saturating_add(k.saturating_sub(a.sel_lo).saturating_mul(2))
             .saturating_add(u64::from(sel)))
     }
 
     /// Count of entry `idx` of a space map block that was never written.
     pub(crate) fn sm_implicit(&self, kind: SmKind, idx: u64) -> u32 {
-        // The fixed area (superblocks, index, space maps) is in use.
-        u32::from(kind == SmKind::Meta && idx < self.first_dyn)
+        // The space map areas (superblocks, index, space maps) are in use.
+        u32::from(
+            kind == SmKind::Meta
+                && (idx < self.first_dyn || self.exts().iter().any(|e| e.holds(idx))),
+        )
     }
 
     /// Physical location of copy `sel` of logical space map block `j`.
     pub(crate) fn sm_phys(&self, kind: SmKind, j: u64, sel: u8) -> Result<u64, Error> {
-        let msm_base = SB_BLOCKS.saturating_add(self.idx_blocks.saturating_mul(2));
-        let base = match kind {
-            SmKind::Meta => msm_base,
-            SmKind::Data => msm_base.saturating_add(self.msm_blocks.saturating_mul(2)),
-        };
-        let nblocks = match kind {
-            SmKind::Meta => self.msm_blocks,
-            SmKind::Data => self.dsm_blocks,
-        };
-        if j >= nblocks || sel > 1 {
+        if sel > 1 {
             return Err(Error::Corrupt);
         }
-        Ok(base
-            .saturating_add(j.saturating_mul(2))
+        let a = self.sm_area(kind, j)?;
+        let pair = match kind {
+            SmKind::Meta => j.saturating_sub(a.mlo),
+            SmKind::Data => a.msm.saturating_add(j.saturating_sub(a.dlo)),
+        };
+        Ok(a.base
+            .saturating_add(a.idx.saturating_add(pair).saturating_mul(2))
             .saturating_add(u64::from(sel)))
     }
 
     /// Whether `nr` may be a dynamically allocated block (tree node).
     pub(crate) fn is_dyn(&self, nr: u64) -> bool {
-        nr >= self.first_dyn && nr < self.meta_blocks
+        nr >= self.first_dyn && nr < self.meta_blocks && !self.exts().iter().any(|e| e.holds(nr))
     }
 }
 
@@ -362,7 +565,48 @@ pub(crate) fn encode_sb(b: &mut [u8; BLOCK_SIZE], g: &Geometry, v: &SbVars) -> R
         wr_u64(b, off, 0)?;
         off = off.saturating_add(8);
     }
+    for (i, e) in g.exts().iter().enumerate() {
+        let off = EXT_OFF.saturating_add(i.saturating_mul(EXT_SIZE));
+        wr_u64(b, off, e.base)?;
+        wr_u32(
+            b,
+            off.saturating_add(8),
+            u32::try_from(e.msm).map_err(|_| Error::Invalid)?,
+        )?;
+        wr_u32(
+            b,
+            off.saturating_add(12),
+            u32::try_from(e.dsm).map_err(|_| Error::Invalid)?,
+        )?;
+    }
     Ok(())
+}
+
+/// Reads the extension table of a superblock: the used entries (base not
+/// 0) come first, every entry after them is all zero.
+fn decode_ext(b: &[u8; BLOCK_SIZE]) -> Result<([Ext; MAX_EXT], usize), Error> {
+    let mut ext = [Ext::default(); MAX_EXT];
+    let mut n = 0usize;
+    for (i, slot) in ext.iter_mut().enumerate() {
+        let off = EXT_OFF.saturating_add(i.saturating_mul(EXT_SIZE));
+        let e = Ext {
+            base: rd_u64(b, off)?,
+            msm: u64::from(rd_u32(b, off.saturating_add(8))?),
+            dsm: u64::from(rd_u32(b, off.saturating_add(12))?),
+        };
+        if e.base == 0 {
+            if e.msm != 0 || e.dsm != 0 {
+                return Err(Error::Corrupt);
+            }
+            continue;
+        }
+        if n != i {
+            return Err(Error::Corrupt);
+        }
+        *slot = e;
+        n = n.saturating_add(1);
+    }
+    Ok((ext, n))
 }
 
 /// Parses and validates a superblock read from block `nr`.
@@ -381,22 +625,37 @@ pub(crate) fn decode_sb(
     {
         return Err(Error::Corrupt);
     }
-    let g = Geometry::with_caps(
+    let (ext, n_ext) = decode_ext(b)?;
+    let g = Geometry::build(
         rd_u32(b, 44)?,
-        rd_u64(b, 48)?,
-        rd_u64(b, 56)?,
+        [rd_u64(b, 48)?, rd_u64(b, 56)?],
         rd_u32(b, 64)?,
-        rd_u64(b, 160)?,
-        rd_u64(b, 168)?,
+        [rd_u64(b, 160)?, rd_u64(b, 168)?],
+        [rd_u64(b, 72)?, rd_u64(b, 80)?],
+        ext.get(..n_ext).ok_or(Error::Corrupt)?,
     )
     .map_err(|_| Error::Corrupt)?;
     if g.meta_blocks > dev_blocks
-        || rd_u64(b, 72)? != g.msm_blocks
-        || rd_u64(b, 80)? != g.dsm_blocks
         || rd_u64(b, 88)? != g.first_dyn
         || rd_u64(b, 152)? != g.idx_blocks
     {
         return Err(Error::Corrupt);
+    }
+    // Selector bits past the index are never set.
+    let mut bit = g.idx_total();
+    while bit < SEL_BITS {
+        if bit % 8 == 0 {
+            let byte = b.get(SEL_OFF.saturating_add((bit / 8) as usize));
+            if byte != Some(&0) {
+                return Err(Error::Corrupt);
+            }
+            bit = bit.saturating_add(8);
+        } else {
+            if sel_get(b, bit)? != 0 {
+                return Err(Error::Corrupt);
+            }
+            bit = bit.saturating_add(1);
+        }
     }
     let v = SbVars {
         gen: h.gen,
@@ -415,7 +674,7 @@ pub(crate) fn decode_sb(
         || h.gen % 2 != nr
         || (v.dir_root != 0 && !g.is_dyn(v.dir_root))
         || v.data_free > g.data_extents
-        || v.meta_free > g.meta_blocks.saturating_sub(g.first_dyn)
+        || v.meta_free > g.dyn_blocks()
         || v.volumes > u64::from(g.max_volumes)
         || v.next_uid == 0
         || v.next_uid >= u64::MAX / 2

@@ -35,6 +35,7 @@ mod check;
 mod crc;
 mod fast;
 mod geom;
+mod grow;
 mod ops;
 mod read;
 mod sm;
@@ -52,7 +53,10 @@ use geom::{decode_sb, encode_sb, Geometry, SbVars, SB_NEEDS_CHECK};
 /// Size of a metadata block.
 pub const BLOCK_SIZE: usize = 4096;
 /// On-disk format version written by this code.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// Most growth extensions a pool can have: each [`Pool::grow`] beyond the
+/// capacities adds one.
+pub const MAX_GROWTH_EXTENSIONS: usize = geom::MAX_EXT;
 /// Smallest cache arena accepted (slots, including the pinned ones).
 pub const MIN_CACHE_SLOTS: usize = 28;
 /// Smallest extent size (bytes).
@@ -168,12 +172,14 @@ pub struct FormatParams {
     pub data_extents: u64,
     /// Metadata blocks to use; 0 means the whole metadata device.
     pub meta_blocks: u64,
-    /// Largest number of data extents [`Pool::grow`] may reach later (0:
-    /// `data_extents`). The fixed area reserves 8 bytes per extent of
-    /// capacity (written only when used).
+    /// Number of data extents [`Pool::grow`] may reach later in O(1) (0:
+    /// `data_extents`); beyond, it adds a growth extension. The fixed
+    /// area reserves 8 bytes per extent of capacity (written only when
+    /// used).
     pub data_capacity: u64,
-    /// Largest number of metadata blocks [`Pool::grow`] may reach later
-    /// (0: the metadata blocks used now).
+    /// Number of metadata blocks [`Pool::grow`] may reach later in O(1)
+    /// (0: the metadata blocks used now); beyond, it adds a growth
+    /// extension.
     pub meta_capacity: u64,
     /// Volume ids are `0..max_volumes`.
     pub max_volumes: u32,
@@ -293,9 +299,11 @@ pub struct PoolStats {
     pub data_free: u64,
     /// Metadata blocks.
     pub meta_blocks: u64,
-    /// Largest data extents [`Pool::grow`] may reach.
+    /// Largest data extents the space maps hold now: [`Pool::grow`]
+    /// beyond it adds a growth extension.
     pub data_capacity: u64,
-    /// Largest metadata blocks [`Pool::grow`] may reach.
+    /// Largest metadata blocks the space maps hold now: [`Pool::grow`]
+    /// beyond it adds a growth extension.
     pub meta_capacity: u64,
     /// Metadata blocks allocatable by ordinary operations: not counting
     /// blocks freed by the open transaction (allocatable after its
@@ -306,8 +314,11 @@ pub struct PoolStats {
     pub meta_reserve: u64,
     /// Metadata blocks reserved for completing the pending breaks.
     pub meta_break_reserved: u64,
-    /// Metadata blocks of the fixed area (superblocks and space maps).
+    /// Metadata blocks of the space map areas (the fixed area: superblocks,
+    /// index and space maps; and the growth extensions).
     pub meta_fixed: u64,
+    /// Growth extensions in use (at most [`MAX_GROWTH_EXTENSIONS`]).
+    pub extensions: usize,
     /// Volumes.
     pub volumes: u64,
     /// Maximum number of volumes.
@@ -603,14 +614,15 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
             transaction_id: self.work.txid,
             extent_size: 1u64 << self.geo.extent_shift,
             data_extents: self.geo.data_extents,
-            data_capacity: self.geo.data_cap,
-            meta_capacity: self.geo.meta_cap,
+            data_capacity: self.geo.held()[0],
+            meta_capacity: self.geo.held()[1],
             data_free: self.data_avail(),
             meta_blocks: self.geo.meta_blocks,
             meta_free: self.meta_avail_normal(),
             meta_reserve: self.geo.meta_reserve,
             meta_break_reserved: self.meta_reserved,
-            meta_fixed: self.geo.first_dyn,
+            meta_fixed: self.geo.sm_area_blocks(),
+            extensions: self.geo.n_ext,
             volumes: self.work.volumes,
             max_volumes: self.geo.max_volumes,
             pending_breaks: self.npending,

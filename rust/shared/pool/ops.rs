@@ -1006,37 +1006,6 @@ impl<D: MetaDevice> Pool<'_, D> {
         self.prune_path(rec, depth, pos)
     }
 
-    /// Grows the pool to `data_extents` data extents and `meta_blocks`
-    /// metadata blocks (after the kernel reloaded its table with larger
-    /// devices), in the open transaction: the new space is usable at once
-    /// and durable with the next commit. Sizes may not shrink nor exceed
-    /// the capacities chosen at format time ([`FormatParams`]); the
-    /// metadata device must hold `meta_blocks`. O(1): the new space map
-    /// entries are implicit zeros.
-    pub fn grow(&mut self, data_extents: u64, meta_blocks: u64) -> Result<(), Error> {
-        self.check_writable()?;
-        let g = self.geo;
-        if data_extents < g.data_extents
-            || data_extents > g.data_cap
-            || meta_blocks < g.meta_blocks
-            || meta_blocks > g.meta_cap
-            || meta_blocks > self.dev.nr_blocks()
-        {
-            return Err(Error::Invalid);
-        }
-        if data_extents == g.data_extents && meta_blocks == g.meta_blocks {
-            return Ok(());
-        }
-        self.mutate(true, |p| {
-            let dd = data_extents.saturating_sub(p.geo.data_extents);
-            let dm = meta_blocks.saturating_sub(p.geo.meta_blocks);
-            p.geo.set_sizes(data_extents, meta_blocks);
-            p.work.data_free = p.work.data_free.saturating_add(dd);
-            p.work.meta_free = p.work.meta_free.saturating_add(dm);
-            Ok(())
-        })
-    }
-
     /// Resizes volume `id` to `size` extents. Growing adds levels on top of
     /// the table when the new size needs them (O(levels)); shrinking unmaps
     /// the tail like [`Pool::discard`] (it frees space, so it may use the

@@ -156,7 +156,7 @@ pub(crate) fn sm_index<S: Src>(
     j: u64,
     committed: bool,
 ) -> Result<(u8, bool), Error> {
-    let ent = geo.sm_entry(kind, j);
+    let ent = geo.sm_entry(kind, j)?;
     let k = ent / IDX_ENTRIES;
     let img = s.buf(if committed { SLOT_COM } else { SLOT_WORK })?;
     let ksel = sel_get(img, k)?;

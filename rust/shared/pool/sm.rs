@@ -118,13 +118,14 @@ impl<D: MetaDevice> Pool<'_, D> {
             b.fill(0);
             let lo = j.saturating_mul(SM_ENTRIES);
             let hi = lo.saturating_add(SM_ENTRIES).min(geo.sm_n(kind));
+            // At most SM_ENTRIES entries; the implicit ones are the space
+            // map areas (the fixed area and the growth extensions).
             let mut i = lo;
             while i < hi {
                 let v = geo.sm_implicit(kind, i);
-                if v == 0 {
-                    break;
+                if v != 0 {
+                    wr_u32(b, sm_off(i.saturating_sub(lo)), v)?;
                 }
-                wr_u32(b, sm_off(i.saturating_sub(lo)), v)?;
                 i = i.saturating_add(1);
             }
             di
@@ -139,7 +140,7 @@ impl<D: MetaDevice> Pool<'_, D> {
                 gen,
             },
         )?;
-        let ent = geo.sm_entry(kind, j);
+        let ent = geo.sm_entry(kind, j)?;
         let ki = self.idx_writable(ent / IDX_ENTRIES)?;
         idx_set(self.cache.buf_mut(ki)?, ent % IDX_ENTRIES, cs ^ 1, true)?;
         Ok(dst)

@@ -55,6 +55,10 @@ const INT_ENTRIES: u64 = 509;
 const VLEAF_ENTRIES: u64 = 678;
 const DLEAF_ENTRIES: u64 = 84;
 const HDR: usize = 24;
+/// Superblock offsets (Documentation/pool-format.rst): the growth
+/// extension table and the index selector bitmap.
+const EXT_OFF: usize = 256;
+const SEL_OFF: usize = 512;
 
 const TAG_VINT: u16 = 0x5649;
 
@@ -154,7 +158,7 @@ impl Layout {
         let msm_blocks = rd64(sb, 72);
         let dsm_blocks = rd64(sb, 80);
         let idx_blocks = rd64(sb, 152);
-        let sel = u64::from(sb[256] & 1);
+        let sel = u64::from(sb[SEL_OFF] & 1);
         let idx = 2 + sel;
         let ib = &img[idx as usize];
         let ent = |e: u64| (ib[HDR + (e / 4) as usize] >> ((e % 4) * 2)) & 3;
@@ -366,12 +370,45 @@ fn crafted(base: &[Block], sink: &mut dyn FnMut(Image)) {
         }
     };
     add(
-        "sb-version-3",
+        "sb-version-2",
         Expect::Refuse,
         false,
-        "format version 3 in both superblocks (checksums recomputed)",
+        "format version 2 (the previous one) in both superblocks (checksums recomputed)",
         &|i| {
-            both(i, &|b| wr32(b, 32, 3));
+            both(i, &|b| wr32(b, 32, 2));
+            full
+        },
+    );
+    add(
+        "sb-version-4",
+        Expect::Refuse,
+        false,
+        "format version 4 in both superblocks (checksums recomputed)",
+        &|i| {
+            both(i, &|b| wr32(b, 32, 4));
+            full
+        },
+    );
+    add(
+        "sb-extension-bogus",
+        Expect::Refuse,
+        false,
+        "a growth extension the capacities do not call for in both superblocks (first dynamic block, one metadata space map block; checksums recomputed)",
+        &|i| {
+            both(i, &|b| {
+                wr64(b, EXT_OFF, rd64(b, 88));
+                wr32(b, EXT_OFF + 8, 1);
+            });
+            full
+        },
+    );
+    add(
+        "sb-selector-stray",
+        Expect::Refuse,
+        false,
+        "a selector bit set past the index blocks in both superblocks (checksums recomputed)",
+        &|i| {
+            both(i, &|b| b[BS - 1] |= 0x80);
             full
         },
     );
@@ -610,7 +647,7 @@ fn crafted(base: &[Block], sink: &mut dyn FnMut(Image)) {
         true,
         "index selector bit names the other (stale) index copy",
         &|i| {
-            newest_only(i, &|b| b[256] ^= 1);
+            newest_only(i, &|b| b[SEL_OFF] ^= 1);
             full
         },
     );

@@ -490,6 +490,9 @@ struct JsonPool {
     data_free: u64,
     meta_blocks: u64,
     meta_free: u64,
+    data_capacity: u64,
+    meta_capacity: u64,
+    growth_extensions: usize,
     volumes: Vec<JsonVolume>,
 }
 
@@ -583,6 +586,9 @@ fn pool_json(st: &PoolStats, volumes: Vec<JsonVolume>) -> JsonPool {
         data_free: st.data_free,
         meta_blocks: st.meta_blocks,
         meta_free: st.meta_free,
+        data_capacity: st.data_capacity,
+        meta_capacity: st.meta_capacity,
+        growth_extensions: st.extensions,
         volumes,
     }
 }
@@ -616,6 +622,11 @@ fn write_dump(out: &mut impl std::io::Write, j: &JsonPool) -> std::io::Result<()
         j.meta_blocks,
         j.meta_free,
         j.volumes.len()
+    )?;
+    writeln!(
+        out,
+        "space maps hold {} data extents and {} metadata blocks; growth extensions {}",
+        j.data_capacity, j.meta_capacity, j.growth_extensions
     )?;
     for v in &j.volumes {
         writeln!(

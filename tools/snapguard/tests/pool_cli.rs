@@ -319,7 +319,8 @@ fn format_with_capacity_then_grow() {
         "8m",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("(capacity 65536)"), "{}", text(&o));
+    // 65536 extents asked; the space maps hold whole blocks of 1018 counts.
+    assert!(text(&o).contains("(capacity 66170)"), "{}", text(&o));
     // The metadata device grows (the file here), then the pool.
     std::fs::OpenOptions::new()
         .write(true)
@@ -330,8 +331,16 @@ fn format_with_capacity_then_grow() {
     {
         let mut arena = slots(64);
         let mut pool = Pool::open(open_dev(&p), &mut arena).unwrap();
-        assert_eq!(pool.grow(65537, 2048), Err(snapguard_pool::Error::Invalid));
-        pool.grow(65536, 2048).unwrap();
+        // Within what the space maps hold: no extension.
+        pool.grow(66170, 2048).unwrap();
+        assert_eq!(pool.stats().extensions, 0);
+        // Beyond: a growth extension, here in free metadata blocks (the
+        // metadata device did not grow this time).
+        pool.grow(70_000, 2048).unwrap();
+        let st = pool.stats();
+        assert_eq!((st.extensions, st.data_extents), (1, 70_000));
+        assert!(st.data_capacity >= 2 * 65536, "{st:?}");
+        assert_eq!(pool.grow(69_999, 2048), Err(snapguard_pool::Error::Invalid));
         pool.create_volume(1, 70_000).unwrap();
         for v in 0..20_000 {
             pool.provision(1, v).unwrap();
@@ -341,7 +350,7 @@ fn format_with_capacity_then_grow() {
     let o = run(&["pool", "check", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
-        text(&o).contains("data 20000/65536 extents"),
+        text(&o).contains("data 20000/70000 extents"),
         "{}",
         text(&o)
     );
