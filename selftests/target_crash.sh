@@ -170,7 +170,7 @@ diagnose() {
 	fsbs=$(dumpe2fs -h "/dev/mapper/sgc$v" 2>/dev/null | awk '/^Block size/ {print $3}')
 	filefrag -v "$f" | sed -n '4,20p'
 	snapguard pool dump --volume "$v" /dev/mapper/sgc-meta >/tmp/sgc-dump 2>&1
-	head -n 2 /tmp/sgc-dump
+	head -n 3 /tmp/sgc-dump
 	# Each file block: its volume extent and offset, the data extent the
 	# committed pool maps it to, and what the data device holds there.
 	filefrag -v "$f" | awk -F'[:. ]+' '$2 ~ /^[0-9]+$/ && NF >= 6 {print $3, $4, $5}' >/tmp/sgc-frag

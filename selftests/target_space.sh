@@ -5,21 +5,25 @@
 # pool holds writes that need space (status out_of_data_space, an event,
 # no hang, mapped extents still work); growing the data device + reload +
 # resume completes them with their data (a noflush suspend of the volume
-# meanwhile hands them to dm's core and gets them back); a reload beyond the capacity or
-# shorter is refused and changes nothing; a grown metadata device is
-# used; error_if_no_space fails such writes at once with ENOSPC; a delete
-# lets a held write go on; a longer volume table grows the volume
-# (resize2fs); everything survives re-creation and passes the checker.
+# meanwhile hands them to dm's core and gets them back); a reload shorter
+# than the pool, or beyond what its metadata can hold, is refused and
+# changes nothing; a grown metadata device is used; error_if_no_space
+# fails such writes at once with ENOSPC; a delete lets a held write go on;
+# a longer volume table grows the volume (resize2fs); growth beyond the
+# capacities chosen at format adds growth extensions of the space maps
+# (data device alone: in free metadata blocks; metadata device: in its new
+# space); everything survives re-creation and passes the checker.
 . "$(dirname "$0")/lib.sh"
 
 export DM_DISABLE_UDEV=1
 modprobe snapguard
 
-ktap_plan 50
+ktap_plan 60
 
 # 1 MiB of metadata: 256 blocks, so a data capacity of 256 * 32 = 8192
-# extents and a metadata capacity of 1024 blocks. 1 MiB of data: 16
-# extents of 64 KiB.
+# extents and a metadata capacity of 1024 blocks, for which the space maps
+# hold 9 x 1018 = 9162 extents and 2 x 1018 = 2036 blocks (the capacities
+# the pool reports). 1 MiB of data: 16 extents of 64 KiB.
 dd if=/dev/zero of=/tmp/sgs-meta bs=1M count=0 seek=1 status=none
 rm -f /tmp/sgs-data
 dd if=/dev/zero of=/tmp/sgs-data bs=1M count=0 seek=1 status=none
@@ -107,27 +111,32 @@ rc=$?
 ktap_check "  successfully, its data reads back" eval '[ $rc -eq 0 ] && reads_back 2 0'
 ktap_diag "status: $(status)"
 ktap_check "  status: 17/64 extents used, rw" status_ends "17/64 rw discard_passdown queue_if_no_space -"
-ktap_check "  logged" log_has "pool grown to 64 data extents (from 16, capacity 8192)"
+ktap_check "  logged" log_has "pool grown to 64 data extents (from 16, capacity 9162)"
 
-# Beyond the capacity, or shorter: refused, nothing changed.
+# Beyond what the metadata can hold, or shorter: refused, nothing changed.
 # A flush commits (the used metadata count is stable from then on).
 sync /dev/mapper/sgs1 /dev/mapper/sgs2
 before="$(status)|$(dmsetup table sgs-pool)"
+# 64 GiB of data = 2^20 extents: the space maps hold 9 x 1018, so a growth
+# extension of 1022 more data space map blocks and an index block, two
+# copies each (2046 blocks), which 256 metadata blocks cannot hold.
+truncate -s 64G /tmp/sgs-data
+losetup -c "$DATA"
+ktap_check "reload beyond what the metadata can hold refused" eval '! reload sgs-pool "$(pool_table 134217728)" 2>/dev/null'
+ktap_check "  saying so" log_has "that needs a growth extension of 2046 metadata blocks, and the metadata device has no free run that long; grow the metadata device by at least 2046 blocks too"
 truncate -s 600M /tmp/sgs-data
 losetup -c "$DATA"
-ktap_check "reload beyond the data capacity refused" eval '! reload sgs-pool "$(pool_table 1228800)" 2>/dev/null'
-ktap_check "  saying so" log_has "the table has 9600 data extents, above the pool's capacity of 8192"
 ktap_check "reload shorter than the pool refused" eval '! reload sgs-pool "$(pool_table 4096)" 2>/dev/null'
 ktap_check "  saying so" log_has "shrinking a pool is not supported"
 unchanged() { [ "$(status)|$(dmsetup table sgs-pool)" = "$before" ] || { echo "before: $before"; echo "after: $(status)|$(dmsetup table sgs-pool)"; return 1; }; }
 ktap_check "  nothing changed" unchanged
 
-# A grown metadata device is used at resume (capacity: 4 x 256 blocks).
+# A grown metadata device is used at resume (within the capacity).
 truncate -s 2M /tmp/sgs-meta
 losetup -c "$META"
 ktap_check "grown metadata device: reload and resume" eval 'reload sgs-pool "$(pool_table 8192)" && resume sgs-pool'
 ktap_check "  status: 512 metadata blocks" eval '[[ $(status) == *"/512 17/64 rw "* ]] || { status; false; }'
-ktap_check "  logged" log_has "512 metadata blocks (from 256, capacity 1024)"
+ktap_check "  logged" log_has "512 metadata blocks (from 256, capacity 2036)"
 
 # A longer volume table grows the volume: ext4 on volume 3 (64 extents),
 # grown to 128 extents (8 MiB) with resize2fs.
@@ -182,13 +191,43 @@ wait $held
 rc=$?
 ktap_check "  successfully, its data reads back" eval '[ $rc -eq 0 ] && reads_back 4 63'
 
+# Beyond the capacities chosen at format. The data device alone (600 MiB:
+# 9600 extents; the space maps hold 9 x 1018 = 9162): a growth extension
+# sized for twice the format-time capacity (17 data space map blocks in
+# all, 8 new, plus an index block: 18 blocks), in free metadata blocks.
+ktap_check "reload with 9600 data extents, beyond the 9162 the space maps hold" eval \
+	'reload sgs-pool "$(pool_table 1228800)" && resume sgs-pool'
+ktap_check "  status: 9600 extents, rw" eval '[[ $(status) == *"/512 "*"/9600 rw "* ]] || { status; false; }'
+ktap_check "  logged: growth extension 1, 18 blocks" log_has \
+	"growth extension 1 of the space maps: 18 metadata blocks, capacity now 17306 data extents, 2036 metadata blocks"
+# The metadata device beyond its capacity (16 MiB: 4096 blocks; the space
+# maps hold 2 x 1018): growth extension 2 (3 metadata space map blocks and
+# an index block: 8 blocks), at the start of the new space.
+truncate -s 16M /tmp/sgs-meta
+losetup -c "$META"
+ktap_check "grown metadata device beyond its capacity: reload and resume" eval \
+	'reload sgs-pool "$(pool_table 1228800)" && resume sgs-pool'
+ktap_check "  status: 4096 metadata blocks" eval '[[ $(status) == *"/4096 "*"/9600 rw "* ]] || { status; false; }'
+ktap_check "  logged: growth extension 2, 8 blocks" log_has \
+	"growth extension 2 of the space maps: 8 metadata blocks, capacity now 17306 data extents, 5090 metadata blocks"
+ktap_check "the new space is used: volume 5, 16 extents written" eval 'msg create 5 && vol 5 2048 && wr 5 0 16 && sync /dev/mapper/sgs5'
+sum5=$(sha256sum </dev/mapper/sgs5)
+used=$(status | awk '{print $6}')
+ktap_check "  reads back" sum_is 5 "$(sha256sum </tmp/sgs-rand)"
+
+remove sgs5
 remove sgs4
 remove sgs2
 remove sgs1
 remove sgs-pool
 # Re-created from the same disks: committed data is intact.
-ktap_check "re-create the pool (64 extents) and volume 1" eval 'create sgs-pool "$(pool_table 8192)" && vol 1 2048'
+ktap_check "re-create the pool (9600 extents) and volumes 1 and 5" eval \
+	'create sgs-pool "$(pool_table 1228800)" && vol 1 2048 && vol 5 2048'
 ktap_check "  volume 1 reads its data back" sum_is 1 "$sum1"
+ktap_check "  volume 5 reads its data back" sum_is 5 "$sum5"
+ktap_diag "data extents used: $used"
+ktap_check "  status: the same extents used, 4096 metadata blocks" eval '[[ $(status) == *"/4096 $used rw "* ]] || { status; false; }'
+remove sgs5
 remove sgs1
 remove sgs-pool
 ktap_pool_check "$META"

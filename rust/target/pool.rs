@@ -134,7 +134,7 @@ impl Metadata {
             return Err(CtrError::inval(c"Metadata device too small"));
         }
         let zero = dev.superblocks_zero().map_err(|_| CtrError { err: EIO, msg: c"Error reading metadata" })?;
-        let pool = if zero {
+        let mut pool = if zero {
             if config.features.read_only {
                 return Err(CtrError::inval(c"Cannot format a read-only pool"));
             }
@@ -173,7 +173,8 @@ impl Metadata {
             return Err(CtrError::inval(c"Extent size differs from the pool's"));
         }
         // A longer table grows the pool at resume.
-        space::check_length(&st, data_extents)?;
+        let dev_blocks = pool.device().blocks;
+        space::check_length(&mut pool, data_extents, dev_blocks)?;
         Ok(Metadata { pool, _slots: slots })
     }
 }

@@ -12,8 +12,10 @@
 //!   closes the pool. Another mapped device using a live pool's devices
 //!   stays refused ([`super::super::DeviceClaim`]).
 //! - **Growth.** At resume ([`preresume`]) the pool grows to the table's
-//!   length and to the metadata device's size, within the capacities
-//!   chosen at format time ([`format_caps`]), and commits.
+//!   length and to the metadata device's size, and commits: within the
+//!   capacities chosen at format time ([`format_caps`]) in O(1), beyond
+//!   them with a growth extension of the pool's space maps (the table's
+//!   constructor checks that it can be placed, [`check_length`]).
 //! - **No space.** A write that needs an extent the pool does not have
 //!   (data or metadata) is held on its volume's list (queue mode, at most
 //!   [`NO_SPACE_TIMEOUT_MS`]) or fails at once with `ENOSPC`
@@ -24,10 +26,10 @@
 //!   entering the out-of-space state.
 
 use super::{BLOCK_SECTORS, POOL_TARGET};
-use super::{PoolCore, PoolState, PoolTarget};
+use super::{MetaDev, PoolCore, PoolState, PoolTarget};
 use crate::dmtarget::{PoolConfig, VOLUME_TARGET};
 use crate::kbind::dm::{BioList, Ctr, CtrError, Dev, TableEvents};
-use crate::pool::{self, FormatParams, PoolStats, MAX_DATA_EXTENTS};
+use crate::pool::{self, FormatParams, Pool, PoolStats, MAX_DATA_EXTENTS};
 use crate::target::volume::VolumeCore;
 use crate::target::{errno, DeviceClaim};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -59,9 +61,14 @@ pub(super) fn format_caps(p: &mut FormatParams, meta_blocks: u64) {
     p.meta_capacity = meta_blocks.max(meta_blocks.saturating_mul(META_CAP_FACTOR).min(META_CAP_MAX));
 }
 
-/// Checks a table of `data_extents` against an open pool: no shrinking,
-/// no more than the capacity (growth happens at resume).
-pub(super) fn check_length(st: &PoolStats, data_extents: u64) -> Result<(), CtrError> {
+/// Checks a table of `data_extents` against an open pool whose metadata
+/// device has `dev_blocks` blocks now: no shrinking, and the growth the
+/// resume will do must be possible (beyond what the space maps hold it
+/// needs a growth extension: room for it in the metadata, and fewer than
+/// [`pool::MAX_GROWTH_EXTENSIONS`] so far). Changes nothing. A failed or
+/// read-only pool is left to the resume, which refuses to grow it.
+pub(super) fn check_length(pool: &mut Pool<'static, MetaDev>, data_extents: u64, dev_blocks: u64) -> Result<(), CtrError> {
+    let st = pool.stats();
     if data_extents < st.data_extents {
         pr_err!(
             "{}: the table has {} data extents, the pool {}: shrinking a pool is not supported\n",
@@ -71,16 +78,47 @@ pub(super) fn check_length(st: &PoolStats, data_extents: u64) -> Result<(), CtrE
         );
         return Err(CtrError::inval(c"Pool length below the pool's data size"));
     }
-    if data_extents > st.data_capacity {
-        pr_err!(
-            "{}: the table has {} data extents, above the pool's capacity of {} (chosen at format time)\n",
-            POOL_TARGET,
-            data_extents,
-            st.data_capacity
-        );
-        return Err(CtrError::inval(c"Pool length above the pool's data capacity"));
+    let meta = dev_blocks.max(st.meta_blocks);
+    if st.failed || (data_extents == st.data_extents && meta == st.meta_blocks) {
+        return Ok(());
     }
-    Ok(())
+    match pool.grow_check(data_extents, meta) {
+        Ok(_) => Ok(()),
+        Err(pool::Error::NoMetadataSpace) => {
+            let need = pool.growth_extension_blocks(data_extents, meta);
+            pr_err!(
+                "{}: the table has {} data extents, beyond the {} the pool's space maps hold: that needs a growth extension of {} metadata blocks, and the metadata device has no free run that long; grow the metadata device by at least {} blocks too\n",
+                POOL_TARGET,
+                data_extents,
+                st.data_capacity,
+                need,
+                need
+            );
+            Err(CtrError { err: ENOSPC, msg: c"No metadata space to grow the pool's space maps" })
+        }
+        Err(pool::Error::Invalid) if st.extensions >= pool::MAX_GROWTH_EXTENSIONS => {
+            pr_err!(
+                "{}: the table has {} data extents and the metadata device {} blocks, beyond the {} extents and {} blocks the pool's space maps hold, and the pool has {} growth extensions, the most it can have\n",
+                POOL_TARGET,
+                data_extents,
+                meta,
+                st.data_capacity,
+                st.meta_capacity,
+                st.extensions
+            );
+            Err(CtrError::inval(c"Pool cannot grow further"))
+        }
+        Err(e) => {
+            pr_err!(
+                "{}: the pool cannot grow to {} data extents and {} metadata blocks: {:?}\n",
+                POOL_TARGET,
+                data_extents,
+                meta,
+                e
+            );
+            Err(CtrError { err: errno(e), msg: c"Pool cannot grow to the table's size" })
+        }
+    }
 }
 
 /// The pool-wide part of the space state, in [`PoolCore`].
@@ -414,9 +452,16 @@ pub(super) fn bind(
         return Err(CtrError::inval(c"Features of a live pool cannot change"));
     }
     {
-        let st = core.state.lock();
-        let s = st.meta.as_ref().map(|m| m.pool.stats()).ok_or(CtrError { err: EIO, msg: c"The pool is closed" })?;
-        check_length(&s, data_extents)?;
+        let mut st = core.state.lock();
+        let meta = st.meta.as_mut().ok_or(CtrError { err: EIO, msg: c"The pool is closed" })?;
+        let dev = meta.pool.device_mut();
+        let dev_blocks = dev.io.nr_sectors() / BLOCK_SECTORS;
+        // A grown device may be used now (the resume sets it again, and
+        // refuses a shrunk one); the pool grows into it only at resume.
+        if dev_blocks > dev.blocks {
+            dev.blocks = dev_blocks;
+        }
+        check_length(&mut meta.pool, data_extents, dev_blocks)?;
     }
     // The last table may be going: then this one cannot bind.
     sp.tables
@@ -474,10 +519,10 @@ pub(super) fn preresume(t: &PoolTarget) -> Result {
         );
         return Err(EINVAL);
     }
-    let new_meta = dev_blocks.min(s.meta_capacity);
+    let new_meta = dev_blocks;
     let new_data = t.table.data_extents;
-    if new_data < s.data_extents || new_data > s.data_capacity {
-        // Checked by the constructor; the pool cannot have changed since.
+    if new_data < s.data_extents {
+        // Checked by the constructor; the pool cannot have shrunk since.
         return Err(EINVAL);
     }
     if new_data > s.data_extents || new_meta > s.meta_blocks {
@@ -490,6 +535,7 @@ pub(super) fn preresume(t: &PoolTarget) -> Result {
             pr_err!("{}: growing the pool failed: {:?}\n", POOL_TARGET, e);
             errno(e)
         })?;
+        let n = meta.pool.stats();
         core.commit_locked(&mut st, false).map_err(|e| {
             pr_err!("{}: commit after growing the pool failed: {:?}\n", POOL_TARGET, e);
             EIO
@@ -504,14 +550,16 @@ pub(super) fn preresume(t: &PoolTarget) -> Result {
             s.meta_blocks,
             s.meta_capacity
         );
-    }
-    if dev_blocks > s.meta_capacity && new_meta > s.meta_blocks {
-        pr_warn!(
-            "{}: the metadata device has {} blocks, above the pool's capacity of {}: the rest is unused\n",
-            POOL_TARGET,
-            dev_blocks,
-            s.meta_capacity
-        );
+        if n.extensions > s.extensions {
+            pr_info!(
+                "{}: growth extension {} of the space maps: {} metadata blocks, capacity now {} data extents, {} metadata blocks\n",
+                POOL_TARGET,
+                n.extensions,
+                n.meta_fixed.saturating_sub(s.meta_fixed),
+                n.data_capacity,
+                n.meta_capacity
+            );
+        }
     }
     core.space_freed(&mut st);
     core.space_note(&mut st);
