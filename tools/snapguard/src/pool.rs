@@ -46,11 +46,13 @@ enum PoolCmd {
         /// Maximum number of volumes (ids 0..N).
         #[arg(long, default_value_t = DEFAULT_MAX_VOLUMES)]
         max_volumes: u32,
-        /// Largest data device size the pool may grow to later (the
-        /// metadata reserves 8 bytes per extent of it).
+        /// Data device size the pool may grow to later at no cost (the
+        /// metadata reserves 8 bytes per extent of it); beyond, growing
+        /// adds a growth extension.
         #[arg(long, value_parser = parse_size)]
         max_data_size: Option<u64>,
-        /// Largest metadata device size the pool may grow to later.
+        /// Metadata device size the pool may grow to later at no cost;
+        /// beyond, growing adds a growth extension.
         #[arg(long, value_parser = parse_size)]
         max_meta_size: Option<u64>,
     },
