@@ -4,6 +4,7 @@
 
 use super::block::{set_header, Header};
 use super::geom::{Ext, Geometry, SmKind, EXT_SM_MAX, IDX_TAG, MAX_EXT, SM_ENTRIES};
+use super::read::sm_index;
 use super::{Error, MetaDevice, Pool, MAX_DATA_EXTENTS};
 
 impl<D: MetaDevice> Pool<'_, D> {
@@ -179,32 +180,60 @@ impl<D: MetaDevice> Pool<'_, D> {
         {
             return Ok(None);
         }
-        // Downwards from the top: at most one pass over the dynamic area.
+        // Downwards from the top, a span of blocks at a time: at most one
+        // pass over the dynamic area. The free run found so far is
+        // `[nr, nr + run)`.
         let mut run = 0u64;
         let mut nr = meta_blocks;
         while nr > g.first_dyn {
-            nr = nr.saturating_sub(1);
-            let free = nr >= old
-                || (g.is_dyn(nr)
-                    && self.rc(SmKind::Meta, nr)? == 0
-                    && self.rc_committed(SmKind::Meta, nr)? == 0);
+            let b = nr.saturating_sub(1);
+            let (free, span) = if b >= old {
+                (true, nr.saturating_sub(old))
+            } else {
+                self.meta_span(b)?
+            };
+            let span = span.clamp(1, nr.saturating_sub(g.first_dyn));
             if !free {
                 run = 0;
-                continue;
+            } else if run.saturating_add(span) >= len {
+                return Ok(Some(nr.saturating_add(run).saturating_sub(len)));
+            } else {
+                run = run.saturating_add(span);
             }
-            run = run.saturating_add(1);
-            if run == len {
-                return Ok(Some(nr));
-            }
+            nr = nr.saturating_sub(span);
         }
         Ok(None)
+    }
+
+    /// Whether metadata block `b` (below the current size) is free in the
+    /// open transaction and in the last commit, and how many blocks from
+    /// `b` downwards are known to be the same: the rest of its space map
+    /// block down to the dynamic area if that block was never written in
+    /// either state and holds no extension (all free), else 1.
+    fn meta_span(&mut self, b: u64) -> Result<(bool, u64), Error> {
+        let g = self.geo;
+        let j = b / SM_ENTRIES;
+        let lo = j.saturating_mul(SM_ENTRIES).max(g.first_dyn);
+        let w = sm_index(&mut self.loader(), &g, SmKind::Meta, j, false)?;
+        let c = sm_index(&mut self.loader(), &g, SmKind::Meta, j, true)?;
+        let in_ext = g
+            .exts()
+            .iter()
+            .any(|e| e.base <= b && e.base.saturating_add(e.len()) > lo);
+        if !w.1 && !c.1 && !in_ext && b >= lo {
+            return Ok((true, b.saturating_sub(lo).saturating_add(1)));
+        }
+        let free = g.is_dyn(b)
+            && self.rc(SmKind::Meta, b)? == 0
+            && self.rc_committed(SmKind::Meta, b)? == 0;
+        Ok((free, 1))
     }
 
     /// Installs a grown geometry in the open transaction, with its new
     /// extension if any: the extension's index blocks are written (copy
     /// 0, every space map block "never written"), and its blocks, free
-    /// until now, get count 1 (implicitly where their space map block was
-    /// never written, explicitly elsewhere).
+    /// until now, get count 1: implicitly where their space map block was
+    /// never written (skipped a block at a time), explicitly elsewhere.
     fn install_grown(&mut self, ng: Geometry, ext: Option<Ext>) -> Result<(), Error> {
         let g = self.geo;
         let added = ng.meta_blocks.saturating_sub(g.meta_blocks);
@@ -241,10 +270,19 @@ impl<D: MetaDevice> Pool<'_, D> {
         let mut nr = e.base;
         let end = e.base.saturating_add(taken);
         while nr < end {
-            if self.rc(SmKind::Meta, nr)? == 0 {
-                self.sm_set(SmKind::Meta, nr, 1)?;
+            let j = nr / SM_ENTRIES;
+            let blk_end = j.saturating_add(1).saturating_mul(SM_ENTRIES).min(end);
+            let geo = self.geo;
+            if !sm_index(&mut self.loader(), &geo, SmKind::Meta, j, false)?.1 {
+                nr = blk_end;
+                continue;
             }
-            nr = nr.saturating_add(1);
+            while nr < blk_end {
+                if self.rc(SmKind::Meta, nr)? == 0 {
+                    self.sm_set(SmKind::Meta, nr, 1)?;
+                }
+                nr = nr.saturating_add(1);
+            }
         }
         Ok(())
     }
