@@ -87,10 +87,12 @@ pub(super) fn check_length(pool: &mut Pool<'static, MetaDev>, data_extents: u64,
         Err(pool::Error::NoMetadataSpace) => {
             let need = pool.growth_extension_blocks(data_extents, meta);
             pr_err!(
-                "{}: the table has {} data extents, beyond the {} the pool's space maps hold: that needs a growth extension of {} metadata blocks, and the metadata device has no free run that long; grow the metadata device by at least {} blocks too\n",
+                "{}: growing to {} data extents and {} metadata blocks, beyond the {} extents and {} blocks the pool's space maps hold: that needs a growth extension of {} metadata blocks, and the metadata device has no free run that long; grow the metadata device by at least {} blocks too\n",
                 POOL_TARGET,
                 data_extents,
+                meta,
                 st.data_capacity,
+                st.meta_capacity,
                 need,
                 need
             );
