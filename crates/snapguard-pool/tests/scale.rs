@@ -81,9 +81,9 @@ fn one_tib_metadata() {
 
 #[test]
 fn largest_geometries() {
-    // The index limit (30720 index blocks of 16288 entries) allows about
-    // 5 * 10^8 space map blocks, i.e. about 4.4 * 10^11 data extents with
-    // a 256 TiB metadata device; above it format says Invalid.
+    // The index limit (28672 index blocks of 16288 entries) allows about
+    // 4.7 * 10^8 space map blocks, i.e. about 4.1 * 10^11 data extents
+    // with a 256 TiB metadata device; above it format says Invalid.
     let meta = 1u64 << 36;
     let max = max_data_extents(meta);
     assert!(max >= 1 << 38, "{max}");

@@ -842,3 +842,16 @@ fn provision_two_phase() {
     pool.commit().unwrap();
     clean(&mut pool);
 }
+
+#[test]
+fn format_on_a_too_small_device_is_out_of_metadata_space() {
+    // 1000 data extents need 1 index, 1 metadata and 1 data space map
+    // block pair after the superblocks (8 blocks) plus 16 dynamic blocks.
+    let mut s = slots(32);
+    for blocks in [2u64, 8, 23] {
+        let r = Pool::format(MemDevice::new(blocks), &mut s, params(1000));
+        assert_eq!(r.err(), Some(Error::NoMetadataSpace), "{blocks} blocks");
+    }
+    let mut pool = Pool::format(MemDevice::new(24), &mut s, params(1000)).unwrap();
+    clean(&mut pool);
+}

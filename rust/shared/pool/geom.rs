@@ -331,12 +331,18 @@ impl Geometry {
         if idx > SEL_BITS
             || msm != meta_cap.div_ceil(SM_ENTRIES)
             || dsm != data_cap.div_ceil(SM_ENTRIES)
-            || end > meta_blocks
         {
             return Err(Error::Invalid);
         }
-        if meta_blocks < first_dyn.saturating_add(MIN_DYN_BLOCKS) || g.dyn_blocks() < MIN_DYN_BLOCKS
-        {
+        // Too small for the fixed area: out of space (format says so);
+        // extensions past the end: an inconsistent geometry.
+        if meta_blocks < first_dyn.saturating_add(MIN_DYN_BLOCKS) {
+            return Err(Error::NoMetadataSpace);
+        }
+        if end > meta_blocks {
+            return Err(Error::Invalid);
+        }
+        if g.dyn_blocks() < MIN_DYN_BLOCKS {
             return Err(Error::NoMetadataSpace);
         }
         g.meta_reserve = META_RESERVE.min(g.dyn_blocks() / 4);
