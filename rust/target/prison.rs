@@ -35,8 +35,10 @@ use kernel::sync::{Arc, Mutex, SpinLock};
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 use kernel::{new_mutex, new_spinlock};
 
-/// Operations (provisions and breaks) in flight at once per pool.
-pub(super) const CELLS: usize = 8;
+/// Operations (provisions and breaks) in flight at once per pool: as many
+/// as a queue depth of 16 asks for (each copies or zeroes synchronously on
+/// its own work item, so fewer cells cap copy-on-write at that depth).
+pub(super) const CELLS: usize = 16;
 /// Per-bio word of a whole-extent write held by a cell: `HELD | cell`
 /// (the volume's counted words have bit 63 set, FUA sector words are
 /// below 2^61).
