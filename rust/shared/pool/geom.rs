@@ -177,6 +177,13 @@ pub(crate) struct Geometry {
 /// laid out like the fixed area (index pairs, metadata space map pairs,
 /// data space map pairs) for the space map blocks that follow those of the
 /// fixed area and of the extensions before it.
+///
+/// # Invariants
+///
+/// In a [`Geometry`] (checked by [`Geometry::build`], so also for every
+/// superblock read): `base` is in the dynamic area, the extensions are in
+/// order without overlap and end by the metadata size, `msm` and `dsm` are
+/// at most [`EXT_SM_MAX`] and not both 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Ext {
     /// First block of the area.
