@@ -2,9 +2,9 @@
 //! areas hold (O(1)), or beyond it by adding a growth extension (a new
 //! space map area named in the superblock).
 
-use super::block::{set_header, Header};
-use super::geom::{Ext, Geometry, SmKind, EXT_SM_MAX, IDX_TAG, MAX_EXT, SM_ENTRIES};
+use super::geom::{Ext, Geometry, SmKind, EXT_SM_MAX, MAX_EXT, SM_ENTRIES};
 use super::read::sm_index;
+use super::sm::blank_index;
 use super::{Error, MetaDevice, Pool, MAX_DATA_EXTENTS};
 
 impl<D: MetaDevice> Pool<'_, D> {
@@ -255,17 +255,7 @@ impl<D: MetaDevice> Pool<'_, D> {
         for k in 0..e.idx() {
             let nr = e.base.saturating_add(k.saturating_mul(2));
             let i = self.cache.claim(&mut self.dev, nr, usize::MAX)?;
-            let b = self.cache.buf_mut(i)?;
-            b.fill(0);
-            set_header(
-                b,
-                Header {
-                    tag: IDX_TAG,
-                    level: 0,
-                    blocknr: nr,
-                    gen,
-                },
-            )?;
+            blank_index(self.cache.buf_mut(i)?, nr, gen)?;
         }
         let mut nr = e.base;
         let end = e.base.saturating_add(taken);

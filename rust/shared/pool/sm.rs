@@ -31,20 +31,26 @@ pub(crate) fn format_maps<D: MetaDevice>(
     for k in 0..geo.idx_blocks {
         let nr = geo.idx_phys(k, 0)?;
         let b = cache.buf_mut(SLOT_COM)?;
-        b.fill(0);
-        set_header(
-            b,
-            Header {
-                tag: IDX_TAG,
-                level: 0,
-                blocknr: nr,
-                gen: 1,
-            },
-        )?;
+        blank_index(b, nr, 1)?;
         super::block::seal(b);
         dev.write_block(nr, b)?;
     }
     dev.flush()
+}
+
+/// Makes `b` an index block at `nr` written by generation `gen` whose
+/// entries all say "never written" (format, growth extensions).
+pub(crate) fn blank_index(b: &mut [u8; BLOCK_SIZE], nr: u64, gen: u64) -> Result<(), Error> {
+    b.fill(0);
+    set_header(
+        b,
+        Header {
+            tag: IDX_TAG,
+            level: 0,
+            blocknr: nr,
+            gen,
+        },
+    )
 }
 
 impl<D: MetaDevice> Pool<'_, D> {
