@@ -7,7 +7,8 @@
 # formats and populates, one image per corruption (flipped bits in every
 # block type, superblock fields, loops and cross links in trees, reference
 # counts off by one, out-of-range pointers and values, truncated devices,
-# zeroed superblocks), the pool fuzz corpus decoded (/selftests/pool-corpus)
+# zeroed superblocks), the pool fuzz corpus decoded (the finds in
+# /selftests/pool-corpus, the seeds the pool core builds)
 # and, in thorough mode, seeded random mutants; manifest.tsv says what the
 # pool core (the same code, on the host side) does with each: refuse, open
 # or format. For each image, on a loop device with a data device:

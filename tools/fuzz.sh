@@ -3,9 +3,11 @@
 # cargo-fuzz needs nightly-only rustc flags; this machine has only the stable
 # toolchain, so RUSTC_BOOTSTRAP=1 lets stable rustc accept them.
 # Each target starts from its working corpus (fuzz/DIR/corpus/TARGET, not in
-# git) plus the checked-in seed corpus named in fuzz/DIR/seeds (real fixture
-# images shrunk to the blocks read, and earlier finds), which the cargo
-# tests replay.
+# git) plus the seed corpora named in fuzz/DIR/seeds, one per line: a
+# checked-in directory (real fixture images shrunk to the blocks read, and
+# earlier finds), or gen:CRATE for seeds that CRATE's corpus test builds
+# (written into the working corpus through SNAPGUARD_SEED_DIR). The cargo
+# tests replay them all.
 # Usage: tools/fuzz.sh [SECONDS] [TARGET-FILTER]
 set -euo pipefail
 secs=${1:-60}
@@ -24,7 +26,16 @@ for dir in fuzz/*/; do
 		rc=0
 		seeds=()
 		if [ -f "$dir/seeds" ]; then
-			while read -r sd; do [ -n "$sd" ] && seeds+=("$sd"); done <"$dir/seeds"
+			while read -r sd; do
+				case "$sd" in
+				'') ;;
+				gen:*)
+					SNAPGUARD_SEED_DIR="$PWD/$dir/corpus/$t" \
+						cargo test -q --locked -p "${sd#gen:}" --test corpus >/dev/null
+					;;
+				*) seeds+=("$sd") ;;
+				esac
+			done <"$dir/seeds"
 		fi
 		cargo fuzz run --fuzz-dir "$dir" "$t" "$dir/corpus/$t" "${seeds[@]}" -- \
 			-max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1 || rc=$?

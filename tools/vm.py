@@ -231,8 +231,9 @@ def build_initramfs(kdir, out, mode, cmd=None, only=None, timeout_scale=1):
         subprocess.run(["depmod", "-b", root, rel], check=True)
         # Tests, fixtures and helpers.
         shutil.copytree(os.path.join(REPO, "selftests"), os.path.join(root, "selftests"))
-        # The pool fuzz target's regression corpus (~220 KiB), decoded
-        # into images by `snapguard pool craft` in target_crafted.sh.
+        # The pool fuzz target's regression corpus (its finds, ~56 KiB),
+        # decoded into images by `snapguard pool craft` in
+        # target_crafted.sh (which adds the seeds the pool core builds).
         shutil.copytree(os.path.join(REPO, "crates/snapguard-pool/tests/corpus"),
                         os.path.join(root, "selftests/pool-corpus"))
         if os.path.isdir(os.path.join(REPO, "tools/fixtures")):

@@ -1,7 +1,8 @@
-//! Replays the fuzz corpus (`tests/corpus/`: seeds and any regression
-//! inputs the fuzzer found) through the fuzz oracle: nothing may panic and
-//! everything that parses must round-trip. With `SNAPGUARD_GEN_CORPUS=1`
-//! the seed files are (re)written first; otherwise they must be up to date.
+//! Replays the fuzz seeds (below) and any regression inputs the fuzzer
+//! found (`tests/corpus/`) through the fuzz oracle: nothing may panic and
+//! everything that parses must round-trip. With `SNAPGUARD_SEED_DIR=DIR`
+//! the seeds are also written into DIR (`tools/fuzz.sh` does that for the
+//! fuzzer's working corpus).
 
 use std::path::PathBuf;
 
@@ -51,32 +52,28 @@ fn encode(kind: u8, line: &str) -> Vec<u8> {
 }
 
 #[test]
-fn seeds_up_to_date() {
-    let gen = std::env::var_os("SNAPGUARD_GEN_CORPUS").is_some();
-    for (name, kind, line) in SEEDS {
-        let path = dir().join(name);
-        let want = encode(*kind, line);
-        if gen {
-            std::fs::create_dir_all(dir()).unwrap();
-            std::fs::write(&path, &want).unwrap();
+fn seeds_replay() {
+    for (_, kind, line) in SEEDS {
+        snapguard_dmtarget::fuzz_one(&encode(*kind, line));
+    }
+    if let Some(out) = std::env::var_os("SNAPGUARD_SEED_DIR") {
+        let out = PathBuf::from(out);
+        std::fs::create_dir_all(&out).unwrap();
+        for (name, kind, line) in SEEDS {
+            std::fs::write(out.join(name), encode(*kind, line)).unwrap();
         }
-        let got = std::fs::read(&path).unwrap_or_default();
-        assert_eq!(
-            got,
-            want,
-            "{} is stale: run with SNAPGUARD_GEN_CORPUS=1",
-            path.display()
-        );
+        eprintln!("{} seeds written to {}", SEEDS.len(), out.display());
     }
 }
 
 #[test]
-fn corpus_replays() {
-    let mut n = 0;
-    for e in std::fs::read_dir(dir()).unwrap() {
+fn regression_corpus_replays() {
+    // Inputs the fuzzer found, if any (`tests/corpus/`, kept in git).
+    let Ok(rd) = std::fs::read_dir(dir()) else {
+        return;
+    };
+    for e in rd {
         let data = std::fs::read(e.unwrap().path()).unwrap();
         snapguard_dmtarget::fuzz_one(&data);
-        n += 1;
     }
-    assert!(n >= SEEDS.len());
 }

@@ -198,6 +198,68 @@ impl MetaDevice for FileDevice {
     }
 }
 
+/// Encodes a device as a [`fuzz_one`] input: flags, size, the image
+/// without its trailing zero blocks.
+pub fn fuzz_encode(flags: u8, dev: &MemDevice) -> Vec<u8> {
+    let mut n = dev.blocks.len().min(FUZZ_MAX_BLOCKS);
+    while n > 0 && dev.blocks[n - 1].iter().all(|&b| b == 0) {
+        n -= 1;
+    }
+    let size = u8::try_from(dev.blocks.len()).unwrap_or(u8::MAX);
+    let mut out = std::vec![flags, size];
+    for b in &dev.blocks[..n] {
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+/// The fuzz seed inputs, built by the pool core itself (so that they
+/// follow the format): an empty pool, a populated one (volumes, a
+/// snapshot, a broken share, a range copy), the populated pool grown
+/// beyond its data capacity (one growth extension) and an uncommitted
+/// transaction's blocks on disk (as after a crash). The corpus test
+/// replays them, `snapguard pool craft` decodes them into images for the
+/// kernel, and `tools/fuzz.sh` writes them into the fuzzer's working
+/// corpus (`tests/corpus.rs`, `SNAPGUARD_SEED_DIR`); they are not kept in
+/// git.
+pub fn fuzz_seeds() -> Result<Vec<(&'static str, Vec<u8>)>, Error> {
+    let mut s = slots(32);
+    let mut p = crate::FormatParams::new(1000);
+    p.max_volumes = 200;
+    p.extent_size = 4096;
+    let mut pool = Pool::format(MemDevice::new(48), &mut s, p)?;
+    let empty = fuzz_encode(0, pool.device());
+    pool.create_volume(1, 1500)?;
+    for v in 0..700 {
+        pool.provision(1, v)?;
+    }
+    pool.create_volume(150, 20)?;
+    pool.commit()?;
+    pool.snapshot(1, 2)?;
+    pool.break_sharing(2, 3)?;
+    pool.copy_range(1, 10, 150, 0, 20)?;
+    pool.commit()?;
+    let populated = fuzz_encode(2, pool.device());
+    let mut s2 = slots(32);
+    let mut pool2 = Pool::open(
+        MemDevice::from_blocks(pool.device().blocks.clone()),
+        &mut s2,
+    )?;
+    pool2.grow(5000, 48)?;
+    pool2.commit()?;
+    let grown = fuzz_encode(2, pool2.device());
+    pool.discard(1, 0, 300)?;
+    pool.provision(1, 1000)?;
+    let (dev, _) = pool.into_parts();
+    let crashed = fuzz_encode(3, &dev);
+    Ok(std::vec![
+        ("seed-empty", empty),
+        ("seed-populated", populated),
+        ("seed-uncommitted", crashed),
+        ("seed-grown", grown),
+    ])
+}
+
 /// Largest device the fuzz harness builds (blocks).
 pub const FUZZ_MAX_BLOCKS: usize = 256;
 

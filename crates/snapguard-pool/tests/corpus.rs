@@ -1,103 +1,61 @@
-//! Replays the fuzz regression corpus (`tests/corpus/`) through the fuzz
-//! harness: no input may panic; the valid seeds must check clean. With
-//! `SNAPGUARD_GEN_CORPUS=1` the seed images are (re)written first.
+//! Replays the fuzz seeds ([`fuzz_seeds`], built in memory by the pool
+//! core) and the regression inputs the fuzzer found (`tests/corpus/`)
+//! through the fuzz harness: no input may panic; the seeds must check
+//! clean. With `SNAPGUARD_SEED_DIR=DIR` the seeds are also written into DIR
+//! (`tools/fuzz.sh` does that for the fuzzer's working corpus).
 
-use snapguard_pool::host::{fuzz_one, slots, MemDevice};
-use snapguard_pool::*;
+use snapguard_pool::host::{fuzz_one, fuzz_seeds};
 use std::path::PathBuf;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
 }
 
-/// Encodes an image as a fuzz input: flags, size, image without its
-/// trailing zero blocks.
-fn encode(flags: u8, dev: &MemDevice) -> Vec<u8> {
-    let mut n = dev.blocks.len();
-    while n > 0 && dev.blocks[n - 1].iter().all(|&b| b == 0) {
-        n -= 1;
-    }
-    let mut out = vec![flags, dev.blocks.len() as u8];
-    for b in &dev.blocks[..n] {
-        out.extend_from_slice(b);
-    }
-    out
-}
-
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {
-    let mut s = slots(32);
-    let mut p = FormatParams::new(1000);
-    p.max_volumes = 200;
-    p.extent_size = 4096;
-    let mut pool = Pool::format(MemDevice::new(48), &mut s, p).unwrap();
-    let empty = encode(0, pool.device());
-    pool.create_volume(1, 1500).unwrap();
-    for v in 0..700 {
-        pool.provision(1, v).unwrap();
-    }
-    pool.create_volume(150, 20).unwrap();
-    pool.commit().unwrap();
-    pool.snapshot(1, 2).unwrap();
-    pool.break_sharing(2, 3).unwrap();
-    pool.copy_range(1, 10, 150, 0, 20).unwrap();
-    pool.commit().unwrap();
-    let populated = encode(2, pool.device());
-    // Grown beyond its data capacity: a growth extension in free blocks.
-    let mut s2 = slots(32);
-    let mut pool2 = Pool::open(
-        MemDevice::from_blocks(pool.device().blocks.clone()),
-        &mut s2,
-    )
-    .unwrap();
-    pool2.grow(5000, 48).unwrap();
-    pool2.commit().unwrap();
-    assert_eq!(pool2.stats().extensions, 1);
-    let grown = encode(2, pool2.device());
-    // An uncommitted transaction's blocks on disk (as after a crash).
-    pool.discard(1, 0, 300).unwrap();
-    pool.provision(1, 1000).unwrap();
-    let (dev, _) = pool.into_parts();
-    let crashed = encode(3, &dev);
-    vec![
-        ("seed-empty", empty),
-        ("seed-populated", populated),
-        ("seed-uncommitted", crashed),
-        ("seed-grown", grown),
-    ]
+    fuzz_seeds().expect("the seed generator builds its pools")
 }
 
 #[test]
-fn corpus_replays_without_panic() {
-    let d = dir();
-    if std::env::var_os("SNAPGUARD_GEN_CORPUS").is_some() {
-        std::fs::create_dir_all(&d).unwrap();
-        for (name, data) in seeds() {
-            std::fs::write(d.join(name), data).unwrap();
-        }
-    }
-    let mut n = 0;
-    for e in std::fs::read_dir(&d).unwrap() {
-        let path = e.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let rep = fuzz_one(&data);
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.starts_with("seed-") {
-            let rep = rep.unwrap_or_else(|| panic!("{name}: does not open"));
-            assert!(rep.is_clean(), "{name}: {rep:?}");
-        }
-        n += 1;
-    }
-    eprintln!("corpus: {n} inputs replayed");
-    assert!(n >= 4);
-}
-
-#[test]
-fn seeds_are_current() {
-    // The generator still produces clean pools.
-    for (name, data) in seeds() {
-        let rep = fuzz_one(&data).unwrap_or_else(|| panic!("{name}"));
+fn seeds_check_clean() {
+    let seeds = seeds();
+    assert_eq!(seeds.len(), 4);
+    for (name, data) in &seeds {
+        let rep = fuzz_one(data).unwrap_or_else(|| panic!("{name}: does not open"));
         assert!(rep.is_clean(), "{name}: {rep:?}");
     }
+    // The grown seed holds what it says: one growth extension.
+    let (_, grown) = seeds.iter().find(|(n, _)| *n == "seed-grown").unwrap();
+    let mut dev = snapguard_pool::host::MemDevice::from_image(&grown[2..]);
+    dev.blocks
+        .resize(usize::from(grown[1]), [0; snapguard_pool::BLOCK_SIZE]);
+    let mut s = snapguard_pool::host::slots(32);
+    let pool = snapguard_pool::Pool::open(dev, &mut s).unwrap();
+    assert_eq!(pool.stats().extensions, 1);
+    if let Some(out) = std::env::var_os("SNAPGUARD_SEED_DIR") {
+        let out = PathBuf::from(out);
+        std::fs::create_dir_all(&out).unwrap();
+        for (name, data) in &seeds {
+            std::fs::write(out.join(name), data).unwrap();
+        }
+        eprintln!("{} seeds written to {}", seeds.len(), out.display());
+    }
+}
+
+#[test]
+fn regression_corpus_replays_without_panic() {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir()).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            name.starts_with("fuzz-"),
+            "{name}: the regression corpus holds only fuzzer finds (seeds are generated)"
+        );
+        fuzz_one(&std::fs::read(&path).unwrap());
+        n += 1;
+    }
+    eprintln!("corpus: {n} regression inputs replayed");
+    assert!(n >= 4);
 }
 
 #[test]

@@ -11,7 +11,9 @@
 //! out-of-range pointers and values, wrong tags, levels, generations and
 //! locations (checksums recomputed where the damage must get past them),
 //! truncated devices, zeroed superblocks. The fuzz regression corpus
-//! (`--corpus DIR`) is decoded into images too, and `--mutants N` adds
+//! (`--corpus DIR`) and the fuzz seeds the pool core builds
+//! (`snapguard_pool::host::fuzz_seeds`) are decoded into images too, and
+//! `--mutants N` adds
 //! seeded random changes of live blocks with checksums recomputed.
 //!
 //! Each image's expected outcome in the kernel is what the shared pool
@@ -1437,6 +1439,15 @@ pub(crate) fn run(
                 .to_string_lossy()
                 .to_string();
             if let Some(img) = decode_fuzz(&name, &data) {
+                sink(img);
+            }
+        }
+        // The fuzz seeds are built by the pool core, not kept in the
+        // corpus directory.
+        let seeds = snapguard_pool::host::fuzz_seeds()
+            .map_err(|e| format!("building the fuzz seeds: {e:?}"))?;
+        for (name, data) in seeds {
+            if let Some(img) = decode_fuzz(name, &data) {
                 sink(img);
             }
         }

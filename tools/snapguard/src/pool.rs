@@ -97,7 +97,7 @@ enum PoolCmd {
         /// Output directory.
         outdir: PathBuf,
         /// Also decode this fuzz corpus directory (the pool fuzz target's
-        /// input format) into images.
+        /// input format) and the generated fuzz seeds into images.
         #[arg(long)]
         corpus: Option<PathBuf>,
         /// Random mutants of the base pool (checksums recomputed).
