@@ -13,6 +13,8 @@
 #   make bench-target  the snapshot target against the raw disk and dm-thin
 #                   in a QEMU guest (fio; BENCH_SECONDS per run); prints a
 #                   table of figures, ratios and the issue's goals
+#   make bench-target-device  the same with fixed-latency null data disks
+#                   (BENCH_DEVICE_LATENCY_US): device-bound figures
 #   make modules_install   install snapguard.ko into KDIR's module dir
 #   make check-debug  the selftests on the debug kernel flavor (KASAN,
 #                   lockdep, UBSAN, kmemleak...); fails on any splat; not CI
@@ -39,6 +41,8 @@ BENCH_VOLUME_MIB ?= 128
 BENCH_COW_OPS ?= 1024
 BENCH_TARGET_ROUNDS ?= 3
 BENCH_DISK_MIB ?= 512
+# make bench-target-device: the latency of the null data disks (us).
+BENCH_DEVICE_LATENCY_US ?= 20000
 
 KDIR_CMD = $(if $(KDIR),echo $(KDIR),tools/kernel-build.sh)
 ifneq ($(KERNEL_SERIES),)
@@ -47,7 +51,7 @@ endif
 SUPPORTED_SERIES := $(shell tools/kernel/series.sh --print supported)
 
 .PHONY: all module module-clippy kernel setup check test-host lint selftests \
-	run demo demo-target cli fuzz bench bench-host bench-mount modules_install clean bench-target \
+	run demo demo-target cli fuzz bench bench-host bench-mount modules_install clean bench-target bench-target-device \
 	check-all-kernels check-debug
 
 all: module
@@ -140,6 +144,13 @@ bench-mount: module
 bench-target: module
 	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir --disks 5 --disk-mib $(BENCH_DISK_MIB) \
 	  --cmd "/selftests/bench_target.sh $(BENCH_SECONDS) $(BENCH_VOLUME_MIB) $(BENCH_COW_OPS) $(BENCH_TARGET_ROUNDS)"
+
+# The same with the raw disk and the pools' data disks as fixed-latency
+# null devices: device-bound figures (selftests/bench_target.sh).
+bench-target-device: module
+	@kdir=$$($(KDIR_CMD)) && tools/vm.py run --kdir $$kdir --disks 5 --disk-mib $(BENCH_DISK_MIB) \
+	  --null-disks 0,1,3 --null-latency-us $(BENCH_DEVICE_LATENCY_US) \
+	  --cmd "/selftests/bench_target.sh $(BENCH_SECONDS) $(BENCH_VOLUME_MIB) $(BENCH_COW_OPS) $(BENCH_TARGET_ROUNDS) $(BENCH_DEVICE_LATENCY_US)"
 
 modules_install: module
 	@kdir=$$($(KDIR_CMD)) && $(MAKE) -C $$kdir M=$(CURDIR) modules_install

@@ -23,11 +23,24 @@
 # Prints one table with the ratios and the goals of the snapshot-target
 # issue. Under TCG the absolute figures mean little; the ratios are the
 # point. Run by `make bench-target` (Documentation/testing.rst).
-# Usage: bench_target.sh [SECONDS] [VOLUME_MIB] [COW_OPS] [ROUNDS]
+# Two settings of the disks, told by LATENCY_US:
+# - 0 (`make bench-target`): the disks are sparse files of the host, so
+#   the guest CPU is the bottleneck (CPU-bound: a ratio says how many
+#   instructions a target costs per I/O, under TCG, where every guest
+#   instruction is emulated and costs many times its hardware time);
+# - N (`make bench-target-device`): vda, vdb and vdd (the raw disk and the
+#   pools' data disks) are QEMU null devices that complete every request
+#   after N microseconds (reads give zeroes, writes are dropped; the
+#   metadata disks stay files), slow enough that the device is the
+#   bottleneck (device-bound: a ratio says whether a target keeps the
+#   device as busy as the raw disk is kept, as with a real disk whose
+#   latency is long against the CPU's work per I/O).
+# Usage: bench_target.sh [SECONDS] [VOLUME_MIB] [COW_OPS] [ROUNDS] [LATENCY_US]
 secs=${1:-10}
 vol_mib=${2:-128}
 cow_ops=${3:-1024}
 rounds=${4:-3}
+latency_us=${5:-0}
 export DM_DISABLE_UDEV=1
 modprobe snapguard || exit 1
 RAW=/dev/vda
@@ -128,6 +141,13 @@ fio_rounds() {
 
 say "bench-target: 4 KiB, iodepth 16, libaio, direct; ${secs} s per fio run, best of $rounds;" \
 	"volume $vol_mib MiB; $cow_ops CoW writes"
+if [ "$latency_us" -gt 0 ]; then
+	setting="device-bound: vda, vdb, vdd are null devices of $latency_us us per request"
+	say "$setting (QD16: at most $((16000000 / latency_us)) IOPS)"
+else
+	setting="CPU-bound: the disks are sparse files of the host"
+	say "$setting"
+fi
 say "guest load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 dmsetup create --noudevsync bt-lin --table "0 $(blockdev --getsz $RAW) linear $RAW 0"
@@ -181,6 +201,7 @@ rm -f /tmp/bt-cow.log
 say "guest load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- the table
+echo "# table ($setting)"
 awk -v raw_rr="$raw_rr" -v raw_rw="$raw_rw" -v lin_rr="$lin_rr" -v lin_rw="$lin_rw" \
 	-v thin_rr="$thin_rr" -v thin_rw="$thin_rw" -v thin_cow="$thin_cow" -v thin_se="$thin_se" -v thin_sf="$thin_sf" \
 	-v sg_rr="$sg_rr" -v sg_rw="$sg_rw" -v sg_cow="$sg_cow" -v sg_se="$sg_se" -v sg_sf="$sg_sf" '

@@ -276,7 +276,11 @@ def accel():
     return os.environ.get("SNAPGUARD_ACCEL", "tcg")
 
 
-def qemu_cmd(kdir, initrd, disks, mode, console_log, phase=None):
+def qemu_cmd(kdir, initrd, disks, mode, console_log, phase=None, null=None):
+    """`null`: (indexes, latency_us, size_mib) to attach those scratch
+    disks as QEMU's null-co driver instead of their files: every request
+    completes after a fixed latency, reads return zeroes, writes are
+    dropped (a device-bound disk for `make bench-target-device`)."""
     # no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer
     # check can see too few ticks and panic ("IO-APIC + timer doesn't
     # work!"); KVM guests skip that check for the same reason.
@@ -307,8 +311,12 @@ def qemu_cmd(kdir, initrd, disks, mode, console_log, phase=None):
     else:
         cmd += ["-serial", f"file:{console_log}", "-serial", "stdio"]
     for i, d in enumerate(disks):
-        cmd += ["-drive", f"file={d},format=raw,if=none,id=d{i},cache=unsafe",
-                "-device", f"virtio-blk-pci,drive=d{i},serial=sgdisk{i}"]
+        if null and i in null[0]:
+            cmd += ["-blockdev", f"driver=null-co,node-name=d{i},size={null[2] << 20},"
+                    f"latency-ns={null[1] * 1000},read-zeroes=on"]
+        else:
+            cmd += ["-drive", f"file={d},format=raw,if=none,id=d{i},cache=unsafe"]
+        cmd += ["-device", f"virtio-blk-pci,drive=d{i},serial=sgdisk{i}"]
     # Last, so the scratch disks stay vda, vdb, ...
     cmd += ["-drive", f"file={fixture_disk()},format=raw,if=none,id=fx,readonly=on",
             "-device", "virtio-blk-pci,drive=fx,serial=sgfixtures"]
@@ -540,7 +548,11 @@ def cmd_run(args):
         mode = "cmd" if args.cmd else "shell"
         build_initramfs(args.kdir, initrd, mode, cmd=args.cmd)
         disks = make_disks(work, args.disks, args.disk_mib)
-        cmd = qemu_cmd(args.kdir, initrd, disks, mode, None)
+        null = None
+        if args.null_disks:
+            idx = {int(x) for x in args.null_disks.split(",")}
+            null = (idx, args.null_latency_us, args.disk_mib)
+        cmd = qemu_cmd(args.kdir, initrd, disks, mode, None, null=null)
         log("booting (TCG); the guest powers off when done")
         return subprocess.run(cmd).returncode
     finally:
@@ -594,6 +606,10 @@ def main():
                            help="debug kernel flavor: 4x the timeout (KASAN, lockdep are slow)")
         elif name == "run":
             p.add_argument("--cmd")
+            p.add_argument("--null-disks", help="comma-separated scratch disk indexes "
+                           "(0 = vda) attached as fixed-latency null devices")
+            p.add_argument("--null-latency-us", type=int, default=10000,
+                           help="the null devices' latency per request")
         else:
             p.add_argument("--count", type=int, default=100)
     args = ap.parse_args()
