@@ -1,9 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # The probe's regression corpus through the kernel: each image
-# (crates/snapguard-hibernate/tests/corpus, real fixtures shrunk to the
-# blocks the probe reads and inputs the fuzzer found; on the fixture disk
-# under /fixtures/corpus) is expanded onto a loop device and mounted
+# (real fixtures shrunk to the blocks the probe reads by tools/vm.py, and
+# the inputs the fuzzer found, crates/snapguard-hibernate/tests/corpus; on
+# the fixture disk under /fixtures/corpus) is expanded onto a loop device and mounted
 # read-write with mount(2) as each guarded type (ntfs3, ntfs, vfat, msdos,
 # exfat) with the guard enforcing. Checked:
 #  - an image the guard refuses (EROFS, counted in guard/stats) is

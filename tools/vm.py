@@ -330,12 +330,18 @@ def fixture_disk():
     guest and mounted at /fixtures. Cached by the script's hash; the images
     are sparse, so the disk costs ~50 MiB."""
     script = os.path.join(REPO, "tools/fixtures/mkimages.sh")
-    corpus = os.path.join(REPO, "crates/snapguard-hibernate/tests/corpus")
+    finds = os.path.join(REPO, "crates/snapguard-hibernate/tests/corpus")
     h = hashlib.sha256()
-    # The script and the regression corpus it copies onto the disk.
-    for path in [script] + sorted(os.path.join(corpus, n) for n in os.listdir(corpus)):
+    # The script, the fuzzer's finds and what shrinks the fixtures into the
+    # corpus (the probe decides which blocks a shrunk image keeps).
+    inputs = [script] + sorted(os.path.join(finds, n) for n in os.listdir(finds))
+    for d in ("rust/shared/hibernate", "crates/snapguard-hibernate/src",
+              "crates/snapguard-hibernate/examples", "crates/snapguard-hibernate/tests/common"):
+        full = os.path.join(REPO, d)
+        inputs += sorted(os.path.join(full, n) for n in os.listdir(full))
+    for path in inputs:
         with open(path, "rb") as f:
-            h.update(os.path.basename(path).encode() + b"\0" + f.read())
+            h.update(os.path.relpath(path, REPO).encode() + b"\0" + f.read())
     key = h.hexdigest()[:16]
     img = os.path.join(CACHE, f"fixtures-{key}.ext4")
     if os.path.exists(img):
@@ -348,6 +354,19 @@ def fixture_disk():
         r = subprocess.run([script, fx], capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"vm: {script} failed:\n{r.stdout}{r.stderr}")
+        # /fixtures/corpus for guard_corpus.sh: every fixture shrunk to the
+        # blocks the probe reads (~1 MiB instead of the sparse images'
+        # gigabytes), the fuzzer's finds and the expected verdicts.
+        corpus = os.path.join(fx, "corpus")
+        imgs = sorted(os.path.join(fx, n) for n in os.listdir(fx) if n.endswith(".img"))
+        r = subprocess.run(["cargo", "run", "-q", "--locked", "-p", "snapguard-hibernate",
+                            "--example", "mkcorpus", "--", corpus] + imgs,
+                           cwd=REPO, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"vm: mkcorpus failed:\n{r.stdout}{r.stderr}")
+        for n in os.listdir(finds):
+            shutil.copy2(os.path.join(finds, n), corpus)
+        shutil.copy2(os.path.join(fx, "expect.tsv"), corpus)
         size = sum(os.path.getsize(os.path.join(fx, n)) for n in os.listdir(fx))
         part = os.path.join(tmp, "fixtures.ext4")
         subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal",
