@@ -13,8 +13,8 @@
 //! truncated devices, zeroed superblocks. The fuzz regression corpus
 //! (`--corpus DIR`) and the fuzz seeds the pool core builds
 //! (`snapguard_pool::host::fuzz_seeds`) are decoded into images too, and
-//! `--mutants N` adds
-//! seeded random changes of live blocks with checksums recomputed.
+//! `--mutants N` adds seeded random changes of live blocks with checksums
+//! recomputed.
 //!
 //! Each image's expected outcome in the kernel is what the shared pool
 //! core does on the host with a device of the same size (the kernel runs
