@@ -4,9 +4,9 @@
 # toolchain, so RUSTC_BOOTSTRAP=1 lets stable rustc accept them.
 # Each target starts from its working corpus (fuzz/DIR/corpus/TARGET, not in
 # git) plus the seed corpora named in fuzz/DIR/seeds, one per line: a
-# checked-in directory (earlier finds), or gen:CRATE for seeds that CRATE's corpus test builds
-# (written into the working corpus through SNAPGUARD_SEED_DIR). The cargo
-# tests replay them all.
+# checked-in directory (earlier finds), or gen:CRATE for seeds that CRATE's
+# corpus test builds (written into the working corpus through
+# SNAPGUARD_SEED_DIR). The cargo tests replay them all.
 # Usage: tools/fuzz.sh [SECONDS] [TARGET-FILTER]
 set -euo pipefail
 secs=${1:-60}

@@ -627,7 +627,7 @@ def main():
             p.add_argument("--cmd")
             p.add_argument("--null-disks", help="comma-separated scratch disk indexes "
                            "(0 = vda) attached as fixed-latency null devices")
-            p.add_argument("--null-latency-us", type=int, default=10000,
+            p.add_argument("--null-latency-us", type=int, default=20000,
                            help="the null devices' latency per request")
         else:
             p.add_argument("--count", type=int, default=100)
