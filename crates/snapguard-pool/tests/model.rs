@@ -1253,3 +1253,29 @@ proptest! {
         run(&ops, 40, 40, 250);
     }
 }
+
+/// Found by `model_low_metadata`: a growth extension in the open
+/// transaction, a provision prepared and the transaction aborted; the
+/// next change failed with `Io`.
+#[test]
+fn model_grow_then_abort() {
+    use Op::*;
+    let ops = [
+        Create {
+            id: 4,
+            size: 300000,
+        },
+        Commit,
+        Provision {
+            id: 4,
+            vext: 0,
+            n: 188,
+        },
+        Grow { data: 1, meta: 0 },
+        Create { id: 5, size: 834 },
+        PrepareProvision { id: 4, vext: 188 },
+        Abort,
+        Create { id: 0, size: 1 },
+    ];
+    run(&ops, 40, 40, 250);
+}

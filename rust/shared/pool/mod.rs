@@ -838,8 +838,11 @@ impl<'a, D: MetaDevice> Pool<'a, D> {
     /// state. Pending breaks stay allocated but become stale:
     /// [`Pool::complete_break`] then frees their extent and returns
     /// [`Error::Busy`] (the caller redoes the write from a new lookup), so
-    /// an extent being copied to is never handed out again. An I/O error
-    /// while restoring them puts the pool in the failed state.
+    /// an extent being copied to is never handed out again. A pending
+    /// break whose extent came from a growth of the dropped transaction
+    /// holds nothing after it (that extent does not exist in the
+    /// committed pool); its completion only returns [`Error::Busy`]. An I/O
+    /// error while restoring them puts the pool in the failed state.
     pub fn abort(&mut self) {
         self.reset_to_committed();
         if self.pending_set_rc(1).is_err() {

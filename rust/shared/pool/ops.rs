@@ -13,6 +13,11 @@ use super::{
 /// Pending-break entry flag: the extent's mapping may have changed since
 /// the break was prepared; completing it only frees its new extent.
 const PENDING_STALE: u16 = 1;
+/// The entry's new extent is beyond the data size it was reset to (it was
+/// allocated in a growth the reset dropped): the entry holds no extent, so
+/// its completion or cancellation frees nothing and the space map never
+/// counts it (the extent may exist again after a later growth, free).
+pub(crate) const PENDING_GONE: u16 = 2;
 /// Pending-break entries per pinned slot.
 const PENDING_PER_SLOT: usize = BLOCK_SIZE / PENDING_ENTRY;
 
@@ -468,7 +473,7 @@ impl<D: MetaDevice> Pool<'_, D> {
     }
 
     /// Metadata reserved by entry `i` and its flags.
-    fn pending_meta(&self, i: usize) -> Result<(u64, u16), Error> {
+    pub(crate) fn pending_meta(&self, i: usize) -> Result<(u64, u16), Error> {
         let (slot, o) = Self::pending_loc(i);
         let b = self.cache.buf(slot)?;
         Ok((
@@ -502,8 +507,12 @@ impl<D: MetaDevice> Pool<'_, D> {
     /// Marks entry `i` stale and releases its metadata reservation.
     pub(crate) fn pending_mark_stale(&mut self, i: usize) -> Result<(), Error> {
         let p = self.pending_get(i)?;
-        let (need, _) = self.pending_meta(i)?;
-        self.pending_write(i, &p, 0, PENDING_STALE)?;
+        let (need, flags) = self.pending_meta(i)?;
+        let mut flags = flags | PENDING_STALE;
+        if p.new >= self.geo.data_extents {
+            flags |= PENDING_GONE;
+        }
+        self.pending_write(i, &p, 0, flags)?;
         self.meta_reserved = self.meta_reserved.saturating_sub(need);
         Ok(())
     }
@@ -674,7 +683,9 @@ impl<D: MetaDevice> Pool<'_, D> {
                     true
                 }
                 None => {
-                    p.dec(SmKind::Data, plan.new)?;
+                    if flags & PENDING_GONE == 0 {
+                        p.dec(SmKind::Data, plan.new)?;
+                    }
                     false
                 }
             };
@@ -695,8 +706,11 @@ impl<D: MetaDevice> Pool<'_, D> {
             return Ok(());
         }
         let i = self.pending_index(plan)?;
+        let (_, flags) = self.pending_meta(i)?;
         self.mutate(true, |p| {
-            p.dec(SmKind::Data, plan.new)?;
+            if flags & PENDING_GONE == 0 {
+                p.dec(SmKind::Data, plan.new)?;
+            }
             p.pending_remove(i)
         })
     }

@@ -326,6 +326,9 @@ impl<D: MetaDevice> Pool<'_, D> {
     pub(crate) fn pending_set_rc(&mut self, v: u32) -> Result<(), Error> {
         for i in 0..self.npending {
             let p = self.pending_get(i)?;
+            if self.pending_meta(i)?.1 & super::ops::PENDING_GONE != 0 {
+                continue;
+            }
             self.sm_set(SmKind::Data, p.new, v)?;
             if v == 0 {
                 self.work.data_free = self.work.data_free.saturating_add(1);
